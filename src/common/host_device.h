@@ -1,0 +1,11 @@
+// Lets the headers in src/common compile for the host (CPU backend, core) and for the GPU
+// kernels (nvcc, hipcc) unchanged.
+#pragma once
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define SR_HD __host__ __device__ __forceinline__
+#else
+// static: each translation unit keeps its own copy, so a file compiled for AVX-512 never
+// lends its version to one compiled for the baseline instruction set.
+#define SR_HD static inline
+#endif

@@ -1,0 +1,93 @@
+// sr_decode_step: checks every argument, resolves the batch's sequences into page tables, and
+// hands the backend a plan with nothing left to validate.
+#include <cmath>
+#include <mutex>
+#include <vector>
+
+#include "core/defaults.h"
+#include "core/errors.h"
+#include "core/kv_cache.h"
+#include "core/struct_args.h"
+
+namespace sr {
+namespace {
+
+bool is_dtype(sr_dtype d) { return d == SR_DTYPE_F32 || d == SR_DTYPE_F16 || d == SR_DTYPE_BF16; }
+
+sr_decode_args resolve_args(const sr_kv_cache& cache, const sr_decode_args* in) {
+  require_not_null(in, "args");
+  sr_decode_args a = read_struct(in, "sr_decode_args", decode_args_defaults);
+  const sr_cache_geometry& g = cache.geometry;
+  check_layer(cache, a.layer);
+  if (a.batch < 1 || a.batch > g.max_batch) {
+    fail(SR_ERR_OUT_OF_RANGE, "batch = %d is out of range [1, %d] (the cache's max_batch)", a.batch, g.max_batch);
+  }
+  require_not_null(a.seq_ids, "args.seq_ids");
+  require_not_null(a.q, "args.q");
+  require_not_null(a.out, "args.out");
+  if (a.num_q_heads < 1 || a.num_q_heads % g.num_kv_heads != 0) {
+    fail(SR_ERR_INVALID_ARGUMENT, "num_q_heads = %d must be a positive multiple of num_kv_heads = %d",
+         a.num_q_heads, g.num_kv_heads);
+  }
+  if (a.num_q_heads > g.max_q_heads) {
+    fail(SR_ERR_OUT_OF_RANGE, "num_q_heads = %d exceeds the cache's max_q_heads = %d", a.num_q_heads, g.max_q_heads);
+  }
+  if (a.num_q_heads / g.num_kv_heads > 64) {
+    fail(SR_ERR_UNSUPPORTED, "a GQA group of %d q-heads per kv-head is not supported (at most 64)",
+         a.num_q_heads / g.num_kv_heads);
+  }
+  if (!is_dtype(a.q_dtype)) fail(SR_ERR_UNSUPPORTED, "q_dtype = %d is not an sr_dtype value", static_cast<int>(a.q_dtype));
+  if (!is_dtype(a.out_dtype)) {
+    fail(SR_ERR_UNSUPPORTED, "out_dtype = %d is not an sr_dtype value", static_cast<int>(a.out_dtype));
+  }
+  if (!(a.scale >= 0.f) || std::isinf(a.scale)) fail(SR_ERR_INVALID_ARGUMENT, "scale = %g must be finite and >= 0", a.scale);
+  if (a.scale == 0.f) a.scale = 1.f / std::sqrt(static_cast<float>(g.head_dim));
+  if (a.routing < SR_ROUTING_OFF || a.routing > SR_ROUTING_BUDGET) {
+    fail(SR_ERR_INVALID_ARGUMENT, "routing = %d is not an sr_routing_mode value", static_cast<int>(a.routing));
+  }
+  if (a.routing != SR_ROUTING_OFF) {
+    if (a.sink_tokens < 0) fail(SR_ERR_OUT_OF_RANGE, "sink_tokens = %d is negative", a.sink_tokens);
+    if (a.window_tokens < 0) fail(SR_ERR_OUT_OF_RANGE, "window_tokens = %d is negative", a.window_tokens);
+    if (a.sink_tokens == 0 && a.window_tokens == 0) {
+      fail(SR_ERR_INVALID_ARGUMENT, "sink_tokens and window_tokens are both 0: routing needs an anchor set");
+    }
+    if (!(a.error_budget >= 0.f) || std::isinf(a.error_budget)) {
+      fail(SR_ERR_OUT_OF_RANGE, "error_budget = %g must be finite and >= 0", a.error_budget);
+    }
+  }
+  if (a.routing == SR_ROUTING_TAU && !(a.tau > 0.f)) fail(SR_ERR_OUT_OF_RANGE, "tau = %g must be > 0", a.tau);
+  if (a.routing == SR_ROUTING_BUDGET && !(a.error_budget > 0.f)) {
+    fail(SR_ERR_OUT_OF_RANGE, "error_budget = %g must be > 0 in SR_ROUTING_BUDGET mode", a.error_budget);
+  }
+  return a;
+}
+
+}  // namespace
+}  // namespace sr
+
+extern "C" sr_status sr_decode_step(sr_context* context, const sr_kv_cache* cache, const sr_decode_args* args) {
+  return sr::guard([&] {
+    sr::require_not_null(context, "context");
+    sr::require_not_null(cache, "cache");
+    if (context->iface != cache->context->iface || context->device_index != cache->context->device_index) {
+      sr::fail(SR_ERR_INVALID_ARGUMENT, "the cache lives on %s device %d, but the context runs on %s device %d",
+               sr_backend_name(cache->context->backend), cache->context->device_index,
+               sr_backend_name(context->backend), context->device_index);
+    }
+    sr_decode_args a = sr::resolve_args(*cache, args);
+    std::shared_lock<std::shared_mutex> lock(cache->mutex);
+    std::vector<sr_decode_seq> seqs(static_cast<size_t>(a.batch));
+    for (int32_t b = 0; b < a.batch; ++b) {
+      const sr::Sequence& s = sr::find_sequence(*cache, a.seq_ids[b]);
+      int64_t length = s.lengths[a.layer];
+      if (length < 1) {
+        sr::fail(SR_ERR_INVALID_ARGUMENT, "sequence %lld (batch entry %d) holds no tokens at layer %d",
+                 static_cast<long long>(a.seq_ids[b]), b, a.layer);
+      }
+      seqs[b] = sr_decode_seq{s.pages.data(), length, s.slot};
+    }
+    sr_decode_plan plan{&a, seqs.data(), a.num_q_heads / cache->geometry.num_kv_heads};
+    sr_backend_error err{};
+    sr::check_backend(context->iface->decode(context->device, cache->storage, &plan, &err), err, "decode");
+  });
+}

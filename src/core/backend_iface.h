@@ -1,0 +1,100 @@
+// The internal interface between the core and a backend (CPU built in; CUDA and HIP loaded at
+// run time). Plain C types only: it crosses a dlopen boundary. A backend library exports one
+// function, sr_backend_plugin_init, that hands back a table for SR_BACKEND_IFACE_VERSION.
+// Bookkeeping (sequences, page tables, page refcounts) stays in the core; a backend owns the
+// page storage, the per-page summaries and the decode kernels.
+#ifndef SINKROUTER_BACKEND_IFACE_H
+#define SINKROUTER_BACKEND_IFACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sinkrouter/sinkrouter.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SR_BACKEND_IFACE_VERSION 1u
+
+typedef struct sr_backend_device sr_backend_device;    // one opened device
+typedef struct sr_backend_storage sr_backend_storage;  // one cache's page pool
+
+// Shape of a cache's page pool. Storage per layer: K and V each
+// [num_pages][num_kv_heads][page_tokens][head_dim], plus per-page summaries.
+typedef struct sr_cache_geometry {
+  int32_t num_layers;
+  int32_t num_kv_heads;
+  int32_t head_dim;
+  int32_t page_tokens;
+  int64_t num_pages;
+  sr_dtype dtype;
+  int32_t max_batch;
+  int32_t max_q_heads;
+} sr_cache_geometry;
+
+// One batch entry of a decode step, resolved by the core.
+typedef struct sr_decode_seq {
+  const int32_t* pages;  // physical page of each logical page (host memory)
+  int64_t length;        // tokens at the step's layer (>= 1)
+  int64_t slot;          // stable small index of the sequence in its cache
+} sr_decode_seq;
+
+// A decode step with every default filled and every argument checked by the core.
+typedef struct sr_decode_plan {
+  const sr_decode_args* args;  // full-size copy, defaults applied, scale resolved
+  const sr_decode_seq* seqs;   // [args->batch]
+  int32_t group;               // q-heads per kv-head
+} sr_decode_plan;
+
+// Backends write a message here on failure; the core forwards it to sr_last_error().
+typedef struct sr_backend_error {
+  char message[512];
+} sr_backend_error;
+
+typedef struct sr_backend_i {
+  uint32_t iface_version;  // SR_BACKEND_IFACE_VERSION
+  const char* name;        // "cpu", "cuda", "hip"
+
+  // Devices this backend can open (0: library loads but finds no device).
+  int32_t (*device_count)(void);
+  sr_status (*device_open)(int32_t device_index, int32_t num_threads, void* stream,
+                           sr_backend_device** out_device, sr_backend_error* err);
+  void (*device_close)(sr_backend_device* device);
+  const char* (*device_name)(const sr_backend_device* device);
+  int32_t (*device_threads)(const sr_backend_device* device);
+
+  sr_status (*storage_create)(sr_backend_device* device, const sr_cache_geometry* geometry,
+                              sr_backend_storage** out_storage, sr_backend_error* err);
+  void (*storage_destroy)(sr_backend_storage* storage);
+
+  // Write tokens [first_token, first_token + n_tokens) of one layer into the given pages
+  // (pages[i] holds logical page first_token / page_tokens + i), updating the summaries.
+  sr_status (*write_tokens)(sr_backend_storage* storage, int32_t layer, const int32_t* pages,
+                            int64_t first_token, int64_t n_tokens, const void* k, const void* v,
+                            const sr_kv_io* io, sr_backend_error* err);
+  sr_status (*read_tokens)(const sr_backend_storage* storage, int32_t layer, const int32_t* pages,
+                           int64_t first_token, int64_t n_tokens, void* k_out, void* v_out,
+                           const sr_kv_io* io, sr_backend_error* err);
+  // Copy a whole page (every layer, summaries too): copy-on-write of a shared page.
+  sr_status (*copy_page)(sr_backend_storage* storage, int32_t src_page, int32_t dst_page,
+                         sr_backend_error* err);
+  // The page keeps only its first valid_tokens tokens (after a truncate): recompute summaries.
+  sr_status (*trim_page)(sr_backend_storage* storage, int32_t layer, int32_t page,
+                         int32_t valid_tokens, sr_backend_error* err);
+
+  sr_status (*decode)(sr_backend_device* device, sr_backend_storage* storage,
+                      const sr_decode_plan* plan, sr_backend_error* err);
+  sr_status (*stats_read)(sr_backend_device* device, sr_decode_stats* out, sr_backend_error* err);
+  sr_status (*stats_reset)(sr_backend_device* device, sr_backend_error* err);
+} sr_backend_i;
+
+// The one symbol a backend library exports.
+typedef sr_status (*sr_backend_plugin_init_fn)(uint32_t iface_version, const sr_backend_i** out);
+#define SR_BACKEND_PLUGIN_INIT_SYMBOL "sr_backend_plugin_init"
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,62 @@
+// The CPU backend's device and storage, shared by its storage, decode and table files.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "core/backend_iface.h"
+#include "cpu/split_kernel.h"
+#include "cpu/thread_pool.h"
+
+struct sr_backend_device {
+  std::unique_ptr<sr::cpu::ThreadPool> pool;
+  sr::cpu::SplitKernel split_kernel = nullptr;
+  std::string name;
+  std::mutex stats_mutex;
+  sr_decode_stats stats{};
+};
+
+struct sr_backend_storage {
+  sr_cache_geometry geometry{};
+  size_t element_size = 0;
+  int64_t page_elements = 0;   // kv_heads * page_tokens * head_dim
+  int64_t layer_elements = 0;  // num_pages * page_elements
+  struct FreeDeleter {
+    void operator()(void* p) const;
+  };
+  std::unique_ptr<unsigned char, FreeDeleter> k, v;  // [layers][pages][kv_heads][page_tokens][dim]
+  std::unique_ptr<float, FreeDeleter> vnorm;          // [layers][pages][kv_heads]
+
+  unsigned char* k_layer(int32_t layer) const { return k.get() + layer * layer_elements * element_size; }
+  unsigned char* v_layer(int32_t layer) const { return v.get() + layer * layer_elements * element_size; }
+  float* vnorm_layer(int32_t layer) const {
+    return vnorm.get() + static_cast<int64_t>(layer) * geometry.num_pages * geometry.num_kv_heads;
+  }
+};
+
+namespace sr::cpu {
+
+const sr_backend_i* backend_table();
+
+// Storage operations (cpu_storage.cpp).
+sr_status storage_create(sr_backend_device*, const sr_cache_geometry*, sr_backend_storage**, sr_backend_error*);
+void storage_destroy(sr_backend_storage*);
+sr_status write_tokens(sr_backend_storage*, int32_t layer, const int32_t* pages, int64_t first_token,
+                       int64_t n_tokens, const void* k, const void* v, const sr_kv_io* io, sr_backend_error*);
+sr_status read_tokens(const sr_backend_storage*, int32_t layer, const int32_t* pages, int64_t first_token,
+                      int64_t n_tokens, void* k_out, void* v_out, const sr_kv_io* io, sr_backend_error*);
+sr_status copy_page(sr_backend_storage*, int32_t src_page, int32_t dst_page, sr_backend_error*);
+sr_status trim_page(sr_backend_storage*, int32_t layer, int32_t page, int32_t valid_tokens, sr_backend_error*);
+
+// Decode (cpu_decode.cpp).
+sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_decode_plan*, sr_backend_error*);
+
+// Element conversion between any two dtypes, one value at a time (host buffers).
+float load_as_float(const void* base, int64_t index, sr_dtype dtype);
+void store_from_float(void* base, int64_t index, sr_dtype dtype, float value);
+
+void set_error(sr_backend_error* err, const char* format, ...);
+
+}  // namespace sr::cpu

@@ -1,0 +1,191 @@
+// The CPU cache's page pool: K/V pages in host memory and the per-page V-norm summaries that
+// the certified bound needs, kept current on every write, copy and trim.
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "common/dtype_convert.h"
+#include "cpu/cpu_backend.h"
+
+void sr_backend_storage::FreeDeleter::operator()(void* p) const { std::free(p); }
+
+namespace sr::cpu {
+
+void set_error(sr_backend_error* err, const char* format, ...) {
+  if (!err) return;
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(err->message, sizeof err->message, format, args);
+  va_end(args);
+}
+
+float load_as_float(const void* base, int64_t index, sr_dtype dtype) {
+  switch (dtype) {
+    case SR_DTYPE_F32: return static_cast<const float*>(base)[index];
+    case SR_DTYPE_F16: return f16_to_float(static_cast<const uint16_t*>(base)[index]);
+    default: return bf16_to_float(static_cast<const uint16_t*>(base)[index]);
+  }
+}
+
+void store_from_float(void* base, int64_t index, sr_dtype dtype, float value) {
+  switch (dtype) {
+    case SR_DTYPE_F32: static_cast<float*>(base)[index] = value; break;
+    case SR_DTYPE_F16: static_cast<uint16_t*>(base)[index] = float_to_f16(value); break;
+    default: static_cast<uint16_t*>(base)[index] = float_to_bf16(value); break;
+  }
+}
+
+namespace {
+
+void* allocate(size_t bytes) {
+  void* p = nullptr;
+  if (bytes == 0) bytes = 64;
+  if (posix_memalign(&p, 64, (bytes + 63) / 64 * 64) != 0) return nullptr;
+  return p;
+}
+
+// Norm of one stored V row, rounded up so the bound built on it stays an upper bound.
+float stored_row_norm(const void* base, int64_t first, int32_t head_dim, sr_dtype dtype) {
+  double sum = 0.0;
+  for (int32_t d = 0; d < head_dim; ++d) {
+    double x = load_as_float(base, first + d, dtype);
+    sum += x * x;
+  }
+  return static_cast<float>(std::sqrt(sum) * (1.0 + 1e-6));
+}
+
+bool check_host(const sr_kv_io* io, sr_backend_error* err) {
+  if (io->memory != SR_MEMORY_HOST) {
+    set_error(err, "io.memory = SR_MEMORY_DEVICE, but the CPU backend only reads host memory");
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+sr_status storage_create(sr_backend_device*, const sr_cache_geometry* g, sr_backend_storage** out,
+                         sr_backend_error* err) {
+  auto storage = new (std::nothrow) sr_backend_storage;
+  if (!storage) return SR_ERR_OUT_OF_MEMORY;
+  storage->geometry = *g;
+  storage->element_size = sr_dtype_size(g->dtype);
+  storage->page_elements = static_cast<int64_t>(g->num_kv_heads) * g->page_tokens * g->head_dim;
+  storage->layer_elements = g->num_pages * storage->page_elements;
+  size_t kv_bytes = static_cast<size_t>(g->num_layers) * storage->layer_elements * storage->element_size;
+  size_t norm_bytes = sizeof(float) * g->num_layers * g->num_pages * g->num_kv_heads;
+  storage->k.reset(static_cast<unsigned char*>(allocate(kv_bytes)));
+  storage->v.reset(static_cast<unsigned char*>(allocate(kv_bytes)));
+  storage->vnorm.reset(static_cast<float*>(allocate(norm_bytes)));
+  if (!storage->k || !storage->v || !storage->vnorm) {
+    set_error(err, "could not allocate %zu bytes of host memory for the KV pages",
+              2 * kv_bytes + norm_bytes);
+    delete storage;
+    return SR_ERR_OUT_OF_MEMORY;
+  }
+  *out = storage;
+  return SR_OK;
+}
+
+void storage_destroy(sr_backend_storage* storage) { delete storage; }
+
+sr_status write_tokens(sr_backend_storage* s, int32_t layer, const int32_t* pages, int64_t first_token,
+                       int64_t n_tokens, const void* k, const void* v, const sr_kv_io* io,
+                       sr_backend_error* err) {
+  if (!check_host(io, err)) return SR_ERR_UNSUPPORTED;
+  const sr_cache_geometry& g = s->geometry;
+  unsigned char* k_layer = s->k_layer(layer);
+  unsigned char* v_layer = s->v_layer(layer);
+  float* norms = s->vnorm_layer(layer);
+  const int64_t first_page = first_token / g.page_tokens;
+  for (int64_t i = 0; i < n_tokens; ++i) {
+    int64_t t = first_token + i;
+    int64_t page = pages[t / g.page_tokens - first_page];
+    int64_t slot = t % g.page_tokens;
+    for (int32_t h = 0; h < g.num_kv_heads; ++h) {
+      int64_t src = i * io->token_stride + h * io->head_stride;
+      int64_t dst = ((page * g.num_kv_heads + h) * g.page_tokens + slot) * g.head_dim;
+      if (io->dtype == g.dtype) {
+        std::memcpy(k_layer + dst * s->element_size,
+                    static_cast<const unsigned char*>(k) + src * s->element_size,
+                    g.head_dim * s->element_size);
+        std::memcpy(v_layer + dst * s->element_size,
+                    static_cast<const unsigned char*>(v) + src * s->element_size,
+                    g.head_dim * s->element_size);
+      } else {
+        for (int32_t d = 0; d < g.head_dim; ++d) {
+          store_from_float(k_layer, dst + d, g.dtype, load_as_float(k, src + d, io->dtype));
+          store_from_float(v_layer, dst + d, g.dtype, load_as_float(v, src + d, io->dtype));
+        }
+      }
+      float norm = stored_row_norm(v_layer, dst, g.head_dim, g.dtype);
+      float& summary = norms[page * g.num_kv_heads + h];
+      // Slot 0 opens a page: whatever summary a previous owner left is stale.
+      summary = slot == 0 ? norm : std::fmax(summary, norm);
+    }
+  }
+  return SR_OK;
+}
+
+sr_status read_tokens(const sr_backend_storage* s, int32_t layer, const int32_t* pages,
+                      int64_t first_token, int64_t n_tokens, void* k_out, void* v_out,
+                      const sr_kv_io* io, sr_backend_error* err) {
+  if (!check_host(io, err)) return SR_ERR_UNSUPPORTED;
+  const sr_cache_geometry& g = s->geometry;
+  const unsigned char* layers[2] = {s->k_layer(layer), s->v_layer(layer)};
+  void* outs[2] = {k_out, v_out};
+  const int64_t first_page = first_token / g.page_tokens;
+  for (int which = 0; which < 2; ++which) {
+    if (!outs[which]) continue;
+    for (int64_t i = 0; i < n_tokens; ++i) {
+      int64_t t = first_token + i;
+      int64_t page = pages[t / g.page_tokens - first_page];
+      for (int32_t h = 0; h < g.num_kv_heads; ++h) {
+        int64_t src = ((page * g.num_kv_heads + h) * g.page_tokens + t % g.page_tokens) * g.head_dim;
+        int64_t dst = i * io->token_stride + h * io->head_stride;
+        if (io->dtype == g.dtype) {
+          std::memcpy(static_cast<unsigned char*>(outs[which]) + dst * s->element_size,
+                      layers[which] + src * s->element_size, g.head_dim * s->element_size);
+        } else {
+          for (int32_t d = 0; d < g.head_dim; ++d) {
+            store_from_float(outs[which], dst + d, io->dtype, load_as_float(layers[which], src + d, g.dtype));
+          }
+        }
+      }
+    }
+  }
+  return SR_OK;
+}
+
+sr_status copy_page(sr_backend_storage* s, int32_t src_page, int32_t dst_page, sr_backend_error*) {
+  const sr_cache_geometry& g = s->geometry;
+  size_t page_bytes = s->page_elements * s->element_size;
+  for (int32_t layer = 0; layer < g.num_layers; ++layer) {
+    std::memcpy(s->k_layer(layer) + dst_page * page_bytes, s->k_layer(layer) + src_page * page_bytes, page_bytes);
+    std::memcpy(s->v_layer(layer) + dst_page * page_bytes, s->v_layer(layer) + src_page * page_bytes, page_bytes);
+    float* norms = s->vnorm_layer(layer);
+    std::memcpy(norms + static_cast<int64_t>(dst_page) * g.num_kv_heads,
+                norms + static_cast<int64_t>(src_page) * g.num_kv_heads, sizeof(float) * g.num_kv_heads);
+  }
+  return SR_OK;
+}
+
+sr_status trim_page(sr_backend_storage* s, int32_t layer, int32_t page, int32_t valid_tokens,
+                    sr_backend_error*) {
+  const sr_cache_geometry& g = s->geometry;
+  float* norms = s->vnorm_layer(layer);
+  for (int32_t h = 0; h < g.num_kv_heads; ++h) {
+    float norm = 0.f;
+    for (int32_t t = 0; t < valid_tokens; ++t) {
+      int64_t row = ((static_cast<int64_t>(page) * g.num_kv_heads + h) * g.page_tokens + t) * g.head_dim;
+      norm = std::fmax(norm, stored_row_norm(s->v_layer(layer), row, g.head_dim, g.dtype));
+    }
+    norms[static_cast<int64_t>(page) * g.num_kv_heads + h] = norm;
+  }
+  return SR_OK;
+}
+
+}  // namespace sr::cpu

@@ -1,0 +1,334 @@
+// Compiled once per instruction set with SR_CPU_ISA naming the namespace (see CMakeLists.txt):
+// plain C++ with GCC vector types, so the compiler emits SSE2, AVX2 or AVX-512 from one source.
+// No std templates here: their out-of-line copies are shared between object files, and the
+// linker could hand the baseline kernel a copy compiled for AVX-512.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/dtype_convert.h"
+#include "common/softmax_state.h"
+#include "cpu/fast_exp.h"
+#include "cpu/split_kernel.h"
+
+#include <new>
+
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+#ifndef SR_CPU_ISA
+#error "SR_CPU_ISA must name the instruction set this file is compiled for"
+#endif
+
+namespace sr::cpu::SR_CPU_ISA {
+namespace {
+
+typedef float f32x16 __attribute__((vector_size(64)));
+
+inline f32x16 load16(const float* p) {
+  f32x16 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store16(float* p, f32x16 v) { memcpy(p, &v, sizeof v); }
+
+inline float sum16(f32x16 v) {
+  float s = 0.f;
+  for (int i = 0; i < 16; ++i) s += v[i];
+  return s;
+}
+
+// One row of head_dim elements of the cache, widened to f32.
+template <sr_dtype DT, int D>
+inline void load_row(const void* base, int64_t row, float* out) {
+  if constexpr (DT == SR_DTYPE_F32) {
+    memcpy(out, static_cast<const float*>(base) + row * D, D * sizeof(float));
+  } else if constexpr (DT == SR_DTYPE_BF16) {
+    const uint16_t* in = static_cast<const uint16_t*>(base) + row * D;
+    for (int d = 0; d < D; ++d) out[d] = bits_to_float(static_cast<uint32_t>(in[d]) << 16);
+  } else {
+    const uint16_t* in = static_cast<const uint16_t*>(base) + row * D;
+#if defined(__F16C__)
+    for (int d = 0; d < D; d += 8) {
+      __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + d));
+      _mm256_storeu_ps(out + d, _mm256_cvtph_ps(h));
+    }
+#else
+    for (int d = 0; d < D; ++d) out[d] = f16_to_float(in[d]);
+#endif
+  }
+}
+
+template <int D>
+inline float dot(const float* a, const float* b) {
+  f32x16 acc = {};
+  for (int d = 0; d < D; d += 16) acc += load16(a + d) * load16(b + d);
+  return sum16(acc);
+}
+
+template <int D>
+inline void axpy(float w, const float* x, float* y) {
+  for (int d = 0; d < D; d += 16) store16(y + d, load16(y + d) + w * load16(x + d));
+}
+
+constexpr int kMaxBlocks = kMaxSplitTokens / 16;  // pages hold at least 16 tokens
+constexpr int kMaxAnchor = 1 << 16;
+
+// Per-thread working memory, allocated once per thread on first use.
+struct Scratch {
+  float* weights = nullptr;    // [group][split tokens]: logits, then exp(logit - m)
+  float* block_max = nullptr;  // [group][blocks]
+  float* block_sum = nullptr;  // [group][blocks]
+  int* order = nullptr;        // [blocks]
+  unsigned char* skip = nullptr;  // [blocks]
+  float* anchor_logits = nullptr;  // [anchor tokens][group]
+  float* anchor_out = nullptr;     // [group][head_dim]
+  int anchor_capacity = 0;
+  Scratch() {
+    weights = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxSplitTokens));
+    block_max = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxBlocks));
+    block_sum = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxBlocks));
+    order = static_cast<int*>(malloc(sizeof(int) * kMaxBlocks));
+    skip = static_cast<unsigned char*>(malloc(kMaxBlocks));
+    anchor_out = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * 256));
+  }
+  ~Scratch() {
+    free(weights);
+    free(block_max);
+    free(block_sum);
+    free(order);
+    free(skip);
+    free(anchor_logits);
+    free(anchor_out);
+  }
+  float* anchor(int tokens, int group) {
+    if (tokens * group > anchor_capacity) {
+      free(anchor_logits);
+      anchor_capacity = tokens * group;
+      anchor_logits = static_cast<float*>(malloc(sizeof(float) * anchor_capacity));
+    }
+    return anchor_logits;
+  }
+  bool ok() const { return weights && block_max && block_sum && order && skip && anchor_out; }
+};
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Insertion sort of block indices by key: a split has at most kMaxBlocks of them.
+template <class Key>
+void sort_by_key(int* items, int n, const Key& key) {
+  for (int i = 1; i < n; ++i) {
+    int item = items[i];
+    float k = key(item);
+    int j = i - 1;
+    while (j >= 0 && key(items[j]) > k) {
+      items[j + 1] = items[j];
+      --j;
+    }
+    items[j + 1] = item;
+  }
+}
+
+// Row index of token t of kv-head h in a layer: pages are [kv_heads][page_tokens] rows.
+inline int64_t row_of(const LayerView& L, const int32_t* pages, int32_t kv_head, int64_t t) {
+  int64_t page = pages[t / L.page_tokens];
+  return (page * L.kv_heads + kv_head) * L.page_tokens + t % L.page_tokens;
+}
+
+// Scores of the anchor set for every q-head of the group: reference m_ref, z = sum
+// exp(s - m_ref), and (budget mode) the norm of the anchor-only output.
+template <sr_dtype DT, int D>
+void score_anchor(const LayerView& L, const RoutingConfig& R, const SplitTask& task, const AnchorSet& anchor,
+                  Scratch& scratch, float* m_ref, float* z, float* out_norm) {
+  const int G = task.group;
+  const bool budget = R.mode == SR_ROUTING_BUDGET;
+  alignas(64) float row[D];
+  const int64_t n_sink = anchor.sink_end, n_window = task.length - anchor.window_begin;
+  const int n_anchor = static_cast<int>(n_sink + n_window);
+  float* logits = scratch.anchor(n_anchor, G);
+  auto token = [&](int i) { return i < n_sink ? i : anchor.window_begin + (i - n_sink); };
+  for (int h = 0; h < G; ++h) m_ref[h] = -INFINITY;
+  for (int i = 0; i < n_anchor; ++i) {
+    load_row<DT, D>(L.k, row_of(L, task.pages, task.kv_head, token(i)), row);
+    for (int h = 0; h < G; ++h) {
+      float s = dot<D>(task.q + h * D, row);
+      logits[i * G + h] = s;
+      m_ref[h] = fmaxf(m_ref[h], s);
+    }
+  }
+  float* o = scratch.anchor_out;
+  if (budget) memset(o, 0, sizeof(float) * G * D);
+  for (int h = 0; h < G; ++h) z[h] = 0.f;
+  for (int i = 0; i < n_anchor; ++i) {
+    if (budget) load_row<DT, D>(L.v, row_of(L, task.pages, task.kv_head, token(i)), row);
+    for (int h = 0; h < G; ++h) {
+      float w = fast_exp(logits[i * G + h] - m_ref[h]);
+      z[h] += w;
+      if (budget) axpy<D>(w, row, o + h * D);
+    }
+  }
+  for (int h = 0; h < G; ++h) {
+    out_norm[h] = 0.f;
+    if (!budget) continue;
+    float n2 = 0.f;
+    for (int d = 0; d < D; ++d) n2 += o[h * D + d] * o[h * D + d];
+    out_norm[h] = sqrtf(n2) / z[h];
+  }
+}
+
+template <sr_dtype DT, int D>
+void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task) {
+  static thread_local Scratch scratch;
+  if (!scratch.ok()) throw std::bad_alloc();
+  const int G = task.group;
+  const int PT = L.page_tokens;
+  const int64_t n = task.end - task.begin;
+  const int n_blocks = static_cast<int>((n + PT - 1) / PT);
+  float* w = scratch.weights;  // w[h * n + i]
+  float* bmax = scratch.block_max;  // bmax[h * n_blocks + b]
+  float* bsum = scratch.block_sum;
+  alignas(64) float row[D];
+
+  // Pass 1: every logit of the split, K read once for the whole group.
+  float m[kMaxGroup];
+  for (int h = 0; h < G; ++h) m[h] = -INFINITY;
+  for (int b = 0; b < n_blocks; ++b) {
+    int64_t t0 = task.begin + static_cast<int64_t>(b) * PT;
+    int64_t t1 = min64(t0 + PT, task.end);
+    int64_t row0 = row_of(L, task.pages, task.kv_head, t0);
+    for (int h = 0; h < G; ++h) bmax[h * n_blocks + b] = -INFINITY;
+    for (int64_t t = t0; t < t1; ++t) {
+      load_row<DT, D>(L.k, row0 + (t - t0), row);
+      for (int h = 0; h < G; ++h) {
+        float s = dot<D>(task.q + h * D, row);
+        w[h * n + (t - task.begin)] = s;
+        bmax[h * n_blocks + b] = fmaxf(bmax[h * n_blocks + b], s);
+      }
+    }
+    for (int h = 0; h < G; ++h) m[h] = fmaxf(m[h], bmax[h * n_blocks + b]);
+  }
+
+  // Logits become weights exp(s - m); per-block sums feed l and the routing decisions.
+  for (int h = 0; h < G; ++h) {
+    float* wh = w + h * n;
+    for (int b = 0; b < n_blocks; ++b) {
+      int64_t i0 = static_cast<int64_t>(b) * PT;
+      int64_t i1 = min64(i0 + PT, n);
+      float sum = 0.f;
+      for (int64_t i = i0; i < i1; ++i) {
+        wh[i] = fast_exp(wh[i] - m[h]);
+        sum += wh[i];
+      }
+      bsum[h * n_blocks + b] = sum;
+    }
+  }
+
+  // Routing: which blocks' V to skip.
+  unsigned char* skip = scratch.skip;
+  memset(skip, 0, static_cast<size_t>(n_blocks));
+  const float* vnorm = L.vnorm;
+  auto block_vnorm = [&](int b) {
+    int64_t page = task.pages[(task.begin / PT) + b];
+    return vnorm[page * L.kv_heads + task.kv_head];
+  };
+  if (R.mode != SR_ROUTING_OFF) {
+    AnchorSet anchor = anchor_set(task.length, R.sink_tokens, R.window_tokens);
+    float m_ref[kMaxGroup], z[kMaxGroup], anchor_norm[kMaxGroup];
+    score_anchor<DT, D>(L, R, task, anchor, scratch, m_ref, z, anchor_norm);
+    auto is_anchor = [&](int b) {
+      int64_t t0 = task.begin + static_cast<int64_t>(b) * PT;
+      return range_touches_anchor(t0, min64(t0 + PT, task.end), anchor);
+    };
+    if (R.mode == SR_ROUTING_TAU) {
+      for (int b = 0; b < n_blocks; ++b) {
+        if (is_anchor(b)) continue;
+        bool all = true;
+        for (int h = 0; h < G && all; ++h) {
+          all = tau_skips(bmax[h * n_blocks + b], fmaxf(m_ref[h], m[h]), R.tau);
+        }
+        skip[b] = all;
+      }
+    } else {  // budget: smallest block maxima first, while this split's share holds
+      float allowance[kMaxGroup], spent[kMaxGroup], to_ref[kMaxGroup];
+      float share = static_cast<float>(n) / static_cast<float>(task.length);
+      for (int h = 0; h < G; ++h) {
+        allowance[h] = budget_allowance(R.budget, anchor_norm[h], z[h], share);
+        spent[h] = 0.f;
+        to_ref[h] = expf(fminf(m[h] - m_ref[h], 80.f));  // frame m -> frame m_ref
+      }
+      int* order = scratch.order;
+      int n_order = 0;
+      for (int b = 0; b < n_blocks; ++b) {
+        if (!is_anchor(b)) order[n_order++] = b;
+      }
+      auto key = [&](int b) {
+        float k = -INFINITY;
+        for (int h = 0; h < G; ++h) k = fmaxf(k, bmax[h * n_blocks + b] - m_ref[h]);
+        return k;
+      };
+      sort_by_key(order, n_order, key);
+      for (int i = 0; i < n_order; ++i) {
+        int b = order[i];
+        float vn = block_vnorm(b);
+        bool fits = true;
+        for (int h = 0; h < G && fits; ++h) {
+          fits = spent[h] + bsum[h * n_blocks + b] * to_ref[h] * vn <= allowance[h];
+        }
+        if (!fits) break;
+        for (int h = 0; h < G; ++h) spent[h] += bsum[h * n_blocks + b] * to_ref[h] * vn;
+        skip[b] = 1;
+      }
+    }
+  }
+
+  // Pass 2: V of the kept blocks; skipped blocks stay in l and in the bound.
+  memset(task.o, 0, sizeof(float) * G * D);
+  for (int h = 0; h < G; ++h) task.partial[h] = SoftmaxPartial{m[h], 0.f, 0.f, 0.f};
+  int64_t skipped = 0;
+  for (int b = 0; b < n_blocks; ++b) {
+    if (skip[b]) {
+      float vn = block_vnorm(b);
+      for (int h = 0; h < G; ++h) {
+        float s = bsum[h * n_blocks + b];
+        task.partial[h].l += s;
+        task.partial[h].skipped_l += s;
+        task.partial[h].skipped_err += s * vn;
+      }
+      ++skipped;
+      continue;
+    }
+    int64_t t0 = task.begin + static_cast<int64_t>(b) * PT;
+    int64_t t1 = min64(t0 + PT, task.end);
+    int64_t row0 = row_of(L, task.pages, task.kv_head, t0);
+    for (int h = 0; h < G; ++h) task.partial[h].l += bsum[h * n_blocks + b];
+    for (int64_t t = t0; t < t1; ++t) {
+      load_row<DT, D>(L.v, row0 + (t - t0), row);
+      int64_t i = t - task.begin;
+      for (int h = 0; h < G; ++h) axpy<D>(w[h * n + i], row, task.o + h * D);
+    }
+  }
+  task.blocks_total = n_blocks;
+  task.blocks_skipped = skipped;
+}
+
+template <sr_dtype DT>
+void run_split_dtype(const LayerView& L, const RoutingConfig& R, SplitTask& task) {
+  switch (L.head_dim) {
+    case 64: return run_split_impl<DT, 64>(L, R, task);
+    case 128: return run_split_impl<DT, 128>(L, R, task);
+    default: return run_split_impl<DT, 256>(L, R, task);
+  }
+}
+
+}  // namespace
+
+void run_split(const LayerView& L, const RoutingConfig& R, SplitTask& task) {
+  switch (L.dtype) {
+    case SR_DTYPE_F32: return run_split_dtype<SR_DTYPE_F32>(L, R, task);
+    case SR_DTYPE_F16: return run_split_dtype<SR_DTYPE_F16>(L, R, task);
+    default: return run_split_dtype<SR_DTYPE_BF16>(L, R, task);
+  }
+}
+
+}  // namespace sr::cpu::SR_CPU_ISA

@@ -1,0 +1,56 @@
+// The CPU decode kernel for one work item: one split of one (sequence, kv-head), with the
+// q-heads of its GQA group scored together so each K and V byte is read once. The same source
+// is compiled once per instruction set (split_kernel.cpp); select_split_kernel picks the best
+// the running CPU supports.
+#pragma once
+
+#include <cstdint>
+
+#include "common/softmax_state.h"
+#include "sinkrouter/sinkrouter.h"
+
+namespace sr::cpu {
+
+// One layer of a cache's storage.
+struct LayerView {
+  const void* k;        // [num_pages][kv_heads][page_tokens][head_dim]
+  const void* v;        // same layout
+  const float* vnorm;   // [num_pages][kv_heads]: largest V-row norm in each page
+  int32_t kv_heads;
+  int32_t head_dim;
+  int32_t page_tokens;
+  sr_dtype dtype;
+};
+
+struct RoutingConfig {
+  sr_routing_mode mode;
+  float tau;
+  float budget;
+  int32_t sink_tokens;
+  int32_t window_tokens;
+};
+
+struct SplitTask {
+  const int32_t* pages;  // the sequence's page table
+  int64_t length;        // the sequence's tokens at this layer
+  int32_t kv_head;
+  int64_t begin, end;    // tokens of this split; begin is page aligned
+  const float* q;        // [group][head_dim], multiplied by the softmax scale
+  int32_t group;
+  // Outputs.
+  SoftmaxPartial* partial;  // [group]
+  float* o;                 // [group][head_dim], unnormalised (divide by l after the merge)
+  int64_t blocks_total;
+  int64_t blocks_skipped;
+};
+
+// Longest split (in tokens) a kernel call accepts.
+constexpr int64_t kMaxSplitTokens = 4096;
+constexpr int32_t kMaxGroup = 64;
+
+using SplitKernel = void (*)(const LayerView& layer, const RoutingConfig& routing, SplitTask& task);
+
+// The fastest kernel this CPU runs, and the name of its instruction set.
+SplitKernel select_split_kernel(const char** isa_name);
+
+}  // namespace sr::cpu
