@@ -83,6 +83,12 @@ typedef struct sr_backend_i {
   sr_status (*trim_page)(sr_backend_storage* storage, int32_t layer, int32_t page,
                          int32_t valid_tokens, sr_backend_error* err);
 
+  // Optional (NULL for the CPU): the core reports every change of a sequence, so a GPU backend
+  // can keep device-resident page tables and lengths that a replayed graph reads. Called
+  // with the cache's lock held, after the change; n_pages = 0 and lengths = NULL on removal.
+  sr_status (*sequence_update)(sr_backend_storage* storage, int64_t slot, const int32_t* pages,
+                               int64_t n_pages, const int64_t* lengths, sr_backend_error* err);
+
   sr_status (*decode)(sr_backend_device* device, sr_backend_storage* storage,
                       const sr_decode_plan* plan, sr_backend_error* err);
   sr_status (*stats_read)(sr_backend_device* device, sr_decode_stats* out, sr_backend_error* err);

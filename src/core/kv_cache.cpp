@@ -33,6 +33,17 @@ void check_layer(const sr_kv_cache& cache, int32_t layer) {
 
 namespace {
 
+// Tell a backend that mirrors page tables on its device what changed.
+void publish(sr_kv_cache& cache, const Sequence& seq, bool removed = false) {
+  const sr_backend_i* be = cache.context->iface;
+  if (!be->sequence_update) return;
+  sr_backend_error err{};
+  check_backend(be->sequence_update(cache.storage, seq.slot, removed ? nullptr : seq.pages.data(),
+                                    removed ? 0 : static_cast<int64_t>(seq.pages.size()),
+                                    removed ? nullptr : seq.lengths.data(), &err),
+                err, "updating the device page table");
+}
+
 int64_t pages_for(const sr_kv_cache& cache, int64_t tokens) {
   return (tokens + cache.geometry.page_tokens - 1) / cache.geometry.page_tokens;
 }
@@ -76,18 +87,35 @@ sr_seq_id insert_sequence(sr_kv_cache& cache, Sequence seq) {
 sr_seq_id add_sequence(sr_kv_cache& cache) {
   Sequence seq;
   seq.lengths.assign(cache.geometry.num_layers, 0);
-  return insert_sequence(cache, std::move(seq));
+  sr_seq_id id = insert_sequence(cache, std::move(seq));
+  try {
+    publish(cache, cache.sequences.at(id));
+  } catch (...) {
+    cache.free_slots.push_back(cache.sequences.at(id).slot);
+    cache.sequences.erase(id);
+    throw;
+  }
+  return id;
 }
 
 sr_seq_id fork_sequence(sr_kv_cache& cache, sr_seq_id parent) {
   Sequence child = find_sequence(cache, parent);  // copies pages and lengths
   sr_seq_id id = insert_sequence(cache, std::move(child));
-  for (int32_t page : cache.sequences.at(id).pages) ++cache.page_refs[page];
+  Sequence& seq = cache.sequences.at(id);
+  try {
+    publish(cache, seq);
+  } catch (...) {
+    cache.free_slots.push_back(seq.slot);
+    cache.sequences.erase(id);
+    throw;
+  }
+  for (int32_t page : seq.pages) ++cache.page_refs[page];
   return id;
 }
 
 void remove_sequence(sr_kv_cache& cache, sr_seq_id id) {
   Sequence& seq = find_sequence(cache, id);
+  publish(cache, seq, /*removed=*/true);
   cache.free_pages.reserve(cache.free_pages.size() + seq.pages.size());
   for (int32_t page : seq.pages) release_page(cache, page);
   cache.free_slots.push_back(seq.slot);
@@ -118,9 +146,12 @@ void truncate_sequence(sr_kv_cache& cache, sr_seq_id id, int64_t new_length) {
       }
     }
   }
+  Sequence updated = seq;
+  updated.pages.resize(static_cast<size_t>(keep_pages));
+  for (int64_t& length : updated.lengths) length = std::min(length, new_length);
+  publish(cache, updated);
   for (size_t i = static_cast<size_t>(keep_pages); i < seq.pages.size(); ++i) release_page(cache, seq.pages[i]);
-  seq.pages.resize(static_cast<size_t>(keep_pages));
-  for (int64_t& length : seq.lengths) length = std::min(length, new_length);
+  seq = std::move(updated);
 }
 
 void append_tokens(sr_kv_cache& cache, sr_seq_id id, int32_t layer, int64_t n_tokens, const void* k,
@@ -175,13 +206,15 @@ void append_tokens(sr_kv_cache& cache, sr_seq_id id, int32_t layer, int64_t n_to
     check_backend(be->write_tokens(cache.storage, layer, seq.pages.data() + first_page, old_length, n_tokens, k, v,
                                    &io, &err),
                   err, "append");
+    seq.lengths[layer] = new_length;
+    publish(cache, seq);
   } catch (...) {
+    seq.lengths[layer] = old_length;
     undo();
     throw;
   }
   // The copies replaced shared pages: this sequence lets go of the originals.
   for (int64_t i : shared) release_page(cache, old_pages[i]);
-  seq.lengths[layer] = new_length;
 }
 
 void read_tokens(const sr_kv_cache& cache, sr_seq_id id, int32_t layer, int64_t first, int64_t n_tokens, void* k,

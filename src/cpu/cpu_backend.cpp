@@ -58,7 +58,8 @@ const sr_backend_i kTable = {
     SR_BACKEND_IFACE_VERSION, "cpu",  device_count, device_open, device_close,
     device_name,              device_threads,       storage_create, storage_destroy,
     write_tokens,             read_tokens,          copy_page,      trim_page,
-    decode,                   stats_read,           stats_reset,
+    nullptr /* sequence_update */,                  decode,         stats_read,
+    stats_reset,
 };
 
 }  // namespace

@@ -1,0 +1,116 @@
+/* Prints the C ABI of sinkrouter.h as the compiler sees it: struct sizes and field offsets,
+ * enum values and function names, one fact a line. The binding tests compare their own
+ * declarations with this output, so a binding that drifts from the header fails its tests.
+ * Generated from the header by bindings/common/generate_layout_dump.py; do not edit. */
+#include <stddef.h>
+#include <stdio.h>
+#include "sinkrouter/sinkrouter.h"
+
+int main(void) {
+  printf("struct sr_context_options %zu\n", sizeof(sr_context_options));
+  printf("field sr_context_options.struct_size %zu\n", offsetof(sr_context_options, struct_size));
+  printf("field sr_context_options.backend %zu\n", offsetof(sr_context_options, backend));
+  printf("field sr_context_options.device_index %zu\n", offsetof(sr_context_options, device_index));
+  printf("field sr_context_options.num_threads %zu\n", offsetof(sr_context_options, num_threads));
+  printf("field sr_context_options.stream %zu\n", offsetof(sr_context_options, stream));
+  printf("struct sr_kv_cache_options %zu\n", sizeof(sr_kv_cache_options));
+  printf("field sr_kv_cache_options.struct_size %zu\n", offsetof(sr_kv_cache_options, struct_size));
+  printf("field sr_kv_cache_options.num_layers %zu\n", offsetof(sr_kv_cache_options, num_layers));
+  printf("field sr_kv_cache_options.num_kv_heads %zu\n", offsetof(sr_kv_cache_options, num_kv_heads));
+  printf("field sr_kv_cache_options.head_dim %zu\n", offsetof(sr_kv_cache_options, head_dim));
+  printf("field sr_kv_cache_options.page_tokens %zu\n", offsetof(sr_kv_cache_options, page_tokens));
+  printf("field sr_kv_cache_options.capacity_tokens %zu\n", offsetof(sr_kv_cache_options, capacity_tokens));
+  printf("field sr_kv_cache_options.dtype %zu\n", offsetof(sr_kv_cache_options, dtype));
+  printf("field sr_kv_cache_options.max_batch %zu\n", offsetof(sr_kv_cache_options, max_batch));
+  printf("field sr_kv_cache_options.max_q_heads %zu\n", offsetof(sr_kv_cache_options, max_q_heads));
+  printf("struct sr_kv_io %zu\n", sizeof(sr_kv_io));
+  printf("field sr_kv_io.struct_size %zu\n", offsetof(sr_kv_io, struct_size));
+  printf("field sr_kv_io.dtype %zu\n", offsetof(sr_kv_io, dtype));
+  printf("field sr_kv_io.token_stride %zu\n", offsetof(sr_kv_io, token_stride));
+  printf("field sr_kv_io.head_stride %zu\n", offsetof(sr_kv_io, head_stride));
+  printf("field sr_kv_io.memory %zu\n", offsetof(sr_kv_io, memory));
+  printf("field sr_kv_io.stream %zu\n", offsetof(sr_kv_io, stream));
+  printf("struct sr_decode_args %zu\n", sizeof(sr_decode_args));
+  printf("field sr_decode_args.struct_size %zu\n", offsetof(sr_decode_args, struct_size));
+  printf("field sr_decode_args.layer %zu\n", offsetof(sr_decode_args, layer));
+  printf("field sr_decode_args.batch %zu\n", offsetof(sr_decode_args, batch));
+  printf("field sr_decode_args.seq_ids %zu\n", offsetof(sr_decode_args, seq_ids));
+  printf("field sr_decode_args.num_q_heads %zu\n", offsetof(sr_decode_args, num_q_heads));
+  printf("field sr_decode_args.q %zu\n", offsetof(sr_decode_args, q));
+  printf("field sr_decode_args.q_dtype %zu\n", offsetof(sr_decode_args, q_dtype));
+  printf("field sr_decode_args.out %zu\n", offsetof(sr_decode_args, out));
+  printf("field sr_decode_args.out_dtype %zu\n", offsetof(sr_decode_args, out_dtype));
+  printf("field sr_decode_args.scale %zu\n", offsetof(sr_decode_args, scale));
+  printf("field sr_decode_args.routing %zu\n", offsetof(sr_decode_args, routing));
+  printf("field sr_decode_args.tau %zu\n", offsetof(sr_decode_args, tau));
+  printf("field sr_decode_args.sink_tokens %zu\n", offsetof(sr_decode_args, sink_tokens));
+  printf("field sr_decode_args.window_tokens %zu\n", offsetof(sr_decode_args, window_tokens));
+  printf("field sr_decode_args.error_budget %zu\n", offsetof(sr_decode_args, error_budget));
+  printf("field sr_decode_args.head_skipped_mass %zu\n", offsetof(sr_decode_args, head_skipped_mass));
+  printf("field sr_decode_args.head_error_bound %zu\n", offsetof(sr_decode_args, head_error_bound));
+  printf("field sr_decode_args.collect_stats %zu\n", offsetof(sr_decode_args, collect_stats));
+  printf("field sr_decode_args.stream %zu\n", offsetof(sr_decode_args, stream));
+  printf("struct sr_decode_stats %zu\n", sizeof(sr_decode_stats));
+  printf("field sr_decode_stats.struct_size %zu\n", offsetof(sr_decode_stats, struct_size));
+  printf("field sr_decode_stats.steps %zu\n", offsetof(sr_decode_stats, steps));
+  printf("field sr_decode_stats.heads %zu\n", offsetof(sr_decode_stats, heads));
+  printf("field sr_decode_stats.blocks_total %zu\n", offsetof(sr_decode_stats, blocks_total));
+  printf("field sr_decode_stats.blocks_v_skipped %zu\n", offsetof(sr_decode_stats, blocks_v_skipped));
+  printf("field sr_decode_stats.heads_recomputed %zu\n", offsetof(sr_decode_stats, heads_recomputed));
+  printf("field sr_decode_stats.max_skipped_mass %zu\n", offsetof(sr_decode_stats, max_skipped_mass));
+  printf("field sr_decode_stats.max_error_bound %zu\n", offsetof(sr_decode_stats, max_error_bound));
+  printf("enum sr_status.SR_OK %d\n", (int)SR_OK);
+  printf("enum sr_status.SR_ERR_INVALID_ARGUMENT %d\n", (int)SR_ERR_INVALID_ARGUMENT);
+  printf("enum sr_status.SR_ERR_OUT_OF_RANGE %d\n", (int)SR_ERR_OUT_OF_RANGE);
+  printf("enum sr_status.SR_ERR_UNSUPPORTED %d\n", (int)SR_ERR_UNSUPPORTED);
+  printf("enum sr_status.SR_ERR_OUT_OF_MEMORY %d\n", (int)SR_ERR_OUT_OF_MEMORY);
+  printf("enum sr_status.SR_ERR_CACHE_FULL %d\n", (int)SR_ERR_CACHE_FULL);
+  printf("enum sr_status.SR_ERR_UNKNOWN_SEQUENCE %d\n", (int)SR_ERR_UNKNOWN_SEQUENCE);
+  printf("enum sr_status.SR_ERR_BACKEND_UNAVAILABLE %d\n", (int)SR_ERR_BACKEND_UNAVAILABLE);
+  printf("enum sr_status.SR_ERR_DEVICE %d\n", (int)SR_ERR_DEVICE);
+  printf("enum sr_status.SR_ERR_STRUCT_SIZE %d\n", (int)SR_ERR_STRUCT_SIZE);
+  printf("enum sr_status.SR_ERR_INTERNAL %d\n", (int)SR_ERR_INTERNAL);
+  printf("enum sr_backend.SR_BACKEND_AUTO %d\n", (int)SR_BACKEND_AUTO);
+  printf("enum sr_backend.SR_BACKEND_CPU %d\n", (int)SR_BACKEND_CPU);
+  printf("enum sr_backend.SR_BACKEND_CUDA %d\n", (int)SR_BACKEND_CUDA);
+  printf("enum sr_backend.SR_BACKEND_HIP %d\n", (int)SR_BACKEND_HIP);
+  printf("enum sr_dtype.SR_DTYPE_CACHE %d\n", (int)SR_DTYPE_CACHE);
+  printf("enum sr_dtype.SR_DTYPE_F32 %d\n", (int)SR_DTYPE_F32);
+  printf("enum sr_dtype.SR_DTYPE_F16 %d\n", (int)SR_DTYPE_F16);
+  printf("enum sr_dtype.SR_DTYPE_BF16 %d\n", (int)SR_DTYPE_BF16);
+  printf("enum sr_memory.SR_MEMORY_HOST %d\n", (int)SR_MEMORY_HOST);
+  printf("enum sr_memory.SR_MEMORY_DEVICE %d\n", (int)SR_MEMORY_DEVICE);
+  printf("enum sr_routing_mode.SR_ROUTING_OFF %d\n", (int)SR_ROUTING_OFF);
+  printf("enum sr_routing_mode.SR_ROUTING_TAU %d\n", (int)SR_ROUTING_TAU);
+  printf("enum sr_routing_mode.SR_ROUTING_BUDGET %d\n", (int)SR_ROUTING_BUDGET);
+  printf("function sr_status_string\n");
+  printf("function sr_last_error\n");
+  printf("function sr_version_number\n");
+  printf("function sr_version\n");
+  printf("function sr_abi_version\n");
+  printf("function sr_backend_name\n");
+  printf("function sr_dtype_size\n");
+  printf("function sr_context_options_default\n");
+  printf("function sr_context_create\n");
+  printf("function sr_context_destroy\n");
+  printf("function sr_context_backend\n");
+  printf("function sr_context_num_threads\n");
+  printf("function sr_context_device_name\n");
+  printf("function sr_kv_cache_options_default\n");
+  printf("function sr_kv_cache_create\n");
+  printf("function sr_kv_cache_destroy\n");
+  printf("function sr_kv_cache_pages\n");
+  printf("function sr_seq_add\n");
+  printf("function sr_seq_fork\n");
+  printf("function sr_seq_remove\n");
+  printf("function sr_seq_length\n");
+  printf("function sr_seq_truncate\n");
+  printf("function sr_kv_io_default\n");
+  printf("function sr_kv_append\n");
+  printf("function sr_kv_read\n");
+  printf("function sr_decode_args_default\n");
+  printf("function sr_decode_step\n");
+  printf("function sr_context_stats\n");
+  printf("function sr_context_reset_stats\n");
+  return 0;
+}
