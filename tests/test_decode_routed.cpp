@@ -1,0 +1,218 @@
+// Routed decode: routing off and tau = +inf are the dense result; the true error never exceeds
+// the certified bound on random, sink-structured and mixed inputs; sink-structured contexts
+// skip most V blocks, diffuse ones skip little; an error budget is never exceeded.
+#include <cmath>
+#include <limits>
+
+#include "test_helpers.h"
+
+namespace sr::testing {
+namespace {
+
+constexpr double kRounding = 2e-5;  // f32 arithmetic, which the bound does not cover
+
+class RoutedDecode : public ::testing::TestWithParam<sr_backend> {
+ protected:
+  struct Context {
+    ContextPtr ctx;
+    CachePtr cache;
+    CacheShape shape;
+    std::vector<sr_seq_id> seqs;
+    std::vector<float> q;
+    int32_t q_heads = 0;
+    std::vector<double> ref;  // float64 exact attention
+  };
+
+  // A batch of synthetic contexts of the given kind and lengths, with their references.
+  Context synthetic(bool sink_heavy, std::vector<int64_t> lengths, uint64_t seed, int32_t page_tokens = 16,
+                    sr_dtype dtype = SR_DTYPE_BF16) {
+    Context c;
+    c.ctx = make_context(GetParam());
+    c.shape.kv_heads = 4;
+    c.shape.page_tokens = page_tokens;
+    c.shape.dtype = dtype;
+    int64_t total = 0;
+    for (int64_t l : lengths) total += l + page_tokens;
+    c.shape.capacity = total;
+    c.cache = make_cache(c.ctx.get(), c.shape);
+    const int32_t group = 4;
+    c.q_heads = c.shape.kv_heads * group;
+    for (size_t i = 0; i < lengths.size(); ++i) {
+      workloads::ContextSpec spec = sink_heavy ? workloads::sink_heavy_spec(lengths[i], seed + i)
+                                               : workloads::mixed_spec(lengths[i], seed + i);
+      spec.kv_heads = c.shape.kv_heads;
+      spec.group = group;
+      workloads::SyntheticContext generator(spec);
+      c.seqs.push_back(append_synthetic(c.cache.get(), generator));
+      auto q = generator.query();
+      c.q.insert(c.q.end(), q.begin(), q.end());
+    }
+    c.ref = reference_outputs(c.cache.get(), c.seqs, 0, c.q.data(), c.q_heads, c.shape, 1.0 / std::sqrt(128.0));
+    return c;
+  }
+
+  struct Result {
+    std::vector<float> out, mass, bound;
+    std::vector<double> errors;
+    sr_decode_stats stats{};
+  };
+
+  Result run(Context& c, sr_routing_mode mode, float tau, float budget) {
+    Result r;
+    const int64_t rows = static_cast<int64_t>(c.seqs.size()) * c.q_heads;
+    r.out.resize(static_cast<size_t>(rows) * c.shape.head_dim);
+    r.mass.resize(rows);
+    r.bound.resize(rows);
+    sr_decode_args a = decode_args(c.seqs, c.q_heads, c.q.data(), r.out.data());
+    a.routing = mode;
+    a.tau = tau;
+    a.error_budget = budget;
+    a.head_skipped_mass = r.mass.data();
+    a.head_error_bound = r.bound.data();
+    a.collect_stats = 1;
+    EXPECT_EQ(sr_context_reset_stats(c.ctx.get()), SR_OK);
+    EXPECT_EQ(decode_with_host_buffers(c.ctx.get(), c.cache.get(), a, c.shape.head_dim), SR_OK) << sr_last_error();
+    EXPECT_EQ(sr_context_stats(c.ctx.get(), &r.stats, sizeof r.stats), SR_OK);
+    r.errors = per_head_errors(r.out.data(), c.ref, rows, c.shape.head_dim);
+    return r;
+  }
+
+  static double skip_fraction(const Result& r) {
+    return r.stats.blocks_total ? static_cast<double>(r.stats.blocks_v_skipped) / r.stats.blocks_total : 0.0;
+  }
+
+  static void expect_bound_holds(const Result& r, const char* what) {
+    for (size_t i = 0; i < r.errors.size(); ++i) {
+      EXPECT_GE(r.bound[i], 0.f) << what << " head " << i;
+      EXPECT_GE(r.mass[i], 0.f) << what << " head " << i;
+      EXPECT_LE(r.mass[i], 1.f) << what << " head " << i;
+      EXPECT_LE(r.errors[i], r.bound[i] + kRounding) << what << " head " << i << ": true error above the bound";
+    }
+  }
+};
+
+TEST_P(RoutedDecode, InfiniteTauIsExactlyDense) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  auto c = synthetic(true, {5000, 777}, seed);
+  Result dense = run(c, SR_ROUTING_OFF, 0.f, 0.f);
+  Result inf = run(c, SR_ROUTING_TAU, std::numeric_limits<float>::infinity(), 0.f);
+  ASSERT_EQ(dense.out.size(), inf.out.size());
+  EXPECT_EQ(std::memcmp(dense.out.data(), inf.out.data(), dense.out.size() * sizeof(float)), 0);
+  EXPECT_EQ(inf.stats.blocks_v_skipped, 0);
+  for (size_t i = 0; i < inf.mass.size(); ++i) {
+    EXPECT_EQ(inf.mass[i], 0.f);
+    EXPECT_EQ(inf.bound[i], 0.f);
+  }
+  for (double e : dense.errors) EXPECT_LT(e, 1e-5);
+}
+
+TEST_P(RoutedDecode, SinkStructuredContextSkipsMostVBlocksWithinTheBound) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  auto c = synthetic(true, {16384, 9000}, seed);
+  Result r = run(c, SR_ROUTING_TAU, 12.f, 0.f);
+  expect_bound_holds(r, "tau 12");
+  EXPECT_GT(skip_fraction(r), 0.5) << r.stats.blocks_v_skipped << " of " << r.stats.blocks_total;
+  EXPECT_GT(r.stats.max_skipped_mass, 0.0);
+  EXPECT_EQ(r.stats.heads, static_cast<int64_t>(r.mass.size()));
+  EXPECT_EQ(r.stats.steps, 1);
+}
+
+TEST_P(RoutedDecode, BoundHoldsForEveryTauOnMixedAndRandomInputs) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  auto mixed = synthetic(false, {6000, 1500, 70}, seed);
+  for (float tau : {2.f, 4.f, 6.f, 8.f, 12.f}) {
+    Result r = run(mixed, SR_ROUTING_TAU, tau, 0.f);
+    expect_bound_holds(r, ("mixed tau " + std::to_string(tau)).c_str());
+    if (tau <= 4.f) EXPECT_GT(r.stats.blocks_v_skipped, 0) << "tau " << tau;
+  }
+  // Random Gaussian keys: no sinks, so routing at a safe tau rightly skips (almost) nothing.
+  std::mt19937_64 rng(seed);
+  Context random;
+  random.ctx = make_context(GetParam());
+  random.shape.kv_heads = 2;
+  random.cache = make_cache(random.ctx.get(), random.shape);
+  sr_seq_id seq;
+  ASSERT_EQ(sr_seq_add(random.cache.get(), &seq), SR_OK);
+  auto k = gaussian(rng, 4000 * 2 * 128), v = gaussian(rng, k.size());
+  append_f32(random.cache.get(), seq, 0, 4000, k.data(), v.data());
+  random.seqs = {seq};
+  random.q_heads = 8;
+  random.q = gaussian(rng, 8 * 128);
+  random.ref = reference_outputs(random.cache.get(), random.seqs, 0, random.q.data(), 8, random.shape, 1.0 / std::sqrt(128.0));
+  Result safe = run(random, SR_ROUTING_TAU, 12.f, 0.f);
+  expect_bound_holds(safe, "random tau 12");
+  EXPECT_EQ(safe.stats.blocks_v_skipped, 0);
+  Result aggressive = run(random, SR_ROUTING_TAU, 1.f, 0.f);
+  expect_bound_holds(aggressive, "random tau 1");
+}
+
+TEST_P(RoutedDecode, BudgetBelowTheBoundForcesTheExactResult) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  auto c = synthetic(true, {8000}, seed);
+  Result dense = run(c, SR_ROUTING_OFF, 0.f, 0.f);
+  Result capped = run(c, SR_ROUTING_TAU, 4.f, 1e-9f);
+  EXPECT_GT(capped.stats.heads_recomputed, 0);
+  EXPECT_EQ(std::memcmp(dense.out.data(), capped.out.data(), dense.out.size() * sizeof(float)), 0)
+      << "a recomputed head must be the exact dense result";
+  for (size_t i = 0; i < capped.bound.size(); ++i) EXPECT_LE(capped.bound[i], 1e-9f) << "head " << i;
+}
+
+TEST_P(RoutedDecode, BudgetModeNeverExceedsItsBudget) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  auto sink = synthetic(true, {20000, 3000}, seed);
+  auto mixed = synthetic(false, {12000}, seed + 100);
+  for (auto* c : {&sink, &mixed}) {
+    for (float budget : {1e-4f, 1e-3f, 1e-2f, 1e-1f}) {
+      Result r = run(*c, SR_ROUTING_BUDGET, 0.f, budget);
+      for (size_t i = 0; i < r.bound.size(); ++i) {
+        EXPECT_LE(r.bound[i], budget) << "budget " << budget << " head " << i;
+        EXPECT_LE(r.errors[i], budget + kRounding) << "budget " << budget << " head " << i;
+      }
+      expect_bound_holds(r, "budget");
+      EXPECT_LE(r.stats.max_error_bound, budget);
+    }
+  }
+  Result loose = run(sink, SR_ROUTING_BUDGET, 0.f, 1e-2f);
+  EXPECT_GT(skip_fraction(loose), 0.3) << "budget 1e-2 on a sink-heavy context should skip plenty";
+}
+
+TEST_P(RoutedDecode, LargePagesAndF32CacheKeepTheBound) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  for (int32_t page : {64, 128}) {
+    auto c = synthetic(true, {12000}, seed, page, SR_DTYPE_F32);
+    Result r = run(c, SR_ROUTING_TAU, 8.f, 0.f);
+    expect_bound_holds(r, "large pages");
+    EXPECT_GT(r.stats.blocks_v_skipped, 0) << "page " << page;
+  }
+}
+
+TEST_P(RoutedDecode, StatisticsAccumulateAndReset) {
+  auto c = synthetic(true, {3000}, 7);
+  Result r = run(c, SR_ROUTING_TAU, 8.f, 0.f);
+  const int64_t per_step_blocks = r.stats.blocks_total;
+  EXPECT_EQ(per_step_blocks, c.shape.kv_heads * ((3000 + 15) / 16));
+  sr_decode_args a = decode_args(c.seqs, c.q_heads, c.q.data(), r.out.data());
+  a.collect_stats = 1;
+  ASSERT_EQ(decode_with_host_buffers(c.ctx.get(), c.cache.get(), a, 128), SR_OK);
+  a.collect_stats = 0;
+  ASSERT_EQ(decode_with_host_buffers(c.ctx.get(), c.cache.get(), a, 128), SR_OK);
+  sr_decode_stats s{};
+  ASSERT_EQ(sr_context_stats(c.ctx.get(), &s, sizeof s), SR_OK);
+  EXPECT_EQ(s.steps, 2);
+  EXPECT_EQ(s.blocks_total, 2 * per_step_blocks);
+  ASSERT_EQ(sr_context_reset_stats(c.ctx.get()), SR_OK);
+  ASSERT_EQ(sr_context_stats(c.ctx.get(), &s, sizeof s), SR_OK);
+  EXPECT_EQ(s.steps, 0);
+  EXPECT_EQ(s.blocks_total, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RoutedDecode, ::testing::ValuesIn(test_backends()), backend_param_name);
+
+}  // namespace
+}  // namespace sr::testing

@@ -1,0 +1,138 @@
+// Real attention from a trained model (../shared/data/realattn): dense against float64, the
+// certified bound against the true error, and skip fractions against the data's README.
+// The README counts blocks per q-head (sinks + 64-token window: 52% at tau 8, 37% at tau 10,
+// 22% at tau 12). V is shared by the q-heads of a GQA group (2 here), so a block's V can only
+// stay unread when every head of the group agrees: recomputed in float64 from the same files,
+// that is 38% at tau 8, 21% at tau 10 and 9.5% at tau 12 of V blocks, the bytes that matter.
+// Sinks alone skip ~0%: this model has no BOS sink.
+#include <cmath>
+
+#include "realattn.h"
+#include "test_helpers.h"
+
+namespace sr::testing {
+namespace {
+
+using workloads::RealAttnLayer;
+
+class RealAttention : public ::testing::TestWithParam<sr_backend> {
+ protected:
+  void SetUp() override {
+    dir_ = workloads::find_realattn_dir();
+    if (dir_.empty()) GTEST_SKIP() << "realattn data not found (set SINKROUTER_REALATTN_DIR)";
+  }
+
+  struct Totals {
+    int64_t blocks = 0, skipped = 0;
+    double max_error = 0, max_bound = 0, worst_excess = -1;  // excess = error - bound
+  };
+
+  // Every layer, every query (query i attends to tokens 0..4064+i: the cache is truncated to
+  // that length, newest query first), with the given routing.
+  Totals run_all(sr_routing_mode mode, float tau, float budget, int32_t sink, int32_t window, bool check_dense) {
+    Totals t;
+    auto ctx = make_context(GetParam());
+    CacheShape shape;
+    shape.kv_heads = RealAttnLayer::kKvHeads;
+    shape.dtype = SR_DTYPE_BF16;
+    shape.capacity = RealAttnLayer::kTokens;
+    const int32_t D = RealAttnLayer::kHeadDim, H = RealAttnLayer::kQHeads;
+    for (int32_t layer = 0; layer < 8; ++layer) {
+      RealAttnLayer data = workloads::load_realattn_layer(dir_, layer);
+      auto cache = make_cache(ctx.get(), shape);
+      sr_seq_id seq;
+      EXPECT_EQ(sr_seq_add(cache.get(), &seq), SR_OK);
+      // The files are [kv_head][token][dim]: append with a head stride of a whole head.
+      sr_kv_io io;
+      sr_kv_io_default(&io, sizeof io);
+      io.token_stride = D;
+      io.head_stride = static_cast<int64_t>(RealAttnLayer::kTokens) * D;
+      EXPECT_EQ(sr_kv_append(cache.get(), seq, 0, RealAttnLayer::kTokens, data.k.data(), data.v.data(), &io), SR_OK)
+          << sr_last_error();
+      for (int32_t i = RealAttnLayer::kQueries - 1; i >= 0; --i) {
+        int64_t length = RealAttnLayer::kFirstQueryPosition + i + 1;
+        EXPECT_EQ(sr_seq_truncate(cache.get(), seq, length), SR_OK);
+        const uint16_t* q = data.q.data() + static_cast<int64_t>(i) * H * D;
+        std::vector<float> qf(static_cast<size_t>(H) * D);
+        for (size_t j = 0; j < qf.size(); ++j) {
+          uint32_t bits = static_cast<uint32_t>(q[j]) << 16;
+          std::memcpy(&qf[j], &bits, 4);
+        }
+        std::vector<sr_seq_id> seqs = {seq};
+        std::vector<float> out(qf.size()), mass(H), bound(H);
+        sr_decode_args a = decode_args(seqs, H, nullptr, out.data());
+        a.q = q;
+        a.q_dtype = SR_DTYPE_BF16;
+        a.routing = mode;
+        a.tau = tau;
+        a.error_budget = budget;
+        a.sink_tokens = sink;
+        a.window_tokens = window;
+        a.head_skipped_mass = mass.data();
+        a.head_error_bound = bound.data();
+        a.collect_stats = 1;
+        EXPECT_EQ(decode_with_host_buffers(ctx.get(), cache.get(), a, D), SR_OK) << sr_last_error();
+        auto ref = reference_outputs(cache.get(), seqs, 0, qf.data(), H, shape, 1.0 / std::sqrt(128.0));
+        auto errors = per_head_errors(out.data(), ref, H, D);
+        for (int32_t h = 0; h < H; ++h) {
+          if (check_dense) EXPECT_LT(errors[h], 1e-5) << "layer " << layer << " query " << i << " head " << h;
+          t.max_error = std::max(t.max_error, errors[h]);
+          t.max_bound = std::max(t.max_bound, static_cast<double>(bound[h]));
+          t.worst_excess = std::max(t.worst_excess, errors[h] - bound[h]);
+        }
+      }
+    }
+    sr_decode_stats s{};
+    EXPECT_EQ(sr_context_stats(ctx.get(), &s, sizeof s), SR_OK);
+    t.blocks = s.blocks_total;
+    t.skipped = s.blocks_v_skipped;
+    return t;
+  }
+
+  static double fraction(const Totals& t) { return static_cast<double>(t.skipped) / t.blocks; }
+  std::string dir_;
+};
+
+TEST_P(RealAttention, DenseMatchesFloat64) {
+  Totals t = run_all(SR_ROUTING_OFF, 0.f, 0.f, 4, 64, true);
+  EXPECT_EQ(t.skipped, 0);
+}
+
+TEST_P(RealAttention, TauRoutingSkipsWhatTheDataAllowsWithinTheBound) {
+  struct Expect {
+    float tau;
+    double low, high;
+  };
+  for (Expect e : {Expect{8.f, 0.32, 0.45}, Expect{10.f, 0.17, 0.27}, Expect{12.f, 0.07, 0.13}}) {
+    Totals t = run_all(SR_ROUTING_TAU, e.tau, 0.f, 4, 64, false);
+    double f = fraction(t);
+    RecordProperty("skip_tau_" + std::to_string(static_cast<int>(e.tau)), std::to_string(f));
+    EXPECT_GE(f, e.low) << "tau " << e.tau;
+    EXPECT_LE(f, e.high) << "tau " << e.tau;
+    EXPECT_LE(t.worst_excess, 2e-5) << "tau " << e.tau << ": the true error passed the bound";
+    std::printf("[realattn] tau %.0f: %.1f%% of V blocks skipped, max error %.2e, max bound %.2e\n", e.tau, 100 * f,
+                t.max_error, t.max_bound);
+  }
+}
+
+TEST_P(RealAttention, SinksAloneSkipNothingHere) {
+  Totals t = run_all(SR_ROUTING_TAU, 12.f, 0.f, 4, 0, false);
+  EXPECT_LT(fraction(t), 0.02);
+  EXPECT_LE(t.worst_excess, 2e-5);
+}
+
+TEST_P(RealAttention, BudgetHolds) {
+  for (float budget : {1e-3f, 1e-2f}) {
+    Totals t = run_all(SR_ROUTING_BUDGET, 0.f, budget, 4, 64, false);
+    EXPECT_LE(t.max_bound, budget);
+    EXPECT_LE(t.max_error, budget + 2e-5);
+    EXPECT_GT(fraction(t), budget < 5e-3f ? 0.05 : 0.15) << "budget " << budget;
+    std::printf("[realattn] budget %.0e: %.1f%% of V blocks skipped, max error %.2e, max bound %.2e\n", budget,
+                100 * fraction(t), t.max_error, t.max_bound);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RealAttention, ::testing::ValuesIn(test_backends()), backend_param_name);
+
+}  // namespace
+}  // namespace sr::testing
