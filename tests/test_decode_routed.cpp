@@ -111,9 +111,14 @@ TEST_P(RoutedDecode, SinkStructuredContextSkipsMostVBlocksWithinTheBound) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   auto c = synthetic(true, {16384, 9000}, seed);
-  Result r = run(c, SR_ROUTING_TAU, 12.f, 0.f);
-  expect_bound_holds(r, "tau 12");
-  EXPECT_GT(skip_fraction(r), 0.5) << r.stats.blocks_v_skipped << " of " << r.stats.blocks_total;
+  // Far blocks sit 9-15 logits under the sink (generator parameters drawn per head), so tau 8
+  // skips nearly all of them and tau 10 most; measured over seeds: 99% and 79-99%.
+  Result loose = run(c, SR_ROUTING_TAU, 8.f, 0.f);
+  expect_bound_holds(loose, "tau 8");
+  EXPECT_GT(skip_fraction(loose), 0.9);
+  Result r = run(c, SR_ROUTING_TAU, 10.f, 0.f);
+  expect_bound_holds(r, "tau 10");
+  EXPECT_GT(skip_fraction(r), 0.6) << r.stats.blocks_v_skipped << " of " << r.stats.blocks_total;
   EXPECT_GT(r.stats.max_skipped_mass, 0.0);
   EXPECT_EQ(r.stats.heads, static_cast<int64_t>(r.mass.size()));
   EXPECT_EQ(r.stats.steps, 1);
