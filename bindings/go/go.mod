@@ -1,0 +1,3 @@
+module sinkrouter.dev/sinkrouter
+
+go 1.19
