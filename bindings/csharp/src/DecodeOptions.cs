@@ -1,0 +1,59 @@
+// How a decode step runs: routing, its parameters and what it reports. A new instance holds the
+// C library's defaults (sr_decode_args_default): dense, tau 12, 4 sink and 64 window tokens,
+// error budget 1e-3, scale 1/sqrt(head_dim), no statistics.
+using SinkRouter.Native;
+
+namespace SinkRouter
+{
+    public sealed class DecodeOptions
+    {
+        /// <summary>Off (default), Tau, or Budget (the mode to run).</summary>
+        public RoutingMode Routing { get; set; }
+        /// <summary>Logit gap for RoutingMode.Tau (> 0; +inf skips nothing).</summary>
+        public float Tau { get; set; }
+        /// <summary>Anchor set: the first tokens of each sequence.</summary>
+        public int SinkTokens { get; set; }
+        /// <summary>Anchor set: the last tokens of each sequence.</summary>
+        public int WindowTokens { get; set; }
+        /// <summary>Relative output error allowed: required (> 0) for Budget, an optional cap
+        /// (0 = none) for Tau.</summary>
+        public float ErrorBudget { get; set; }
+        /// <summary>Softmax scale; 0 = 1/sqrt(head_dim).</summary>
+        public float Scale { get; set; }
+        /// <summary>Add this step to the context's statistics (Context.Stats()).</summary>
+        public bool CollectStats { get; set; }
+
+        public DecodeOptions()
+        {
+            sr_decode_args native = DefaultArgs();
+            Routing = native.routing;
+            Tau = native.tau;
+            SinkTokens = native.sink_tokens;
+            WindowTokens = native.window_tokens;
+            ErrorBudget = native.error_budget;
+            Scale = native.scale;
+            CollectStats = native.collect_stats != 0;
+        }
+
+        /// <summary>The C defaults with these options applied; buffers and shapes left unset.</summary>
+        internal sr_decode_args ToNative()
+        {
+            sr_decode_args native = DefaultArgs();
+            native.routing = Routing;
+            native.tau = Tau;
+            native.sink_tokens = SinkTokens;
+            native.window_tokens = WindowTokens;
+            native.error_budget = ErrorBudget;
+            native.scale = Scale;
+            native.collect_stats = CollectStats ? 1 : 0;
+            return native;
+        }
+
+        private static sr_decode_args DefaultArgs()
+        {
+            var native = new sr_decode_args();
+            NativeMethods.Check(NativeMethods.sr_decode_args_default(ref native, NativeMethods.SizeOf<sr_decode_args>()));
+            return native;
+        }
+    }
+}
