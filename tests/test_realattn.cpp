@@ -6,6 +6,7 @@
 // that is 38% at tau 8, 21% at tau 10 and 9.5% at tau 12 of V blocks, the bytes that matter.
 // Sinks alone skip ~0%: this model has no BOS sink.
 #include <cmath>
+#include <cstdlib>
 
 #include "realattn.h"
 #include "test_helpers.h"
@@ -19,6 +20,9 @@ class RealAttention : public ::testing::TestWithParam<sr_backend> {
  protected:
   void SetUp() override {
     dir_ = workloads::find_realattn_dir();
+    if (dir_.empty() && std::getenv("SINKROUTER_REALATTN_DIR")) {
+      FAIL() << "SINKROUTER_REALATTN_DIR is set, but holds no manifest.json: " << std::getenv("SINKROUTER_REALATTN_DIR");
+    }
     if (dir_.empty()) GTEST_SKIP() << "realattn data not found (set SINKROUTER_REALATTN_DIR)";
   }
 

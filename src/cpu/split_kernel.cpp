@@ -81,6 +81,7 @@ struct Scratch {
   float* block_max = nullptr;  // [group][blocks]
   float* block_sum = nullptr;  // [group][blocks]
   int* order = nullptr;        // [blocks]
+  float* keys = nullptr;       // [blocks]
   unsigned char* skip = nullptr;  // [blocks]
   float* anchor_logits = nullptr;  // [anchor tokens][group]
   float* anchor_out = nullptr;     // [group][head_dim]
@@ -90,6 +91,7 @@ struct Scratch {
     block_max = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxBlocks));
     block_sum = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxBlocks));
     order = static_cast<int*>(malloc(sizeof(int) * kMaxBlocks));
+    keys = static_cast<float*>(malloc(sizeof(float) * kMaxBlocks));
     skip = static_cast<unsigned char*>(malloc(kMaxBlocks));
     anchor_out = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * 256));
   }
@@ -98,6 +100,7 @@ struct Scratch {
     free(block_max);
     free(block_sum);
     free(order);
+    free(keys);
     free(skip);
     free(anchor_logits);
     free(anchor_out);
@@ -110,23 +113,33 @@ struct Scratch {
     }
     return anchor_logits;
   }
-  bool ok() const { return weights && block_max && block_sum && order && skip && anchor_out; }
+  bool ok() const { return weights && block_max && block_sum && order && keys && skip && anchor_out; }
 };
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// Insertion sort of block indices by key: a split has at most kMaxBlocks of them.
-template <class Key>
-void sort_by_key(int* items, int n, const Key& key) {
-  for (int i = 1; i < n; ++i) {
-    int item = items[i];
-    float k = key(item);
-    int j = i - 1;
-    while (j >= 0 && key(items[j]) > k) {
-      items[j + 1] = items[j];
-      --j;
-    }
-    items[j + 1] = item;
+// Heap sort of block indices by precomputed keys, ascending (no std::sort here: see the top).
+void sift_down(int* items, const float* keys, int start, int n) {
+  int root = start;
+  for (;;) {
+    int child = 2 * root + 1;
+    if (child >= n) return;
+    if (child + 1 < n && keys[items[child + 1]] > keys[items[child]]) ++child;
+    if (keys[items[child]] <= keys[items[root]]) return;
+    int t = items[root];
+    items[root] = items[child];
+    items[child] = t;
+    root = child;
+  }
+}
+
+void sort_by_key(int* items, int n, const float* keys) {
+  for (int i = n / 2 - 1; i >= 0; --i) sift_down(items, keys, i, n);
+  for (int end = n - 1; end > 0; --end) {
+    int t = items[0];
+    items[0] = items[end];
+    items[end] = t;
+    sift_down(items, keys, 0, end);
   }
 }
 
@@ -262,12 +275,14 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
       for (int b = 0; b < n_blocks; ++b) {
         if (!is_anchor(b)) order[n_order++] = b;
       }
-      auto key = [&](int b) {
-        float k = -INFINITY;
-        for (int h = 0; h < G; ++h) k = fmaxf(k, bmax[h * n_blocks + b] - m_ref[h]);
-        return k;
-      };
-      sort_by_key(order, n_order, key);
+      // A block's key: its largest logit over the group, relative to each head's reference.
+      float* keys = scratch.keys;
+      for (int i = 0; i < n_order; ++i) {
+        int b = order[i];
+        keys[b] = -INFINITY;
+        for (int h = 0; h < G; ++h) keys[b] = fmaxf(keys[b], bmax[h * n_blocks + b] - m_ref[h]);
+      }
+      sort_by_key(order, n_order, keys);
       for (int i = 0; i < n_order; ++i) {
         int b = order[i];
         float vn = block_vnorm(b);
