@@ -25,6 +25,10 @@ namespace sr::cpu::SR_CPU_ISA {
 namespace {
 
 typedef float f32x16 __attribute__((vector_size(64)));
+typedef float f32x8 __attribute__((vector_size(32)));
+typedef float f32x4 __attribute__((vector_size(16)));
+typedef uint16_t u16x16 __attribute__((vector_size(32)));
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
 
 inline f32x16 load16(const float* p) {
   f32x16 v;
@@ -33,43 +37,113 @@ inline f32x16 load16(const float* p) {
 }
 inline void store16(float* p, f32x16 v) { memcpy(p, &v, sizeof v); }
 
+// Horizontal sum as a tree: a chain of 16 dependent adds would cost more than the dot itself.
 inline float sum16(f32x16 v) {
-  float s = 0.f;
-  for (int i = 0; i < 16; ++i) s += v[i];
-  return s;
+  f32x8 a, b;
+  memcpy(&a, &v, sizeof a);
+  memcpy(&b, reinterpret_cast<const char*>(&v) + sizeof a, sizeof b);
+  a += b;
+  f32x4 c, d;
+  memcpy(&c, &a, sizeof c);
+  memcpy(&d, reinterpret_cast<const char*>(&a) + sizeof c, sizeof d);
+  c += d;
+  return (c[0] + c[2]) + (c[1] + c[3]);
 }
 
-// One row of head_dim elements of the cache, widened to f32.
-template <sr_dtype DT, int D>
-inline void load_row(const void* base, int64_t row, float* out) {
+// Sixteen consecutive cache elements starting at element i, widened to f32 in registers.
+template <sr_dtype DT>
+inline f32x16 chunk16(const void* base, int64_t i) {
   if constexpr (DT == SR_DTYPE_F32) {
-    memcpy(out, static_cast<const float*>(base) + row * D, D * sizeof(float));
+    return load16(static_cast<const float*>(base) + i);
   } else if constexpr (DT == SR_DTYPE_BF16) {
-    const uint16_t* in = static_cast<const uint16_t*>(base) + row * D;
-    for (int d = 0; d < D; ++d) out[d] = bits_to_float(static_cast<uint32_t>(in[d]) << 16);
+    u16x16 h;
+    memcpy(&h, static_cast<const uint16_t*>(base) + i, sizeof h);
+    u32x16 w = __builtin_convertvector(h, u32x16) << 16;  // bf16 is the top half of an f32
+    f32x16 f;
+    memcpy(&f, &w, sizeof f);
+    return f;
   } else {
-    const uint16_t* in = static_cast<const uint16_t*>(base) + row * D;
+    const uint16_t* p = static_cast<const uint16_t*>(base) + i;
+    f32x16 f;
 #if defined(__F16C__)
-    for (int d = 0; d < D; d += 8) {
-      __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + d));
-      _mm256_storeu_ps(out + d, _mm256_cvtph_ps(h));
-    }
+    __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)));
+    memcpy(&f, &lo, sizeof lo);
+    memcpy(reinterpret_cast<char*>(&f) + sizeof lo, &hi, sizeof hi);
 #else
-    for (int d = 0; d < D; ++d) out[d] = f16_to_float(in[d]);
+    for (int j = 0; j < 16; ++j) f[j] = f16_to_float(p[j]);
 #endif
+    return f;
   }
 }
 
-template <int D>
-inline float dot(const float* a, const float* b) {
-  f32x16 acc = {};
-  for (int d = 0; d < D; d += 16) acc += load16(a + d) * load16(b + d);
-  return sum16(acc);
+// Logits of GT q-heads against one cache row (elements [first, first + D)): the row is
+// loaded once for all heads. s[h * s_stride] receives head h's logit.
+template <sr_dtype DT, int D, int GT>
+inline void score_heads(const float* q, const void* base, int64_t first, float* s, int64_t s_stride) {
+  f32x16 acc[GT];
+  for (int h = 0; h < GT; ++h) acc[h] = f32x16{};
+  for (int d = 0; d < D; d += 16) {
+    f32x16 k = chunk16<DT>(base, first + d);
+    for (int h = 0; h < GT; ++h) acc[h] += load16(q + h * D + d) * k;
+  }
+  for (int h = 0; h < GT; ++h) s[h * s_stride] = sum16(acc[h]);
 }
 
-template <int D>
-inline void axpy(float w, const float* x, float* y) {
-  for (int d = 0; d < D; d += 16) store16(y + d, load16(y + d) + w * load16(x + d));
+// All G heads of a group, in fixed-size bundles the compiler keeps in registers.
+template <sr_dtype DT, int D>
+inline void score_row(const float* q, int G, const void* base, int64_t first, float* s, int64_t s_stride) {
+  int h = 0;
+  for (; h + 8 <= G; h += 8) score_heads<DT, D, 8>(q + h * D, base, first, s + h * s_stride, s_stride);
+  if (h + 4 <= G) {
+    score_heads<DT, D, 4>(q + h * D, base, first, s + h * s_stride, s_stride);
+    h += 4;
+  }
+  if (h + 2 <= G) {
+    score_heads<DT, D, 2>(q + h * D, base, first, s + h * s_stride, s_stride);
+    h += 2;
+  }
+  if (h < G) score_heads<DT, D, 1>(q + h * D, base, first, s + h * s_stride, s_stride);
+}
+
+// o[h] += sum over n rows of w[h * w_stride + t] * row_t, for GT heads: each 16-wide slice
+// of o stays in registers across the rows, and each row is read once for all heads.
+template <sr_dtype DT, int D, int GT>
+inline void accumulate_heads(const float* w, int64_t w_stride, const void* base, int64_t first, int64_t n,
+                             float* o) {
+  for (int d = 0; d < D; d += 16) {
+    f32x16 acc[GT];
+    for (int h = 0; h < GT; ++h) acc[h] = load16(o + h * D + d);
+    for (int64_t t = 0; t < n; ++t) {
+      f32x16 v = chunk16<DT>(base, first + t * D + d);
+      for (int h = 0; h < GT; ++h) acc[h] += w[h * w_stride + t] * v;
+    }
+    for (int h = 0; h < GT; ++h) store16(o + h * D + d, acc[h]);
+  }
+}
+
+template <sr_dtype DT, int D>
+inline void accumulate_rows(const float* w, int64_t w_stride, int G, const void* base, int64_t first, int64_t n,
+                            float* o) {
+  int h = 0;
+  for (; h + 4 <= G; h += 4) accumulate_heads<DT, D, 4>(w + h * w_stride, w_stride, base, first, n, o + h * D);
+  if (h + 2 <= G) {
+    accumulate_heads<DT, D, 2>(w + h * w_stride, w_stride, base, first, n, o + h * D);
+    h += 2;
+  }
+  if (h < G) accumulate_heads<DT, D, 1>(w + h * w_stride, w_stride, base, first, n, o + h * D);
+}
+
+// In place: x[i] = exp(x[i] - m); returns the sum. The exp loop has no reduction in it, so it
+// vectorises; the sum runs 16 wide.
+inline float exp_and_sum(float* x, int64_t n, float m) {
+  for (int64_t i = 0; i < n; ++i) x[i] = fast_exp(x[i] - m);
+  f32x16 acc = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) acc += load16(x + i);
+  float sum = sum16(acc);
+  for (; i < n; ++i) sum += x[i];
+  return sum;
 }
 
 constexpr int kMaxBlocks = kMaxSplitTokens / 16;  // pages hold at least 16 tokens
@@ -156,29 +230,25 @@ void score_anchor(const LayerView& L, const RoutingConfig& R, const SplitTask& t
                   Scratch& scratch, float* m_ref, float* z, float* out_norm) {
   const int G = task.group;
   const bool budget = R.mode == SR_ROUTING_BUDGET;
-  alignas(64) float row[D];
   const int64_t n_sink = anchor.sink_end, n_window = task.length - anchor.window_begin;
   const int n_anchor = static_cast<int>(n_sink + n_window);
   float* logits = scratch.anchor(n_anchor, G);
   auto token = [&](int i) { return i < n_sink ? i : anchor.window_begin + (i - n_sink); };
   for (int h = 0; h < G; ++h) m_ref[h] = -INFINITY;
   for (int i = 0; i < n_anchor; ++i) {
-    load_row<DT, D>(L.k, row_of(L, task.pages, task.kv_head, token(i)), row);
-    for (int h = 0; h < G; ++h) {
-      float s = dot<D>(task.q + h * D, row);
-      logits[i * G + h] = s;
-      m_ref[h] = fmaxf(m_ref[h], s);
-    }
+    score_row<DT, D>(task.q, G, L.k, row_of(L, task.pages, task.kv_head, token(i)) * D, logits + i * G, 1);
+    for (int h = 0; h < G; ++h) m_ref[h] = fmaxf(m_ref[h], logits[i * G + h]);
   }
   float* o = scratch.anchor_out;
   if (budget) memset(o, 0, sizeof(float) * G * D);
   for (int h = 0; h < G; ++h) z[h] = 0.f;
   for (int i = 0; i < n_anchor; ++i) {
-    if (budget) load_row<DT, D>(L.v, row_of(L, task.pages, task.kv_head, token(i)), row);
     for (int h = 0; h < G; ++h) {
-      float w = fast_exp(logits[i * G + h] - m_ref[h]);
-      z[h] += w;
-      if (budget) axpy<D>(w, row, o + h * D);
+      logits[i * G + h] = fast_exp(logits[i * G + h] - m_ref[h]);
+      z[h] += logits[i * G + h];
+    }
+    if (budget) {
+      accumulate_rows<DT, D>(logits + i * G, 1, G, L.v, row_of(L, task.pages, task.kv_head, token(i)) * D, 1, o);
     }
   }
   for (int h = 0; h < G; ++h) {
@@ -201,7 +271,6 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
   float* w = scratch.weights;  // w[h * n + i]
   float* bmax = scratch.block_max;  // bmax[h * n_blocks + b]
   float* bsum = scratch.block_sum;
-  alignas(64) float row[D];
 
   // Pass 1: every logit of the split, K read once for the whole group.
   float m[kMaxGroup];
@@ -210,30 +279,22 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
     int64_t t0 = task.begin + static_cast<int64_t>(b) * PT;
     int64_t t1 = min64(t0 + PT, task.end);
     int64_t row0 = row_of(L, task.pages, task.kv_head, t0);
-    for (int h = 0; h < G; ++h) bmax[h * n_blocks + b] = -INFINITY;
     for (int64_t t = t0; t < t1; ++t) {
-      load_row<DT, D>(L.k, row0 + (t - t0), row);
-      for (int h = 0; h < G; ++h) {
-        float s = dot<D>(task.q + h * D, row);
-        w[h * n + (t - task.begin)] = s;
-        bmax[h * n_blocks + b] = fmaxf(bmax[h * n_blocks + b], s);
-      }
+      score_row<DT, D>(task.q, G, L.k, (row0 + (t - t0)) * D, w + (t - task.begin), n);
     }
-    for (int h = 0; h < G; ++h) m[h] = fmaxf(m[h], bmax[h * n_blocks + b]);
+    for (int h = 0; h < G; ++h) {
+      float block_max = -INFINITY;
+      for (int64_t i = t0 - task.begin; i < t1 - task.begin; ++i) block_max = fmaxf(block_max, w[h * n + i]);
+      bmax[h * n_blocks + b] = block_max;
+      m[h] = fmaxf(m[h], block_max);
+    }
   }
 
   // Logits become weights exp(s - m); per-block sums feed l and the routing decisions.
   for (int h = 0; h < G; ++h) {
-    float* wh = w + h * n;
     for (int b = 0; b < n_blocks; ++b) {
       int64_t i0 = static_cast<int64_t>(b) * PT;
-      int64_t i1 = min64(i0 + PT, n);
-      float sum = 0.f;
-      for (int64_t i = i0; i < i1; ++i) {
-        wh[i] = fast_exp(wh[i] - m[h]);
-        sum += wh[i];
-      }
-      bsum[h * n_blocks + b] = sum;
+      bsum[h * n_blocks + b] = exp_and_sum(w + h * n + i0, min64(i0 + PT, n) - i0, m[h]);
     }
   }
 
@@ -317,11 +378,7 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
     int64_t t1 = min64(t0 + PT, task.end);
     int64_t row0 = row_of(L, task.pages, task.kv_head, t0);
     for (int h = 0; h < G; ++h) task.partial[h].l += bsum[h * n_blocks + b];
-    for (int64_t t = t0; t < t1; ++t) {
-      load_row<DT, D>(L.v, row0 + (t - t0), row);
-      int64_t i = t - task.begin;
-      for (int h = 0; h < G; ++h) axpy<D>(w[h * n + i], row, task.o + h * D);
-    }
+    accumulate_rows<DT, D>(w + (t0 - task.begin), n, G, L.v, row0 * D, t1 - t0, task.o);
   }
   task.blocks_total = n_blocks;
   task.blocks_skipped = skipped;
