@@ -7,6 +7,8 @@
 #include <cstring>
 #include <new>
 
+#include <sys/mman.h>
+
 #include "common/dtype_convert.h"
 #include "cpu/cpu_backend.h"
 
@@ -40,10 +42,17 @@ void store_from_float(void* base, int64_t index, sr_dtype dtype, float value) {
 
 namespace {
 
+// Large pools are aligned to 2 MiB and marked for transparent huge pages: a decode step jumps
+// between pages all over the pool, and 4 KiB pages would cost a TLB miss per block.
 void* allocate(size_t bytes) {
+  constexpr size_t kHuge = size_t{2} << 20;
   void* p = nullptr;
   if (bytes == 0) bytes = 64;
-  if (posix_memalign(&p, 64, (bytes + 63) / 64 * 64) != 0) return nullptr;
+  size_t alignment = bytes >= kHuge ? kHuge : 64;
+  if (posix_memalign(&p, alignment, (bytes + alignment - 1) / alignment * alignment) != 0) return nullptr;
+#if defined(MADV_HUGEPAGE)
+  if (alignment == kHuge) madvise(p, (bytes + kHuge - 1) / kHuge * kHuge, MADV_HUGEPAGE);  // a hint; may be ignored
+#endif
   return p;
 }
 
