@@ -16,5 +16,6 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/SinkRouterConfigVer
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/SinkRouterConfig.cmake ${CMAKE_CURRENT_BINARY_DIR}/SinkRouterConfigVersion.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/SinkRouter)
 
+file(RELATIVE_PATH SR_PC_PREFIX_FROM_PCDIR ${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig ${CMAKE_INSTALL_PREFIX})
 configure_file(cmake/sinkrouter.pc.in ${CMAKE_CURRENT_BINARY_DIR}/sinkrouter.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/sinkrouter.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
