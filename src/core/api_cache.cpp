@@ -5,13 +5,12 @@
 
 #include "core/defaults.h"
 #include "core/errors.h"
+#include "core/enum_bits.h"
 #include "core/kv_cache.h"
 #include "core/struct_args.h"
 
 namespace sr {
 namespace {
-
-bool is_dtype(sr_dtype d) { return d == SR_DTYPE_F32 || d == SR_DTYPE_F16 || d == SR_DTYPE_BF16; }
 
 sr_kv_cache& checked(sr_kv_cache* cache) {
   require_not_null(cache, "cache");
@@ -38,7 +37,9 @@ void validate_cache_options(const sr_kv_cache_options& o) {
   if (o.capacity_tokens < 1) {
     fail(SR_ERR_OUT_OF_RANGE, "capacity_tokens = %lld must be at least 1", static_cast<long long>(o.capacity_tokens));
   }
-  if (!is_dtype(o.dtype)) fail(SR_ERR_UNSUPPORTED, "dtype = %d is not an sr_dtype value", static_cast<int>(o.dtype));
+  if (!is_storage_dtype(enum_bits(o.dtype))) {
+    fail(SR_ERR_UNSUPPORTED, "dtype = %d is not an sr_dtype value", enum_bits(o.dtype));
+  }
   if (o.max_batch < 1 || o.max_batch > 65536) {
     fail(SR_ERR_OUT_OF_RANGE, "max_batch = %d is out of range [1, 65536]", o.max_batch);
   }
@@ -59,8 +60,10 @@ void validate_cache_options(const sr_kv_cache_options& o) {
 sr_kv_io resolve_io(const sr_kv_cache& cache, const sr_kv_io* io_in, int64_t n_tokens) {
   sr_kv_io io = read_struct(io_in, "sr_kv_io", kv_io_defaults);
   const sr_cache_geometry& g = cache.geometry;
-  if (io.dtype == SR_DTYPE_CACHE) io.dtype = g.dtype;
-  if (!is_dtype(io.dtype)) fail(SR_ERR_UNSUPPORTED, "io.dtype = %d is not an sr_dtype value", static_cast<int>(io.dtype));
+  if (enum_bits(io.dtype) == SR_DTYPE_CACHE) io.dtype = g.dtype;
+  if (!is_storage_dtype(enum_bits(io.dtype))) {
+    fail(SR_ERR_UNSUPPORTED, "io.dtype = %d is not an sr_dtype value", enum_bits(io.dtype));
+  }
   if (io.head_stride == 0) io.head_stride = g.head_dim;
   if (io.token_stride == 0) io.token_stride = g.num_kv_heads * io.head_stride;
   if (io.head_stride < 0 || io.token_stride < 0) {
@@ -76,8 +79,8 @@ sr_kv_io resolve_io(const sr_kv_cache& cache, const sr_kv_io* io_in, int64_t n_t
          "io strides (token_stride = %lld, head_stride = %lld) make rows of %d elements overlap",
          static_cast<long long>(io.token_stride), static_cast<long long>(io.head_stride), g.head_dim);
   }
-  if (io.memory != SR_MEMORY_HOST && io.memory != SR_MEMORY_DEVICE) {
-    fail(SR_ERR_INVALID_ARGUMENT, "io.memory = %d is not an sr_memory value", static_cast<int>(io.memory));
+  if (enum_bits(io.memory) != SR_MEMORY_HOST && enum_bits(io.memory) != SR_MEMORY_DEVICE) {
+    fail(SR_ERR_INVALID_ARGUMENT, "io.memory = %d is not an sr_memory value", enum_bits(io.memory));
   }
   if (io.memory == SR_MEMORY_DEVICE && cache.context->backend == SR_BACKEND_CPU) {
     fail(SR_ERR_UNSUPPORTED, "io.memory = SR_MEMORY_DEVICE, but this cache lives on the CPU backend");

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "core/defaults.h"
+#include "core/enum_bits.h"
 #include "core/errors.h"
 #include "core/struct_args.h"
 
@@ -52,7 +53,7 @@ void decode_stats_defaults(sr_decode_stats* o) {
 extern "C" {
 
 const char* sr_status_string(sr_status status) {
-  switch (status) {
+  switch (sr::enum_bits(status)) {
     case SR_OK: return "SR_OK";
     case SR_ERR_INVALID_ARGUMENT: return "SR_ERR_INVALID_ARGUMENT";
     case SR_ERR_OUT_OF_RANGE: return "SR_ERR_OUT_OF_RANGE";
@@ -74,7 +75,7 @@ const char* sr_version(void) { return SR_VERSION_STRING; }
 unsigned sr_abi_version(void) { return SR_ABI_VERSION; }
 
 const char* sr_backend_name(sr_backend backend) {
-  switch (backend) {
+  switch (sr::enum_bits(backend)) {
     case SR_BACKEND_AUTO: return "auto";
     case SR_BACKEND_CPU: return "cpu";
     case SR_BACKEND_CUDA: return "cuda";
@@ -84,7 +85,7 @@ const char* sr_backend_name(sr_backend backend) {
 }
 
 size_t sr_dtype_size(sr_dtype dtype) {
-  switch (dtype) {
+  switch (sr::enum_bits(dtype)) {
     case SR_DTYPE_F32: return 4;
     case SR_DTYPE_CACHE: return 0;
     case SR_DTYPE_F16:

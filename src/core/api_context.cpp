@@ -6,6 +6,7 @@
 #include "core/backend_loader.h"
 #include "core/context.h"
 #include "core/defaults.h"
+#include "core/enum_bits.h"
 #include "core/errors.h"
 #include "core/struct_args.h"
 
@@ -57,8 +58,8 @@ sr_status sr_context_create(const sr_context_options* options, sr_context** out_
   return sr::guard([&] {
     sr::require_not_null(out_context, "out_context");
     sr_context_options o = sr::read_struct(options, "sr_context_options", sr::context_options_defaults);
-    if (o.backend < SR_BACKEND_AUTO || o.backend > SR_BACKEND_HIP) {
-      sr::fail(SR_ERR_INVALID_ARGUMENT, "backend = %d is not an sr_backend value", static_cast<int>(o.backend));
+    if (sr::enum_bits(o.backend) < SR_BACKEND_AUTO || sr::enum_bits(o.backend) > SR_BACKEND_HIP) {
+      sr::fail(SR_ERR_INVALID_ARGUMENT, "backend = %d is not an sr_backend value", sr::enum_bits(o.backend));
     }
     if (o.device_index < 0) sr::fail(SR_ERR_OUT_OF_RANGE, "device_index = %d is negative", o.device_index);
     if (o.num_threads < 0 || o.num_threads > 4096) {

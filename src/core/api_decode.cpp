@@ -6,13 +6,12 @@
 
 #include "core/defaults.h"
 #include "core/errors.h"
+#include "core/enum_bits.h"
 #include "core/kv_cache.h"
 #include "core/struct_args.h"
 
 namespace sr {
 namespace {
-
-bool is_dtype(sr_dtype d) { return d == SR_DTYPE_F32 || d == SR_DTYPE_F16 || d == SR_DTYPE_BF16; }
 
 sr_decode_args resolve_args(const sr_kv_cache& cache, const sr_decode_args* in) {
   require_not_null(in, "args");
@@ -36,14 +35,16 @@ sr_decode_args resolve_args(const sr_kv_cache& cache, const sr_decode_args* in) 
     fail(SR_ERR_UNSUPPORTED, "a GQA group of %d q-heads per kv-head is not supported (at most 64)",
          a.num_q_heads / g.num_kv_heads);
   }
-  if (!is_dtype(a.q_dtype)) fail(SR_ERR_UNSUPPORTED, "q_dtype = %d is not an sr_dtype value", static_cast<int>(a.q_dtype));
-  if (!is_dtype(a.out_dtype)) {
-    fail(SR_ERR_UNSUPPORTED, "out_dtype = %d is not an sr_dtype value", static_cast<int>(a.out_dtype));
+  if (!is_storage_dtype(enum_bits(a.q_dtype))) {
+    fail(SR_ERR_UNSUPPORTED, "q_dtype = %d is not an sr_dtype value", enum_bits(a.q_dtype));
+  }
+  if (!is_storage_dtype(enum_bits(a.out_dtype))) {
+    fail(SR_ERR_UNSUPPORTED, "out_dtype = %d is not an sr_dtype value", enum_bits(a.out_dtype));
   }
   if (!(a.scale >= 0.f) || std::isinf(a.scale)) fail(SR_ERR_INVALID_ARGUMENT, "scale = %g must be finite and >= 0", a.scale);
   if (a.scale == 0.f) a.scale = 1.f / std::sqrt(static_cast<float>(g.head_dim));
-  if (a.routing < SR_ROUTING_OFF || a.routing > SR_ROUTING_BUDGET) {
-    fail(SR_ERR_INVALID_ARGUMENT, "routing = %d is not an sr_routing_mode value", static_cast<int>(a.routing));
+  if (enum_bits(a.routing) < SR_ROUTING_OFF || enum_bits(a.routing) > SR_ROUTING_BUDGET) {
+    fail(SR_ERR_INVALID_ARGUMENT, "routing = %d is not an sr_routing_mode value", enum_bits(a.routing));
   }
   if (a.routing != SR_ROUTING_OFF) {
     if (a.sink_tokens < 0) fail(SR_ERR_OUT_OF_RANGE, "sink_tokens = %d is negative", a.sink_tokens);
