@@ -47,7 +47,8 @@ void validate_cache_options(const sr_kv_cache_options& o) {
     fail(SR_ERR_INVALID_ARGUMENT, "max_q_heads = %d must be a multiple of num_kv_heads = %d", o.max_q_heads,
          o.num_kv_heads);
   }
-  int64_t pages = (o.capacity_tokens + o.page_tokens - 1) / o.page_tokens;
+  // Counted without capacity + page_tokens - 1, which overflows near INT64_MAX.
+  int64_t pages = o.capacity_tokens / o.page_tokens + (o.capacity_tokens % o.page_tokens != 0);
   double bytes = 2.0 * o.num_layers * static_cast<double>(pages) * o.page_tokens * o.num_kv_heads * o.head_dim *
                  sr_dtype_size(o.dtype);
   if (pages > INT32_MAX || bytes > 9.0e18) {
@@ -64,11 +65,25 @@ sr_kv_io resolve_io(const sr_kv_cache& cache, const sr_kv_io* io_in, int64_t n_t
   if (!is_storage_dtype(enum_bits(io.dtype))) {
     fail(SR_ERR_UNSUPPORTED, "io.dtype = %d is not an sr_dtype value", enum_bits(io.dtype));
   }
-  if (io.head_stride == 0) io.head_stride = g.head_dim;
-  if (io.token_stride == 0) io.token_stride = g.num_kv_heads * io.head_stride;
   if (io.head_stride < 0 || io.token_stride < 0) {
     fail(SR_ERR_INVALID_ARGUMENT, "io strides must not be negative (token_stride = %lld, head_stride = %lld)",
          static_cast<long long>(io.token_stride), static_cast<long long>(io.head_stride));
+  }
+  // No real buffer spans 2^56 bytes; refusing larger layouts keeps every offset the backends
+  // compute (token * token_stride + head * head_stride, in bytes) far from int64 overflow.
+  constexpr __int128 kMaxSpanBytes = __int128{1} << 56;
+  if (io.head_stride == 0) io.head_stride = g.head_dim;
+  if (io.token_stride == 0 && __int128{g.num_kv_heads} * io.head_stride < kMaxSpanBytes) {
+    io.token_stride = g.num_kv_heads * io.head_stride;
+  }
+  const __int128 last_element = __int128{n_tokens - 1} * (io.token_stride == 0 ? io.head_stride : io.token_stride) +
+                                __int128{g.num_kv_heads - 1} * io.head_stride + g.head_dim;
+  if (io.token_stride == 0 || n_tokens < 1 || last_element * sr_dtype_size(io.dtype) >= kMaxSpanBytes) {
+    fail(SR_ERR_INVALID_ARGUMENT,
+         "io strides (token_stride = %lld, head_stride = %lld) over %lld tokens span more than 2^56 bytes: "
+         "no buffer is that large",
+         static_cast<long long>(io.token_stride), static_cast<long long>(io.head_stride),
+         static_cast<long long>(n_tokens));
   }
   // Rows may not overlap: heads inside tokens ([t][h][d]) or tokens inside heads ([h][t][d]).
   bool heads_inside = io.head_stride >= g.head_dim && io.token_stride >= g.num_kv_heads * io.head_stride;
@@ -107,7 +122,7 @@ sr_status sr_kv_cache_create(sr_context* context, const sr_kv_cache_options* opt
                                         o.num_kv_heads,
                                         o.head_dim,
                                         o.page_tokens,
-                                        (o.capacity_tokens + o.page_tokens - 1) / o.page_tokens,
+                                        o.capacity_tokens / o.page_tokens + (o.capacity_tokens % o.page_tokens != 0),
                                         o.dtype,
                                         o.max_batch,
                                         o.max_q_heads};

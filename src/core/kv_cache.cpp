@@ -222,9 +222,15 @@ void read_tokens(const sr_kv_cache& cache, sr_seq_id id, int32_t layer, int64_t 
   const Sequence& seq = find_sequence(cache, id);
   int64_t length = seq.lengths[layer];
   if (first < 0 || n_tokens < 1 || first > length - n_tokens) {
+    // The range's end is printed only where first + n_tokens cannot overflow.
+    if (first <= INT64_MAX - n_tokens) {
+      fail(SR_ERR_OUT_OF_RANGE, "tokens [%lld, %lld) are out of range: layer %d of sequence %lld holds %lld tokens",
+           static_cast<long long>(first), static_cast<long long>(first + n_tokens), layer, static_cast<long long>(id),
+           static_cast<long long>(length));
+    }
     fail(SR_ERR_OUT_OF_RANGE,
-         "tokens [%lld, %lld) are out of range: layer %d of sequence %lld holds %lld tokens",
-         static_cast<long long>(first), static_cast<long long>(first + n_tokens), layer,
+         "%lld tokens from token %lld are out of range: layer %d of sequence %lld holds %lld tokens",
+         static_cast<long long>(n_tokens), static_cast<long long>(first), layer,
          static_cast<long long>(id), static_cast<long long>(length));
   }
   const sr_backend_i* be = cache.context->iface;

@@ -11,7 +11,11 @@ static inline float fast_exp(float x) {
   // exp(x) = 2^n * exp(r), n = round(x / ln2), r = x - n ln2 in [-ln2/2, ln2/2].
   x = x < -87.0f ? -87.0f : x;  // below this the result is under 2^-125: flushed below
   x = x > 88.0f ? 88.0f : x;
-  float n = __builtin_roundevenf(x * 1.44269504088896341f);
+  // Round to nearest even by adding and removing 1.5 * 2^23 (|x / ln2| < 2^22 here): plain
+  // arithmetic that every compiler vectorises (clang 14 has no __builtin_roundevenf). Needs
+  // IEEE evaluation: never build this with -ffast-math, which would cancel the two additions.
+  constexpr float kRoundMagic = 12582912.0f;
+  float n = (x * 1.44269504088896341f + kRoundMagic) - kRoundMagic;
   float r = x - n * 0.693359375f;  // ln2 split in two so r stays exact
   r = r - n * -2.12194440e-4f;
   // Minimax polynomial for exp(r) on [-ln2/2, ln2/2] (Cephes expf).

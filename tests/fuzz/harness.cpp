@@ -4,10 +4,15 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
 namespace sr_fuzz {
+
+// SR_FUZZ_TRACE=1 prints every step's call family and every checked status (make_corpus.py
+// --count reads the former).
+const bool kTrace = std::getenv("SR_FUZZ_TRACE") != nullptr;
 
 void violation(const char* file, int line, const char* format, ...) {
   std::fprintf(stderr, "\nINVARIANT VIOLATED at %s:%d: ", file, line);
@@ -26,6 +31,7 @@ void Expectation::must_fail(std::initializer_list<sr_status> codes) {
 }
 
 bool Expectation::check(sr_status got, const char* call) const {
+  if (kTrace) std::fprintf(stderr, "  %s -> %s %s\n", call, sr_status_string(got), got ? sr_last_error() : "");
   if (got != SR_OK) {
     const char* message = sr_last_error();
     FUZZ_CHECK(message != nullptr && message[0] != '\0', "%s failed with %s but sr_last_error() is empty", call,
@@ -33,7 +39,7 @@ bool Expectation::check(sr_status got, const char* call) const {
   }
   if (reasons_ > 0) {
     FUZZ_CHECK(got != SR_OK, "%s succeeded, but an argument the header rules out was passed", call);
-    FUZZ_CHECK(unsure_ || got < 32u && (codes_ >> got & 1u), "%s failed with %s (%s), not a status its argument "
+    FUZZ_CHECK(unsure_ || (static_cast<unsigned>(got) < 32u && (codes_ >> static_cast<unsigned>(got) & 1u)), "%s failed with %s (%s), not a status its argument "
                "errors allow (mask 0x%x)", call, sr_status_string(got), sr_last_error(), codes_);
   } else if (!unsure_) {
     FUZZ_CHECK(got == SR_OK, "%s failed with %s on valid arguments: %s", call, sr_status_string(got), sr_last_error());
@@ -120,9 +126,16 @@ size_t Harness::pick_struct_size(size_t good, Expectation& e) {
   }
 }
 
+const char* const kCallNames[14] = {"context_create", "context_destroy", "cache_create", "cache_destroy",
+                                    "seq_add",        "seq_fork",        "seq_remove",   "seq_truncate",
+                                    "kv_append",      "kv_read",         "decode_step",  "stats",
+                                    "queries",        "struct_defaults"};
+
 void Harness::step() {
   ++calls_;
-  switch (in_.u8() % 14) {
+  const int call = in_.u8() % 14;
+  if (kTrace) std::fprintf(stderr, "SR_FUZZ_CALL %s\n", kCallNames[call]);
+  switch (call) {
     case 0: context_create(); break;
     case 1: context_destroy(); break;
     case 2: cache_create(); break;

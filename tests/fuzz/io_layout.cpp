@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "c_callers.h"
 #include "dtype_rounding.h"
 
 namespace sr_fuzz {
@@ -38,7 +39,7 @@ IoLayout pick_io(ByteReader& in, const sr_kv_cache_options& cache, int64_t token
     case 3: L.io.dtype = SR_DTYPE_F16; break;
     case 4: L.io.dtype = SR_DTYPE_BF16; break;
     case 5:
-      L.io.dtype = static_cast<sr_dtype>(variant & 0x80 ? 7 : -2);
+      store_raw(L.io.dtype, variant & 0x80 ? 7 : -2);
       e.must_fail({SR_ERR_UNSUPPORTED, SR_ERR_INVALID_ARGUMENT});
       break;
     case 6:
@@ -50,7 +51,8 @@ IoLayout pick_io(ByteReader& in, const sr_kv_cache_options& cache, int64_t token
       e.must_fail({SR_ERR_UNSUPPORTED, SR_ERR_INVALID_ARGUMENT});
       break;
   }
-  L.dtype = L.io.dtype == SR_DTYPE_CACHE || variant % 8 >= 5 ? cache.dtype : L.io.dtype;
+  // The buffer type the library would use; the call must fail for variants 5 to 7 anyway.
+  L.dtype = variant % 8 >= 5 || L.io.dtype == SR_DTYPE_CACHE ? cache.dtype : L.io.dtype;
 
   int64_t ts = 0, hs = 0;
   const int64_t pad1 = (pad & 7) * 4, pad2 = (pad >> 3 & 7) * 4;

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "c_callers.h"
 #include "harness.h"
 
 namespace sr_fuzz {
@@ -29,7 +30,7 @@ void Harness::context_create() {
       break;
     case 5: defaults = true; break;
     case 6:
-      o.backend = static_cast<sr_backend>(variant & 0x10 ? 9 : -1);
+      store_raw(o.backend, variant & 0x10 ? 9 : -1);
       e.must_fail({SR_ERR_INVALID_ARGUMENT, SR_ERR_UNSUPPORTED, SR_ERR_BACKEND_UNAVAILABLE});
       break;
     case 7:
@@ -38,7 +39,8 @@ void Harness::context_create() {
       break;
     default: break;
   }
-  o.struct_size = pick_struct_size(sizeof o, e);
+  Expectation unused;  // NULL options carry no struct_size
+  o.struct_size = pick_struct_size(sizeof o, defaults ? unused : e);
   const bool null_out = (variant & 0xE0) == 0xE0;
   if (null_out) e.must_fail({SR_ERR_INVALID_ARGUMENT});
 
@@ -117,9 +119,9 @@ void Harness::cache_create() {
     e.must_fail({SR_ERR_OUT_OF_RANGE, SR_ERR_INVALID_ARGUMENT, SR_ERR_OUT_OF_MEMORY});
   }
   b = in_.u8();
-  const sr_dtype dtypes[8] = {SR_DTYPE_F32, SR_DTYPE_F32, SR_DTYPE_F16, SR_DTYPE_F16,
-                              SR_DTYPE_BF16, SR_DTYPE_BF16, SR_DTYPE_CACHE, static_cast<sr_dtype>(7)};
-  o.dtype = dtypes[b % 8];
+  const int32_t dtypes[8] = {SR_DTYPE_F32, SR_DTYPE_F32, SR_DTYPE_F16, SR_DTYPE_F16,
+                             SR_DTYPE_BF16, SR_DTYPE_BF16, SR_DTYPE_CACHE, 7};
+  store_raw(o.dtype, dtypes[b % 8]);
   if (b % 8 >= 6) e.must_fail({SR_ERR_UNSUPPORTED, SR_ERR_INVALID_ARGUMENT});
   b = in_.u8();
   o.max_batch = b < 0xF0 ? b % 4 + 1 : (b & 1 ? 0 : -1);

@@ -103,7 +103,7 @@ void Harness::kv_read() {
   const int64_t room = first >= 0 && first <= length ? length - first : 0;
   const int64_t n_tokens = pick_count(b, room + 1, edge_int64);
   const bool small = n_tokens >= 1 && n_tokens <= 4096;  // edge values are far larger
-  if (n_tokens < 1) {
+  if (n_tokens < 1 || !small) {
     e.must_fail({SR_ERR_INVALID_ARGUMENT, SR_ERR_OUT_OF_RANGE});
   } else if (s && (first < 0 || first > length ||
                    static_cast<__int128>(first) + n_tokens > static_cast<__int128>(length))) {

@@ -29,6 +29,7 @@ class ShadowCache {
   int64_t free_pages() const { return total_pages_ - static_cast<int64_t>(page_refs_.size()); }
 
   ShadowSequence* find(sr_seq_id id);
+  const ShadowSequence* find(sr_seq_id id) const { return const_cast<ShadowCache*>(this)->find(id); }
   const std::vector<ShadowSequence>& sequences() const { return sequences_; }
   bool was_issued(sr_seq_id id) const { return issued_.count(id) != 0; }
   // An id that was issued and since removed, if any.
