@@ -13,7 +13,7 @@ int32_t device_count() { return 1; }
 sr_status device_open(int32_t index, int32_t num_threads, void*, sr_backend_device** out,
                       sr_backend_error* err) {
   if (index != 0) {
-    set_error(err, "device_index = %d, but the CPU backend has one device (index 0)", index);
+    set_backend_error(err, "device_index = %d, but the CPU backend has one device (index 0)", index);
     return SR_ERR_OUT_OF_RANGE;
   }
   if (num_threads == 0) {
@@ -26,7 +26,7 @@ sr_status device_open(int32_t index, int32_t num_threads, void*, sr_backend_devi
     device->pool = std::make_unique<ThreadPool>(num_threads);
   } catch (...) {
     delete device;
-    set_error(err, "could not start %d worker threads", num_threads);
+    set_backend_error(err, "could not start %d worker threads", num_threads);
     return SR_ERR_OUT_OF_MEMORY;
   }
   const char* isa = "generic";

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <string>
 
+#include "core/backend_error.h"
 #include "core/backend_iface.h"
 #include "cpu/split_kernel.h"
 #include "cpu/thread_pool.h"
@@ -57,6 +58,6 @@ sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_decode_plan*,
 float load_as_float(const void* base, int64_t index, sr_dtype dtype);
 void store_from_float(void* base, int64_t index, sr_dtype dtype, float value);
 
-void set_error(sr_backend_error* err, const char* format, ...);
+using sr::set_backend_error;
 
 }  // namespace sr::cpu

@@ -97,7 +97,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   const sr_decode_args& a = *plan->args;
   const sr_cache_geometry& g = storage->geometry;
   if (a.head_skipped_mass == nullptr && a.head_error_bound == nullptr && a.out == nullptr) {
-    set_error(err, "decode has nowhere to write");
+    set_backend_error(err, "decode has nowhere to write");
     return SR_ERR_INVALID_ARGUMENT;
   }
   Step step{a, *plan, {}, plan->group, g.head_dim, {}, {}, {}, {}, {}, {}, {}};

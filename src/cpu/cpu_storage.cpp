@@ -16,14 +16,6 @@ void sr_backend_storage::FreeDeleter::operator()(void* p) const { std::free(p); 
 
 namespace sr::cpu {
 
-void set_error(sr_backend_error* err, const char* format, ...) {
-  if (!err) return;
-  va_list args;
-  va_start(args, format);
-  std::vsnprintf(err->message, sizeof err->message, format, args);
-  va_end(args);
-}
-
 float load_as_float(const void* base, int64_t index, sr_dtype dtype) {
   switch (dtype) {
     case SR_DTYPE_F32: return static_cast<const float*>(base)[index];
@@ -68,7 +60,7 @@ float stored_row_norm(const void* base, int64_t first, int32_t head_dim, sr_dtyp
 
 bool check_host(const sr_kv_io* io, sr_backend_error* err) {
   if (io->memory != SR_MEMORY_HOST) {
-    set_error(err, "io.memory = SR_MEMORY_DEVICE, but the CPU backend only reads host memory");
+    set_backend_error(err, "io.memory = SR_MEMORY_DEVICE, but the CPU backend only reads host memory");
     return false;
   }
   return true;
@@ -90,7 +82,7 @@ sr_status storage_create(sr_backend_device*, const sr_cache_geometry* g, sr_back
   storage->v.reset(static_cast<unsigned char*>(allocate(kv_bytes)));
   storage->vnorm.reset(static_cast<float*>(allocate(norm_bytes)));
   if (!storage->k || !storage->v || !storage->vnorm) {
-    set_error(err, "could not allocate %zu bytes of host memory for the KV pages",
+    set_backend_error(err, "could not allocate %zu bytes of host memory for the KV pages",
               2 * kv_bytes + norm_bytes);
     delete storage;
     return SR_ERR_OUT_OF_MEMORY;

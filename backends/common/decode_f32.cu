@@ -1,0 +1,8 @@
+// Decode kernels for f32 caches.
+#include "decode_instances.cuh"
+
+namespace sr::gpu {
+DecodeKernel decode_kernel_f32(int32_t head_dim, int32_t tile_heads) {
+  return pick_launcher<SR_DTYPE_F32>(head_dim, tile_heads);
+}
+}  // namespace sr::gpu

@@ -1,0 +1,72 @@
+// Explicit instantiations of the decode kernel for one cache dtype (one file per dtype, so
+// the builds run in parallel): head_dim 64/128/256 x head tiles of 1, 4 and 8 q-heads.
+#pragma once
+
+#include <cstdlib>
+
+#include "decode_kernel.cuh"
+#include "gpu_backend.h"
+
+namespace sr::gpu {
+
+template <int DT, int D, int GT, int kMinBlocks>
+gpuError_t launch_decode(const DecodeParams& params, dim3 grid, gpuStream_t stream) {
+  decode_kernel<DT, D, GT, kMinBlocks><<<grid, kThreads, 0, stream>>>(params);
+  return gpuGetLastError();
+}
+
+// Resident blocks per SM, asked of the runtime once per kernel.
+template <int DT, int D, int GT, int kMinBlocks>
+int32_t blocks_per_sm() {
+  static const int32_t blocks = [] {
+    int n = 0;
+    if (occupancy_blocks_per_sm(&n, decode_kernel<DT, D, GT, kMinBlocks>, kThreads) != gpuSuccess) {
+      (void)gpuGetLastError();  // clear it: the launch reports real errors
+      n = 1;
+    }
+    return n > 0 ? n : 1;
+  }();
+  return blocks;
+}
+
+template <int DT, int D, int GT, int kMinBlocks>
+DecodeKernel kernel() {
+  return DecodeKernel{launch_decode<DT, D, GT, kMinBlocks>, blocks_per_sm<DT, D, GT, kMinBlocks>};
+}
+
+// The bf16 head_dim-128 tile of 4 (the Llama-3.1-8B layer) is built twice: 4 resident blocks
+// per SM (the default: 1.35x faster at 128K on the H100, bench/NOTES.md, despite a few spilled
+// registers) or 3 (SINKROUTER_CUDA_BLOCKS_PER_SM=3, for measurements).
+inline bool prefer_four_blocks() {
+  static const bool four = [] {
+    const char* env = std::getenv("SINKROUTER_CUDA_BLOCKS_PER_SM");
+    return !(env && std::atoi(env) == 3);
+  }();
+  return four;
+}
+
+template <int DT, int D>
+DecodeKernel pick_tile(int32_t tile_heads) {
+  switch (tile_heads) {
+    case 1: return kernel<DT, D, 1, 3>();
+    case 4:
+      if constexpr (DT == SR_DTYPE_BF16 && D == 128) {
+        if (prefer_four_blocks()) return kernel<DT, D, 4, 4>();
+      }
+      return kernel<DT, D, 4, 3>();
+    case 8: return kernel<DT, D, 8, 2>();
+    default: return DecodeKernel{};
+  }
+}
+
+template <int DT>
+DecodeKernel pick_launcher(int32_t head_dim, int32_t tile_heads) {
+  switch (head_dim) {
+    case 64: return pick_tile<DT, 64>(tile_heads);
+    case 128: return pick_tile<DT, 128>(tile_heads);
+    case 256: return pick_tile<DT, 256>(tile_heads);
+    default: return DecodeKernel{};
+  }
+}
+
+}  // namespace sr::gpu

@@ -1,0 +1,656 @@
+// The one decode kernel, dense and routed (DESIGN.md section 2). One block scores one split of
+// one (sequence, kv-head) for a tile of up to GT q-heads of its GQA group, so each K and V byte
+// is read once per tile. The split is walked in chunks of kChunk tokens (the GPU's analogue of
+// one CPU split): pass 1 reads K and keeps every logit in shared memory, the routing decision
+// picks the V blocks to skip with the arithmetic of common/softmax_state.h, pass 2 reads V of
+// the kept blocks. The last block of a group to finish merges the partial (m, l, o) states,
+// writes the outputs and the certified bound, and flags a group over its error budget for the
+// follow-up launch (the same kernel, dense, doing work only for flagged groups).
+// Split boundaries come from the device-side length, so a replayed graph follows appends.
+#pragma once
+
+#include <math.h>
+
+#include "common/softmax_state.h"
+#include "compat.h"
+#include "element_access.cuh"
+#include "gpu_types.h"
+#include "sinkrouter/sinkrouter.h"
+
+namespace sr::gpu {
+
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / kWarp;
+constexpr int kChunk = 512;                 // tokens whose logits sit in shared memory at once
+constexpr int kMaxChunkBlocks = kChunk / 16;  // pages hold at least 16 tokens
+// The merge keeps one weight per (head, split) in the chunk's logit buffer.
+constexpr int kMaxMergeSplits = kChunk;  // x kMaxTileHeads heads fill SharedState::w
+
+// ---------------------------------------------------------------- the kernel's shape
+
+template <int DT, int D, int GT>
+struct Shape {
+  static constexpr int kVec = CacheElem<DT>::kPerLoad;          // elements per 16-byte load
+  static constexpr int kLanesPerRow = (D / kVec) < kWarp ? (D / kVec) : kWarp;
+  static constexpr int kLoadsPerRow = D / (kLanesPerRow * kVec);  // per lane
+  static constexpr int kRowsPerWarp = kWarp / kLanesPerRow;     // rows one warp step covers
+  static constexpr int kElems = kLoadsPerRow * kVec;            // elements of a row per lane
+  static constexpr int kUnroll = 4 / kLoadsPerRow;              // 16-byte loads per batch (two in flight)
+  static_assert(kLanesPerRow * kRowsPerWarp == kWarp, "rows tile the warp");
+};
+
+struct SharedState {
+  float w[kMaxTileHeads][kChunk];  // logits, then weights exp(s - m)
+  float block_max[kMaxTileHeads][kMaxChunkBlocks];
+  float block_sum[kMaxTileHeads][kMaxChunkBlocks];
+  int32_t page[kMaxChunkBlocks + 2];
+  float vnorm[kMaxChunkBlocks + 2];
+  int32_t order[kMaxChunkBlocks];
+  unsigned char skip[kMaxChunkBlocks];
+  float m[kMaxTileHeads], l[kMaxTileHeads], skipped_l[kMaxTileHeads], skipped_err[kMaxTileHeads];
+  float alpha[kMaxTileHeads];  // rescale of the accumulators for the current chunk
+  float m_ref[kMaxTileHeads], z[kMaxTileHeads], anchor_norm[kMaxTileHeads];
+  int32_t blocks, skipped;
+  int32_t last, over;
+};
+
+template <int DT, int D, int GT>
+struct Block {
+  using S = Shape<DT, D, GT>;
+  const DecodeParams& p;
+  SharedState& sh;
+  float* reduce;  // [GT][D] shared
+  const int32_t* pages;
+  int64_t length;
+  int32_t kv_head;
+  int32_t valid_heads;
+  int lane, warp, part, row_in_step;
+
+  __device__ int64_t row_offset(int64_t token, int32_t first_page) const {
+    int32_t page = sh.page[(token >> p.page_shift) - first_page];
+    return ((static_cast<int64_t>(page) * p.kv_heads + kv_head) * p.page_tokens + (token & (p.page_tokens - 1))) * D;
+  }
+
+  // Page numbers (and V-norm summaries) of tokens [t0, t0 + n) into shared memory.
+  __device__ int32_t load_pages(int64_t t0, int n, bool with_vnorm) {
+    int32_t first = static_cast<int32_t>(t0 >> p.page_shift);
+    int32_t count = static_cast<int32_t>(((t0 + n - 1) >> p.page_shift) - first + 1);
+    for (int i = threadIdx.x; i < count; i += kThreads) {
+      int32_t page = pages[first + i];
+      sh.page[i] = page;
+      if (with_vnorm) sh.vnorm[i] = p.vnorm[static_cast<int64_t>(page) * p.kv_heads + kv_head];
+    }
+    return first;
+  }
+
+  // Rows of one batch of warp steps: 16-byte pieces of rows (s0 + u * kWarps) * rows-per-step.
+  __device__ void load_batch(Bytes16 (&buf)[S::kUnroll][S::kLoadsPerRow], const char* base, int s0, int64_t t0, int n,
+                             int32_t first_page, bool use_skip, bool (&keep)[S::kUnroll]) const {
+#pragma unroll
+    for (int u = 0; u < S::kUnroll; ++u) {
+      int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step;
+      keep[u] = row < n && !(use_skip && sh.skip[row >> p.page_shift]);
+      if (keep[u]) {
+        const char* src = base + row_offset(t0 + row, first_page) * sizeof_elem();
+#pragma unroll
+        for (int j = 0; j < S::kLoadsPerRow; ++j) {
+          buf[u][j] = load_stream16(src + ((j * S::kLanesPerRow + part) * S::kVec) * sizeof_elem());
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = Bytes16{{0u, 0u, 0u, 0u}};
+      }
+    }
+  }
+
+  // Pass 1: logits of tokens [t0, t0 + n) (n <= kChunk) for every head of the tile. The next
+  // batch of rows is requested before the current one is used, so loads stay in flight.
+  __device__ void score(const float (&q)[GT][S::kElems], int64_t t0, int n, int32_t first_page) {
+    const char* kbase = static_cast<const char*>(p.k);
+    const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;
+    constexpr int kStride = kWarps * S::kUnroll;
+    Bytes16 buf[S::kUnroll][S::kLoadsPerRow];
+    bool keep[S::kUnroll];
+    if (warp < steps) load_batch(buf, kbase, warp, t0, n, first_page, false, keep);
+    for (int s0 = warp; s0 < steps; s0 += kStride) {
+      Bytes16 next[S::kUnroll][S::kLoadsPerRow];
+      bool keep_next[S::kUnroll] = {};
+      if (s0 + kStride < steps) load_batch(next, kbase, s0 + kStride, t0, n, first_page, false, keep_next);
+#pragma unroll
+      for (int u = 0; u < S::kUnroll; ++u) {
+        float x[S::kElems];
+#pragma unroll
+        for (int j = 0; j < S::kLoadsPerRow; ++j) CacheElem<DT>::widen(buf[u][j], x + j * S::kVec);
+        float dot[GT];
+#pragma unroll
+        for (int h = 0; h < GT; ++h) {
+          float acc = 0.f;
+#pragma unroll
+          for (int e = 0; e < S::kElems; ++e) acc = fmaf(q[h][e], x[e], acc);
+          dot[h] = acc;
+        }
+        int head = 0;
+        float total = reduce_heads(dot, head);
+        int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step;
+        if (writes_head() && row < n) sh.w[head][row] = total;
+      }
+#pragma unroll
+      for (int u = 0; u < S::kUnroll; ++u) {
+#pragma unroll
+        for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = next[u][j];
+      }
+    }
+  }
+
+  // Sums dot[h] over the kLanesPerRow lanes of a row for every head with few shuffles: while
+  // several heads remain, each lane keeps half of them and trades the other half with its
+  // partner, so GT heads over 16 lanes take GT/2 + GT/4 + ... + the remaining levels.
+  // Returns the sum for head `head` (which depends on the lane).
+  __device__ float reduce_heads(float (&dot)[GT], int& head) const {
+    int count = GT;
+#pragma unroll
+    for (int o = S::kLanesPerRow / 2; o > 0; o >>= 1) {
+      if (count > 1) {
+        const int half = count / 2;
+        const bool upper = (part & o) != 0;
+#pragma unroll
+        for (int i = 0; i < GT / 2; ++i) {
+          if (i < half) {
+            float give = upper ? dot[i] : dot[half + i];
+            float keep = upper ? dot[half + i] : dot[i];
+            dot[i] = keep + shfl_xor(give, o);
+          }
+        }
+        if (upper) head += half;
+        count = half;
+      } else {
+        dot[0] += shfl_xor(dot[0], o);
+      }
+    }
+    return dot[0];
+  }
+
+  // Lanes holding a finished sum after reduce_heads: those whose bits below the levels that
+  // split heads are zero.
+  __device__ bool writes_head() const {
+    int count = GT, plain = 0;
+    for (int o = S::kLanesPerRow / 2; o > 0; o >>= 1) {
+      if (count > 1) count /= 2;
+      else plain |= o;
+    }
+    return (part & plain) == 0;
+  }
+
+  // Pass 2: o += w * V over tokens [t0, t0 + n), leaving out rows of skipped blocks.
+  __device__ void accumulate(float (&o)[GT][S::kElems], int64_t t0, int n, int32_t first_page, bool use_skip) {
+    const char* vbase = static_cast<const char*>(p.v);
+    const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;
+    constexpr int kStride = kWarps * S::kUnroll;
+    Bytes16 buf[S::kUnroll][S::kLoadsPerRow];
+    bool keep[S::kUnroll];
+    if (warp < steps) load_batch(buf, vbase, warp, t0, n, first_page, use_skip, keep);
+    for (int s0 = warp; s0 < steps; s0 += kStride) {
+      Bytes16 next[S::kUnroll][S::kLoadsPerRow];
+      bool keep_next[S::kUnroll] = {};
+      if (s0 + kStride < steps) load_batch(next, vbase, s0 + kStride, t0, n, first_page, use_skip, keep_next);
+#pragma unroll
+      for (int u = 0; u < S::kUnroll; ++u) {
+        if (!keep[u]) continue;
+        int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step;
+        float x[S::kElems];
+#pragma unroll
+        for (int j = 0; j < S::kLoadsPerRow; ++j) CacheElem<DT>::widen(buf[u][j], x + j * S::kVec);
+#pragma unroll
+        for (int h = 0; h < GT; ++h) {
+          float w = sh.w[h][row];
+#pragma unroll
+          for (int e = 0; e < S::kElems; ++e) o[h][e] = fmaf(w, x[e], o[h][e]);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < S::kUnroll; ++u) {
+        keep[u] = keep_next[u];
+#pragma unroll
+        for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = next[u][j];
+      }
+    }
+  }
+
+  static constexpr int sizeof_elem() { return 16 / S::kVec; }
+
+  // Dimension of element e of this lane's part of a row.
+  __device__ int dim_of(int e) const {
+    return ((e / S::kVec) * S::kLanesPerRow + part) * S::kVec + e % S::kVec;
+  }
+
+  // Sum the accumulators of every lane and warp into reduce[GT][D], warp by warp in a fixed
+  // order, so the result is the same bits on every run. Called by all threads.
+  __device__ void reduce_to_shared(float (&o)[GT][S::kElems]) {
+#pragma unroll
+    for (int off = S::kLanesPerRow; off < kWarp; off <<= 1) {
+#pragma unroll
+      for (int h = 0; h < GT; ++h) {
+#pragma unroll
+        for (int e = 0; e < S::kElems; ++e) o[h][e] += shfl_xor(o[h][e], off);
+      }
+    }
+    for (int w = 0; w < kWarps; ++w) {
+      if (warp == w && row_in_step == 0) {
+#pragma unroll
+        for (int h = 0; h < GT; ++h) {
+#pragma unroll
+          for (int e = 0; e < S::kElems; ++e) {
+            float& slot = reduce[h * D + dim_of(e)];
+            slot = w == 0 ? o[h][e] : slot + o[h][e];
+          }
+        }
+      }
+      __syncthreads();
+    }
+  }
+
+  // Largest logit of each head over the anchor set (m_ref), then z = sum exp(s - m_ref) and,
+  // for budget mode, the norm of the anchor-only output.
+  __device__ void score_anchor(const float (&q)[GT][S::kElems], float (&o)[GT][S::kElems], const AnchorSet& anchor,
+                               bool budget) {
+    const int64_t ranges[2][2] = {{0, anchor.sink_end}, {anchor.window_begin, length}};
+    if (threadIdx.x < GT) {
+      sh.m_ref[threadIdx.x] = -INFINITY;
+      sh.z[threadIdx.x] = 0.f;
+    }
+    for (int pass = 0; pass < 2; ++pass) {
+      for (int r = 0; r < 2; ++r) {
+        for (int64_t t0 = ranges[r][0]; t0 < ranges[r][1]; t0 += kChunk) {
+          int n = static_cast<int>(ranges[r][1] - t0 < kChunk ? ranges[r][1] - t0 : kChunk);
+          __syncthreads();
+          int32_t first_page = load_pages(t0, n, false);
+          __syncthreads();
+          score(q, t0, n, first_page);
+          __syncthreads();
+          for (int h = warp; h < GT; h += kWarps) {
+            if (pass == 0) {
+              float mx = -INFINITY;
+              for (int i = lane; i < n; i += kWarp) mx = fmaxf(mx, sh.w[h][i]);
+              mx = warp_max(mx);
+              if (lane == 0) sh.m_ref[h] = fmaxf(sh.m_ref[h], mx);
+            } else {
+              float m_ref = sh.m_ref[h], sum = 0.f;
+              for (int i = lane; i < n; i += kWarp) {
+                float w = __expf(sh.w[h][i] - m_ref);
+                sh.w[h][i] = w;
+                sum += w;
+              }
+              sum = warp_sum(sum);
+              if (lane == 0) sh.z[h] += sum;
+            }
+          }
+          if (pass == 1 && budget) {
+            __syncthreads();
+            accumulate(o, t0, n, first_page, false);
+          }
+        }
+      }
+    }
+    if (budget) {
+      __syncthreads();
+      reduce_to_shared(o);
+      for (int h = warp; h < GT; h += kWarps) {
+        float n2 = 0.f;
+        for (int d = lane; d < D; d += kWarp) n2 += reduce[h * D + d] * reduce[h * D + d];
+        n2 = warp_sum(n2);
+        if (lane == 0) sh.anchor_norm[h] = sqrtf(n2) / sh.z[h];
+      }
+#pragma unroll
+      for (int h = 0; h < GT; ++h) {
+#pragma unroll
+        for (int e = 0; e < S::kElems; ++e) o[h][e] = 0.f;
+      }
+    }
+    __syncthreads();
+  }
+
+  // Per head: the new running maximum, weights, and each block's largest logit and weight sum.
+  // Pages of up to 32 tokens: lane b walks block b (starting at a lane-dependent token, so the
+  // lanes hit different banks); larger pages: the warp walks each block together.
+  __device__ void block_statistics(int n) {
+    const int PT = p.page_tokens;
+    const int n_blocks = (n + PT - 1) / PT;
+    for (int h = warp; h < GT; h += kWarps) {
+      float mx = -INFINITY;
+      for (int i = lane; i < n; i += kWarp) mx = fmaxf(mx, sh.w[h][i]);
+      mx = warp_max(mx);
+      float m_old = sh.m[h];
+      float m_new = fmaxf(m_old, mx);
+      if (PT <= kWarp) {
+        if (lane < n_blocks) {
+          const int i0 = lane * PT;
+          const int i1 = i0 + PT < n ? i0 + PT : n;
+          float bmax = -INFINITY, bsum = 0.f;
+          for (int k = 0; k < PT; ++k) {
+            int i = i0 + ((k + lane) & (PT - 1));
+            if (i < i1) {
+              float s = sh.w[h][i];
+              bmax = fmaxf(bmax, s);
+              float w = __expf(s - m_new);
+              sh.w[h][i] = w;
+              bsum += w;
+            }
+          }
+          sh.block_max[h][lane] = bmax;
+          sh.block_sum[h][lane] = bsum;
+        }
+      } else {
+        for (int b = 0; b < n_blocks; ++b) {
+          int i1 = (b + 1) * PT < n ? (b + 1) * PT : n;
+          float bmax = -INFINITY, bsum = 0.f;
+          for (int i = b * PT + lane; i < i1; i += kWarp) {
+            float s = sh.w[h][i];
+            bmax = fmaxf(bmax, s);
+            float w = __expf(s - m_new);
+            sh.w[h][i] = w;
+            bsum += w;
+          }
+          bmax = warp_max(bmax);
+          bsum = warp_sum(bsum);
+          if (lane == 0) {
+            sh.block_max[h][b] = bmax;
+            sh.block_sum[h][b] = bsum;
+          }
+        }
+      }
+      warp_sync();
+      if (lane == 0) {
+        sh.alpha[h] = rescale(m_old, m_new);
+        sh.m[h] = m_new;
+      }
+    }
+  }
+
+  // Which blocks of the chunk [c0, c0 + n) skip V (warp 0), and the chunk's share of l and of
+  // the skipped mass and error. Mirrors src/cpu/split_kernel.cpp.
+  __device__ void route_chunk(int64_t c0, int n, int routing, const AnchorSet& anchor, int32_t first_page) {
+    if (warp != 0) return;
+    const int PT = p.page_tokens;
+    const int n_blocks = (n + PT - 1) / PT;
+    const int b = lane;
+    bool skip = false;
+    if (routing != SR_ROUTING_OFF && b < n_blocks) {
+      int64_t t0 = c0 + static_cast<int64_t>(b) * PT;
+      int64_t t1 = t0 + PT < c0 + n ? t0 + PT : c0 + n;
+      bool is_anchor = range_touches_anchor(t0, t1, anchor);
+      if (routing == SR_ROUTING_TAU) {
+        if (!is_anchor) {
+          skip = true;
+          for (int h = 0; h < valid_heads; ++h) {
+            skip = skip && tau_skips(sh.block_max[h][b], fmaxf(sh.m_ref[h], sh.m[h]), p.tau);
+          }
+        }
+      }
+    }
+    if (routing == SR_ROUTING_BUDGET) {
+      // Smallest block maxima (relative to m_ref, the largest over the tile's heads) first.
+      float key = INFINITY;
+      if (b < n_blocks) {
+        int64_t t0 = c0 + static_cast<int64_t>(b) * PT;
+        int64_t t1 = t0 + PT < c0 + n ? t0 + PT : c0 + n;
+        if (!range_touches_anchor(t0, t1, anchor)) {
+          key = -INFINITY;
+          for (int h = 0; h < valid_heads; ++h) key = fmaxf(key, sh.block_max[h][b] - sh.m_ref[h]);
+        }
+      }
+      int rank = 0, candidates = 0;
+      for (int j = 0; j < kWarp; ++j) {
+        float other = shfl(key, j);
+        candidates += other != INFINITY;
+        rank += other < key || (other == key && j < b);
+      }
+      if (key != INFINITY) sh.order[rank] = b;
+      warp_sync();
+      // Each head walks the order while its share of the budget holds; the tile stops at the
+      // first block some head cannot afford.
+      int stop = candidates;
+      if (lane < valid_heads) {
+        const int h = lane;
+        float share = static_cast<float>(n) / static_cast<float>(length);
+        float allowance = budget_allowance(p.budget, sh.anchor_norm[h], sh.z[h], share);
+        float to_ref = expf(fminf(sh.m[h] - sh.m_ref[h], 80.f));  // frame m -> frame m_ref
+        float spent = 0.f;
+        for (int r = 0; r < candidates; ++r) {
+          int bb = sh.order[r];
+          float cost = sh.block_sum[h][bb] * to_ref * sh.vnorm[((c0 + bb * PT) >> p.page_shift) - first_page];
+          if (!(spent + cost <= allowance)) {
+            stop = r;
+            break;
+          }
+          spent += cost;
+        }
+      }
+      for (int o = kWarp / 2; o > 0; o >>= 1) stop = min(stop, shfl_xor(stop, o));
+      skip = key != INFINITY && rank < stop;
+    }
+    if (b < kMaxChunkBlocks) sh.skip[b] = skip;
+    unsigned skipped_mask = warp_ballot(skip);
+    warp_sync();
+    if (lane < GT) {
+      const int h = lane;
+      float alpha = sh.alpha[h];
+      float l = sh.l[h] * alpha, skl = sh.skipped_l[h] * alpha, ske = sh.skipped_err[h] * alpha;
+      for (int bb = 0; bb < n_blocks; ++bb) {
+        float s = sh.block_sum[h][bb];
+        l += s;
+        if (sh.skip[bb]) {
+          skl += s;
+          ske += s * sh.vnorm[((c0 + bb * PT) >> p.page_shift) - first_page];
+        }
+      }
+      sh.l[h] = l;
+      sh.skipped_l[h] = skl;
+      sh.skipped_err[h] = ske;
+    }
+    if (lane == 0) {
+      sh.blocks += n_blocks;
+      sh.skipped += __popc(skipped_mask);
+    }
+  }
+};
+
+// kMinBlocks: blocks per SM the register allocation must allow (more blocks hide more latency;
+// fewer leave more registers).
+template <int DT, int D, int GT, int kMinBlocks>
+__global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GRID_CONSTANT DecodeParams params) {
+  const DecodeParams& p = SR_KERNEL_PARAM_REF(params);
+  using S = Shape<DT, D, GT>;
+  __shared__ SharedState sh;
+  __shared__ float reduce[GT * D];
+
+  const int32_t split = blockIdx.x;
+  const int32_t kv_head = blockIdx.y / p.tiles;
+  const int32_t tile = blockIdx.y % p.tiles;
+  const int32_t b_local = blockIdx.z;
+  const int64_t group_slot = static_cast<int64_t>(b_local) * gridDim.y + blockIdx.y;
+  const int64_t split_slot = group_slot * p.splits + split;
+  if (p.follow_up && p.redo[group_slot] == 0) return;
+  const int routing = p.follow_up ? SR_ROUTING_OFF : p.routing;
+  const int32_t first_head = tile * GT;
+  const int32_t valid_heads = p.group - first_head < GT ? p.group - first_head : GT;
+  const int64_t b = p.batch_offset + b_local;
+
+  const DeviceTables tables = *p.tables;
+  const int32_t slot = p.slots[b_local];
+  const int64_t length = tables.lengths[static_cast<int64_t>(slot) * tables.num_layers + p.layer];
+
+  Block<DT, D, GT> blk{p, sh, reduce, tables.pages + static_cast<int64_t>(slot) * tables.page_stride, length,
+                       kv_head, valid_heads, lane_id(), warp_id(), 0, 0};
+  blk.part = blk.lane % S::kLanesPerRow;
+  blk.row_in_step = blk.lane / S::kLanesPerRow;
+
+  // This split's tokens: the length read on the device, cut into p.splits page-aligned pieces.
+  const int64_t PT = p.page_tokens;
+  int64_t per_split = (length + p.splits - 1) / p.splits;
+  if (per_split < p.min_split_tokens) per_split = p.min_split_tokens;
+  per_split = (per_split + PT - 1) / PT * PT;
+  const int64_t begin = split * per_split;
+  const int64_t end = begin + per_split < length ? begin + per_split : length;
+
+  float q[GT][S::kElems];
+  float o[GT][S::kElems];
+  {
+    const int64_t q_row0 = (b * p.num_q_heads + static_cast<int64_t>(kv_head) * p.group + first_head) * D;
+#pragma unroll
+    for (int h = 0; h < GT; ++h) {
+#pragma unroll
+      for (int e = 0; e < S::kElems; ++e) {
+        q[h][e] = h < valid_heads ? load_any(p.q, q_row0 + h * D + blk.dim_of(e), p.q_dtype) * p.scale : 0.f;
+        o[h][e] = 0.f;
+      }
+    }
+  }
+  if (threadIdx.x < GT) {
+    sh.m[threadIdx.x] = -INFINITY;
+    sh.l[threadIdx.x] = 0.f;
+    sh.skipped_l[threadIdx.x] = 0.f;
+    sh.skipped_err[threadIdx.x] = 0.f;
+  }
+  if (threadIdx.x == 0) {
+    sh.blocks = 0;
+    sh.skipped = 0;
+  }
+  const AnchorSet anchor = anchor_set(length, p.sink_tokens, p.window_tokens);
+  __syncthreads();
+
+  if (begin < end && routing != SR_ROUTING_OFF) blk.score_anchor(q, o, anchor, routing == SR_ROUTING_BUDGET);
+
+  for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
+    const int n = static_cast<int>(end - c0 < kChunk ? end - c0 : kChunk);
+    int32_t first_page = blk.load_pages(c0, n, routing != SR_ROUTING_OFF);
+    __syncthreads();
+    blk.score(q, c0, n, first_page);
+    __syncthreads();
+    blk.block_statistics(n);
+    __syncthreads();
+    blk.route_chunk(c0, n, routing, anchor, first_page);
+    __syncthreads();
+#pragma unroll
+    for (int h = 0; h < GT; ++h) {
+      float alpha = sh.alpha[h];
+#pragma unroll
+      for (int e = 0; e < S::kElems; ++e) o[h][e] *= alpha;
+    }
+    blk.accumulate(o, c0, n, first_page, routing != SR_ROUTING_OFF);
+    __syncthreads();
+  }
+
+  // This split's partial state.
+  blk.reduce_to_shared(o);
+  float* part_o = p.part_o + split_slot * kMaxTileHeads * D;
+  for (int i = threadIdx.x; i < GT * D; i += kThreads) part_o[i] = reduce[i];
+  if (threadIdx.x < GT) {
+    int h = threadIdx.x;
+    p.part_state[split_slot * kMaxTileHeads + h] = make_float4(sh.m[h], sh.l[h], sh.skipped_l[h], sh.skipped_err[h]);
+  }
+  if (threadIdx.x == 0 && p.stats && tile == 0) {
+    if (!p.follow_up) {
+      atomicAdd(&p.stats->blocks_total, static_cast<unsigned long long>(sh.blocks));
+      atomicAdd(&p.stats->blocks_v_skipped, static_cast<unsigned long long>(sh.skipped));
+      p.part_skipped[split_slot] = sh.skipped;
+    } else {
+      // The first pass's skips of this split were undone by the exact recompute.
+      atomicAdd(&p.stats->blocks_v_skipped, static_cast<unsigned long long>(-static_cast<long long>(p.part_skipped[split_slot])));
+    }
+  }
+  if (threadIdx.x == 0 && p.stats && !p.follow_up && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0) {
+    if (p.batch_offset == 0) atomicAdd(&p.stats->steps, 1ull);
+    atomicAdd(&p.stats->heads, static_cast<unsigned long long>(p.batch) * p.num_q_heads);
+  }
+
+  // The last split of the group to arrive merges them all.
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    unsigned int before = atomicAdd(&p.arrivals[group_slot], 1u);
+    sh.last = before == static_cast<unsigned int>(p.splits - 1);
+    sh.over = 0;
+  }
+  __syncthreads();
+  if (!sh.last) return;
+  __threadfence();
+
+  const float* group_o = p.part_o + group_slot * p.splits * kMaxTileHeads * D;
+  const float4* group_state = p.part_state + group_slot * p.splits * kMaxTileHeads;
+  const int64_t out_row0 = (b * p.num_q_heads + static_cast<int64_t>(kv_head) * p.group + first_head) * D;
+  // Each split's weight in the frame of the group's largest logit (one warp per head, lanes
+  // over splits), then the outputs as weighted sums over splits with independent loads.
+  float* split_scale = &sh.w[0][0];  // [GT][splits]: splits <= kMaxMergeSplits
+  for (int h = warp_id(); h < valid_heads; h += kWarps) {
+    float m = -INFINITY;
+    for (int s = blk.lane; s < p.splits; s += kWarp) m = fmaxf(m, load_coherent(reinterpret_cast<const float*>(group_state + s * kMaxTileHeads + h)));
+    m = warp_max(m);
+    float l = 0.f, skl = 0.f, ske = 0.f;
+    for (int s = blk.lane; s < p.splits; s += kWarp) {
+      const float* st = reinterpret_cast<const float*>(group_state + s * kMaxTileHeads + h);
+      float c = rescale(load_coherent(st), m);
+      split_scale[h * p.splits + s] = c;
+      l += load_coherent(st + 1) * c;
+      skl += load_coherent(st + 2) * c;
+      ske += load_coherent(st + 3) * c;
+    }
+    l = warp_sum(l);
+    skl = warp_sum(skl);
+    ske = warp_sum(ske);
+    if (blk.lane == 0) {
+      sh.l[h] = l;
+      sh.skipped_l[h] = skl;
+      sh.skipped_err[h] = ske;
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < valid_heads * D; i += kThreads) {
+    const int h = i / D, d = i % D;
+    const float* src = group_o + h * D + d;
+    const float* scale = split_scale + h * p.splits;
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    int s = 0;
+    for (; s + 4 <= p.splits; s += 4) {
+#pragma unroll
+      for (int k = 0; k < 4; ++k) acc[k] = fmaf(scale[s + k], load_coherent(src + static_cast<int64_t>(s + k) * kMaxTileHeads * D), acc[k]);
+    }
+    for (; s < p.splits; ++s) acc[0] = fmaf(scale[s], load_coherent(src + static_cast<int64_t>(s) * kMaxTileHeads * D), acc[0]);
+    float value = ((acc[0] + acc[1]) + (acc[2] + acc[3])) / sh.l[h];
+    store_any(p.out, out_row0 + h * D + d, p.out_dtype, value);
+    reduce[h * D + d] = value;
+  }
+  __syncthreads();
+  for (int h = warp_id(); h < valid_heads; h += kWarps) {
+    float n2 = 0.f;
+    for (int d = blk.lane; d < D; d += kWarp) n2 += reduce[h * D + d] * reduce[h * D + d];
+    n2 = warp_sum(n2);
+    if (blk.lane == 0) {
+      float inv_l = 1.f / sh.l[h];
+      float mass = sh.skipped_l[h] * inv_l;
+      float bound = certified_relative_bound(sh.skipped_err[h] * inv_l, sqrtf(n2));
+      int64_t head = b * p.num_q_heads + static_cast<int64_t>(kv_head) * p.group + first_head + h;
+      if (p.head_skipped_mass) p.head_skipped_mass[head] = mass;
+      if (p.head_error_bound) p.head_error_bound[head] = bound;
+      sh.alpha[h] = mass;  // kept for the statistics below
+      sh.m_ref[h] = bound;
+      if (!p.follow_up && p.enforce_budget && !(bound <= p.budget)) atomicOr(&sh.over, 1);
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    p.arrivals[group_slot] = 0;
+    if (p.follow_up) {
+      p.redo[group_slot] = 0;
+      if (p.stats) atomicAdd(&p.stats->heads_recomputed, static_cast<unsigned long long>(valid_heads));
+    } else if (sh.over) {
+      p.redo[group_slot] = 1;
+    }
+  }
+  // Statistics hold each head's final result: a group the follow-up recomputes reports there.
+  if (p.stats && threadIdx.x < valid_heads && (p.follow_up || !sh.over)) {
+    atomic_max_nonneg(&p.stats->max_skipped_mass_bits, sh.alpha[threadIdx.x]);
+    atomic_max_nonneg(&p.stats->max_error_bound_bits, sh.m_ref[threadIdx.x]);
+  }
+}
+
+}  // namespace sr::gpu

@@ -1,0 +1,99 @@
+// The GPU backend's device and storage (host side), shared by its table, storage and decode
+// files. Compiled by nvcc for CUDA (and by hipcc for HIP from the same sources).
+#pragma once
+
+#include <cstdarg>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "compat.h"
+#include "core/backend_error.h"
+#include "core/backend_iface.h"
+#include "gpu_types.h"
+
+struct sr_backend_device {
+  int32_t index = 0;
+  gpuStream_t stream = nullptr;  // the context's stream (nullptr: the default stream)
+  std::string name;
+  int32_t sm_count = 1;
+  sr::gpu::DeviceStats* stats = nullptr;  // device memory
+};
+
+struct sr_backend_storage {
+  sr_backend_device* device = nullptr;
+  sr_cache_geometry geometry{};
+  size_t element_size = 0;
+  int64_t page_elements = 0;   // kv_heads * page_tokens * head_dim
+  int64_t layer_elements = 0;  // num_pages * page_elements
+  void* k = nullptr;           // [layers][pages][kv_heads][page_tokens][head_dim]
+  void* v = nullptr;
+  float* vnorm = nullptr;      // [layers][pages][kv_heads]
+
+  // Device page tables (see DeviceTables) and what was last sent for each slot.
+  sr::gpu::DeviceTables* tables_device = nullptr;
+  sr::gpu::DeviceTables tables{};
+  int64_t slot_capacity = 0;
+  std::vector<std::vector<int32_t>> sent_pages;
+  std::vector<std::vector<int64_t>> sent_lengths;
+  // Stream of the change in progress: an append's stream, else the context's.
+  gpuStream_t update_stream = nullptr;
+
+  // Decode workspace, sized at creation.
+  float* part_o = nullptr;
+  float4* part_state = nullptr;
+  int32_t* part_skipped = nullptr;
+  unsigned int* arrivals = nullptr;
+  unsigned int* redo = nullptr;
+  int64_t group_capacity = 0;  // (batch entry, kv-head, head tile) slots of one launch
+  int64_t split_capacity = 0;  // (group slot, split) pairs of one launch
+  // Decode steps on one cache share the workspace: their launches are enqueued as one unit.
+  std::mutex decode_mutex;
+
+  char* k_layer(int32_t layer) const {
+    return static_cast<char*>(k) + static_cast<size_t>(layer) * layer_elements * element_size;
+  }
+  char* v_layer(int32_t layer) const {
+    return static_cast<char*>(v) + static_cast<size_t>(layer) * layer_elements * element_size;
+  }
+  float* vnorm_layer(int32_t layer) const {
+    return vnorm + static_cast<int64_t>(layer) * geometry.num_pages * geometry.num_kv_heads;
+  }
+};
+
+namespace sr::gpu {
+
+using sr::set_backend_error;
+
+// SR_OK, or SR_ERR_DEVICE with the runtime's message about `what` in err.
+sr_status check(gpuError_t status, const char* what, sr_backend_error* err);
+
+// Makes the device current on this thread for the duration of a call.
+struct DeviceScope {
+  explicit DeviceScope(const sr_backend_device* device) { (void)gpuSetDevice(device->index); }
+};
+
+sr_status storage_create(sr_backend_device*, const sr_cache_geometry*, sr_backend_storage**, sr_backend_error*);
+void storage_destroy(sr_backend_storage*);
+sr_status write_tokens(sr_backend_storage*, int32_t layer, const int32_t* pages, int64_t first_token,
+                       int64_t n_tokens, const void* k, const void* v, const sr_kv_io* io, sr_backend_error*);
+sr_status read_tokens(const sr_backend_storage*, int32_t layer, const int32_t* pages, int64_t first_token,
+                      int64_t n_tokens, void* k_out, void* v_out, const sr_kv_io* io, sr_backend_error*);
+sr_status copy_page(sr_backend_storage*, int32_t src_page, int32_t dst_page, sr_backend_error*);
+sr_status trim_page(sr_backend_storage*, int32_t layer, int32_t page, int32_t valid_tokens, sr_backend_error*);
+sr_status sequence_update(sr_backend_storage*, int64_t slot, const int32_t* pages, int64_t n_pages,
+                          const int64_t* lengths, sr_backend_error*);
+sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_decode_plan*, sr_backend_error*);
+
+// One compiled decode kernel: its launcher and how many of its blocks fit on one SM. One table
+// per cache dtype (decode_<dtype>.cu); launch is nullptr for a shape not built.
+struct DecodeKernel {
+  gpuError_t (*launch)(const DecodeParams& params, dim3 grid, gpuStream_t stream) = nullptr;
+  int32_t (*blocks_per_sm)() = nullptr;
+};
+DecodeKernel decode_kernel_f32(int32_t head_dim, int32_t tile_heads);
+DecodeKernel decode_kernel_f16(int32_t head_dim, int32_t tile_heads);
+DecodeKernel decode_kernel_bf16(int32_t head_dim, int32_t tile_heads);
+
+}  // namespace sr::gpu

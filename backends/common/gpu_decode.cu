@@ -1,0 +1,130 @@
+// One decode step on the GPU: choose the split count from the SM count and the batch, fill the
+// launch parameters (cache slots travel by value), launch the decode kernel and, when the error
+// budget is enforced, the follow-up launch that recomputes flagged groups exactly. Allocates
+// nothing and never synchronises, so a loop of steps can be captured in a graph.
+#include <algorithm>
+#include <cstdlib>
+
+#include "decode_kernel.cuh"
+#include "gpu_backend.h"
+
+namespace sr::gpu {
+namespace {
+
+// Shortest split worth a block of its own; SINKROUTER_CUDA_MIN_SPLIT overrides it (tuning).
+int32_t min_split_tokens() {
+  static const int32_t value = [] {
+    const char* env = std::getenv("SINKROUTER_CUDA_MIN_SPLIT");
+    int v = env ? std::atoi(env) : 0;
+    return v > 0 ? v : 128;
+  }();
+  return value;
+}
+
+int32_t tile_heads_for(int32_t group) { return group <= 1 ? 1 : group <= 4 ? 4 : kMaxTileHeads; }
+
+// Splits per group: the count that finishes soonest when every block does 1/splits of a
+// group's work and the chip runs `wave` blocks at once (whole waves; no half-empty last one),
+// the smallest such count on ties.
+int64_t pick_splits(int64_t groups, int64_t wave, int64_t max_splits) {
+  int64_t best = 1;
+  double best_time = 1e300;
+  const int64_t limit = std::min<int64_t>(max_splits, 4 * wave / groups + 1);
+  for (int64_t s = 1; s <= limit; ++s) {
+    double time = static_cast<double>((groups * s + wave - 1) / wave) / static_cast<double>(s);
+    if (time < best_time * (1 - 1e-9)) {
+      best_time = time;
+      best = s;
+    }
+  }
+  return best;
+}
+
+int32_t log2_exact(int32_t x) {
+  int32_t s = 0;
+  while ((1 << s) < x) ++s;
+  return s;
+}
+
+}  // namespace
+
+sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const sr_decode_plan* plan,
+                 sr_backend_error* err) {
+  DeviceScope scope(device);
+  const sr_decode_args& a = *plan->args;
+  const sr_cache_geometry& g = storage->geometry;
+  const int32_t tile_heads = tile_heads_for(plan->group);
+  const int32_t tiles = (plan->group + tile_heads - 1) / tile_heads;
+  DecodeKernel kernel = g.dtype == SR_DTYPE_F32   ? decode_kernel_f32(g.head_dim, tile_heads)
+                        : g.dtype == SR_DTYPE_F16 ? decode_kernel_f16(g.head_dim, tile_heads)
+                                                  : decode_kernel_bf16(g.head_dim, tile_heads);
+  if (!kernel.launch) {
+    set_backend_error(err, "head_dim = %d is not built into the %s backend", g.head_dim, SR_GPU_VENDOR);
+    return SR_ERR_UNSUPPORTED;
+  }
+  gpuStream_t stream = a.stream ? static_cast<gpuStream_t>(a.stream) : device->stream;
+
+  DecodeParams p{};
+  p.k = storage->k_layer(a.layer);
+  p.v = storage->v_layer(a.layer);
+  p.vnorm = storage->vnorm_layer(a.layer);
+  p.tables = storage->tables_device;
+  p.layer = a.layer;
+  p.kv_heads = g.num_kv_heads;
+  p.page_tokens = g.page_tokens;
+  p.page_shift = log2_exact(g.page_tokens);
+  p.group = plan->group;
+  p.tiles = tiles;
+  p.num_q_heads = a.num_q_heads;
+  // A split holds several pages, so budget mode has blocks to choose among.
+  p.min_split_tokens = std::max(min_split_tokens(), 4 * g.page_tokens);
+  p.q = a.q;
+  p.q_dtype = a.q_dtype;
+  p.out = a.out;
+  p.out_dtype = a.out_dtype;
+  p.scale = a.scale;
+  p.routing = a.routing;
+  p.tau = a.tau;
+  p.budget = a.error_budget;
+  p.sink_tokens = a.sink_tokens;
+  p.window_tokens = a.window_tokens;
+  p.enforce_budget = a.routing == SR_ROUTING_BUDGET || (a.routing == SR_ROUTING_TAU && a.error_budget > 0.f);
+  p.head_skipped_mass = a.head_skipped_mass;
+  p.head_error_bound = a.head_error_bound;
+  p.stats = a.collect_stats ? device->stats : nullptr;
+  p.part_o = storage->part_o;
+  p.part_state = storage->part_state;
+  p.part_skipped = storage->part_skipped;
+  p.arrivals = storage->arrivals;
+  p.redo = storage->redo;
+
+  const int64_t wave = static_cast<int64_t>(device->sm_count) * kernel.blocks_per_sm();
+  std::lock_guard<std::mutex> lock(storage->decode_mutex);
+  for (int32_t offset = 0; offset < a.batch; offset += kLaunchBatch) {
+    const int32_t n = std::min(kLaunchBatch, a.batch - offset);
+    int64_t longest = 1;
+    for (int32_t i = 0; i < n; ++i) {
+      p.slots[i] = static_cast<int32_t>(plan->seqs[offset + i].slot);
+      longest = std::max(longest, plan->seqs[offset + i].length);
+    }
+    const int64_t groups = static_cast<int64_t>(n) * g.num_kv_heads * tiles;
+    const int64_t max_splits = std::max<int64_t>(
+        1, std::min({(longest + p.min_split_tokens - 1) / p.min_split_tokens, storage->split_capacity / groups,
+                     static_cast<int64_t>(kMaxMergeSplits)}));
+    const int64_t splits = pick_splits(groups, wave, max_splits);
+    p.splits = static_cast<int32_t>(splits);
+    p.batch_offset = offset;
+    p.batch = n;
+    const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(g.num_kv_heads * tiles), static_cast<unsigned>(n));
+    p.follow_up = 0;
+    sr_status st = check(kernel.launch(p, grid, stream), "launching the decode kernel", err);
+    if (st == SR_OK && p.enforce_budget) {
+      p.follow_up = 1;
+      st = check(kernel.launch(p, grid, stream), "launching the exact follow-up kernel", err);
+    }
+    if (st != SR_OK) return st;
+  }
+  return SR_OK;
+}
+
+}  // namespace sr::gpu

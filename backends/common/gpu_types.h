@@ -1,0 +1,91 @@
+// Plain structs shared by the host side of the GPU backend and its kernels.
+#pragma once
+
+#include <stdint.h>
+
+#include "compat.h"
+
+namespace sr::gpu {
+
+// Where the device-resident page tables and lengths live. The struct itself sits at a fixed
+// device address for the cache's lifetime; the arrays it points to may be replaced when they
+// grow, so a replayed graph (which bakes in only the struct's address) always reads the
+// current tables.
+struct DeviceTables {
+  int32_t* pages;       // [slot_capacity][page_stride]: physical page of each logical page
+  int64_t* lengths;     // [slot_capacity][num_layers]: tokens per layer
+  int64_t page_stride;  // entries per slot row
+  int32_t num_layers;
+};
+
+// Statistics summed on the device (sr_decode_stats); floats as their bits so atomicMax works
+// (they are never negative).
+struct DeviceStats {
+  unsigned long long steps;
+  unsigned long long heads;
+  unsigned long long blocks_total;
+  unsigned long long blocks_v_skipped;
+  unsigned long long heads_recomputed;
+  unsigned int max_skipped_mass_bits;
+  unsigned int max_error_bound_bits;
+};
+
+// Up to this many batch entries travel inside one launch's parameters (their cache slots), so
+// a captured graph needs no host-to-device copy; larger batches run as several launches.
+constexpr int kLaunchBatch = 256;
+
+// The q-heads of a GQA group scored together by one block; larger groups are split into tiles.
+constexpr int kMaxTileHeads = 8;
+
+struct DecodeParams {
+  // The layer's storage.
+  const void* k;          // [num_pages][kv_heads][page_tokens][head_dim]
+  const void* v;
+  const float* vnorm;     // [num_pages][kv_heads]
+  const DeviceTables* tables;
+  int32_t layer;
+  int32_t kv_heads;
+  int32_t page_tokens;
+  int32_t page_shift;     // log2(page_tokens)
+  int32_t group;          // q-heads per kv-head
+  int32_t tiles;          // head tiles per kv-head
+  int32_t num_q_heads;
+  int32_t splits;         // blocks per (sequence, head tile)
+  int32_t min_split_tokens;
+  // The step.
+  const void* q;          // [batch][num_q_heads][head_dim]
+  int32_t q_dtype;
+  void* out;
+  int32_t out_dtype;
+  float scale;
+  int32_t routing;        // sr_routing_mode
+  float tau;
+  float budget;
+  int32_t sink_tokens;
+  int32_t window_tokens;
+  int32_t enforce_budget; // a head whose bound passes the budget is recomputed exactly
+  int32_t follow_up;      // this launch recomputes, dense, the groups the first one flagged
+  float* head_skipped_mass;
+  float* head_error_bound;
+  DeviceStats* stats;     // null: no statistics for this step
+  int32_t batch_offset;   // first batch entry of this launch (q, out, head arrays)
+  int32_t batch;          // entries in this launch
+  // Workspace (sized at cache creation).
+  float* part_o;          // [group slot][split][kMaxTileHeads][head_dim]
+  float4* part_state;     // [group slot][split][kMaxTileHeads]: m, l, skipped_l, skipped_err
+  int32_t* part_skipped;  // [group slot][split]: V blocks the first pass skipped
+  unsigned int* arrivals; // [group slot]: splits done (the last one merges and resets it)
+  unsigned int* redo;     // [group slot]: set by the first pass, cleared by the follow-up
+  int32_t slots[kLaunchBatch];
+};
+
+// A stream-ordered write of a few words into device memory, carried by value in a launch's
+// parameters: the host buffer it came from can change as soon as the launch returns.
+constexpr int kScatterWords = 896;
+struct WordScatter {
+  uint32_t* dst;
+  int32_t count;
+  uint32_t words[kScatterWords];
+};
+
+}  // namespace sr::gpu

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Strips build/cuda to what the device needs (libraries, test and bench binaries, CTest files)
+# into build/cuda-run, small enough to carry (the device tool carries at most 64 MiB).
+set -eu
+cd "$(dirname "$0")/../.."
+rm -rf build/cuda-run
+cp -a build/cuda build/cuda-run
+# (CMakeFiles/Export holds the package files `cmake --install` copies: the install test needs them.)
+mv build/cuda-run/CMakeFiles/Export build/cuda-run/Export.keep
+find build/cuda-run \( -name CMakeFiles -o -name bindings \) -prune -exec rm -rf {} +
+mkdir -p build/cuda-run/CMakeFiles && mv build/cuda-run/Export.keep build/cuda-run/CMakeFiles/Export
+find build/cuda-run \( -name '*.o' -o -name '*.a' -o -name '*.ninja' -o -name '.ninja_*' \) -delete
+strip --strip-unneeded build/cuda-run/lib/*.so* build/cuda-run/tests/sr_tests build/cuda-run/tests/gpu/sr_gpu_tests \
+  build/cuda-run/bench/gpu/sr_gpu_bench 2>/dev/null || true
+# CTest's GoogleTest discovery script of this CMake (the device's CMake differs).
+cp /usr/share/cmake-*/Modules/GoogleTestAddTests.cmake build/cuda-run/
+du -sh build/cuda-run .realattn

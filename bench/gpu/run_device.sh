@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Everything the GPU machine runs, in one call from the repository root:
+#   bench/gpu/run_device.sh [tests] [sanitize] [bench] [quick]
+# (no phase named: all three). The build comes from this machine: build/cuda-run, a stripped
+# copy of build/cuda (bench/gpu/pack_build.sh), carried with .realattn. Logs and results go
+# to $OUT; a short table is printed last.
+set -u
+OUT=${OUT:-/tmp/sr_out}
+mkdir -p "$OUT"
+ROOT=$PWD
+phases="$*"
+[ -z "$phases" ] || [ "$phases" = quick ] && phases="tests sanitize bench $phases"
+want() { case " $phases " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# The carried build holds absolute paths of /work/main (CTest files, RPATHs): make them resolve.
+if [ "$ROOT" != /work/main ]; then
+  mkdir -p /work/main/build
+  for entry in "$ROOT"/* "$ROOT"/.realattn; do ln -sfn "$entry" "/work/main/$(basename "$entry")"; done
+  ln -sfn "$ROOT/build/cuda-run" /work/main/build/cuda
+else
+  ln -sfn "$ROOT/build/cuda-run" "$ROOT/build/cuda"
+fi
+BUILD=/work/main/build/cuda
+# CTest runs `cmake -P` scripts by the building machine's path of cmake.
+[ -x /usr/bin/cmake ] || ln -s "$(command -v cmake)" /usr/bin/cmake
+# The test files include this CMake module by the absolute path of the building machine.
+module=$(grep -ho '/usr/share/cmake-[0-9.]*/Modules/GoogleTestAddTests.cmake' "$BUILD"/tests/*include.cmake | head -1)
+if [ -n "$module" ] && [ ! -f "$module" ]; then mkdir -p "$(dirname "$module")" && cp "$BUILD/GoogleTestAddTests.cmake" "$module"; fi
+export SINKROUTER_REALATTN_DIR=$ROOT/.realattn
+summary=$OUT/summary.txt
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total,temperature.gpu --format=csv
+} >"$summary" 2>&1
+
+if want tests; then
+  # (install_and_consume needs install manifests the stripped, carried build lacks: CI runs it.)
+  echo "== ctest (whole suite, CPU and CUDA backends)" | tee -a "$summary"
+  (cd "$BUILD" && timeout 420 ctest -j8 --timeout 300 --output-on-failure -E install_and_consume) >"$OUT/ctest.log" 2>&1
+  echo "ctest exit $?" >>"$summary"
+  grep -E "tests passed|tests failed|Failed|\*\*\*Failed|Timeout" "$OUT/ctest.log" | head -40 >>"$summary"
+fi
+
+if want sanitize; then
+  echo "== compute-sanitizer" | tee -a "$summary"
+  san() {
+    local tool=$1 filter=$2
+    shift 2
+    timeout 150 compute-sanitizer --tool "$tool" --error-exitcode 99 "$@" --gtest_filter="$filter" >>"$OUT/sanitizer.log" 2>&1
+    local rc=$?
+    echo "$tool $filter ($(basename "$1")): exit $rc, $(grep -c 'ERROR SUMMARY: 0 errors' "$OUT/sanitizer.log") clean summaries so far" >>"$summary"
+  }
+  : >"$OUT/sanitizer.log"
+  export SINKROUTER_TEST_BACKENDS=cuda
+  san memcheck '*' "$BUILD/tests/gpu/sr_gpu_tests"
+  san memcheck '*Dense*:*Routed*:*Cache*' "$BUILD/tests/sr_tests"
+  san racecheck 'GpuDecode.*:*sink_9000*' "$BUILD/tests/gpu/sr_gpu_tests"
+  san synccheck 'GpuDecode.*:*sink_9000*' "$BUILD/tests/gpu/sr_gpu_tests"
+  unset SINKROUTER_TEST_BACKENDS
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitizer.log" | sort | uniq -c >>"$summary"
+fi
+
+if want bench; then
+  quick=""
+  want quick && quick=--quick
+  echo "== benchmark $quick" | tee -a "$summary"
+  PYTHONUNBUFFERED=1 timeout 300 python3 "$ROOT/bench/gpu/peers.py" $quick >"$OUT/peers.jsonl" 2>"$OUT/bench.log"
+  echo "peers exit $?" >>"$summary"
+  timeout 400 "$BUILD/bench/gpu/sr_gpu_bench" $quick >"$OUT/bench.csv" 2>>"$OUT/bench.log"
+  echo "bench exit $?" >>"$summary"
+  python3 "$ROOT/bench/gpu/report.py" "$OUT/bench.csv" "$OUT/peers.jsonl" "$OUT/results.md" "$OUT/plot.png" \
+    >>"$OUT/bench.log" 2>&1
+  echo "report exit $?" >>"$summary"
+fi
+
+if want ab; then
+  echo "== A/B: resident blocks per SM, shortest split" | tee -a "$summary"
+  for blocks in 3 4; do
+    for split in 128 256; do
+      for case in sink:1:4096:dense sink:1:131072:dense sink:1:131072:budget1e-3 sink:64:4096:dense; do
+        SINKROUTER_CUDA_BLOCKS_PER_SM=$blocks SINKROUTER_CUDA_MIN_SPLIT=$split timeout 60 \
+          "$BUILD/bench/gpu/sr_gpu_bench" --only $case 2>&1 >/dev/null | sed "s/^/blocks $blocks split $split: /" >>"$summary"
+      done
+    done
+  done
+fi
+
+if want profile; then
+  echo "== profile" | tee -a "$summary"
+  timeout 200 ncu --kernel-name regex:decode_kernel --launch-skip 3 --launch-count 1 --section SpeedOfLight \
+    --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
+    --section SchedulerStats --section SourceCounters --metrics regex:smsp__pcsamp_warps_issue_stalled_.* "$BUILD/bench/gpu/sr_gpu_bench" --only "${SR_PROFILE_CASE:-sink:1:131072:dense}" \
+    >"$OUT/ncu.txt" 2>&1
+  echo "ncu exit $?" >>"$summary"
+  cuobjdump -sass -fun '_ZN2sr3gpu13decode_kernelILi2ELi128ELi4EEEvNS0_12DecodeParamsE' "$BUILD/lib/libsinkrouter-cuda.so" \
+    >"$OUT/sass.txt" 2>&1
+fi
+
+cat "$summary"
+[ -f "$OUT/ncu.txt" ] && grep -E "stalled_.*(long_scoreboard|barrier|short_scoreboard|wait|math|mio|lg_throttle|no_instruction|dispatch|not_selected|selected|branch|membar|sleeping|tex|drain|imc|misc)[^_]|Duration|DRAM Throughput|Memory Throughput|L2 Hit|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Issued Warp|No Eligible|Warp Cycles Per Issued|Stall|est. speedup|OPT" "$OUT/ncu.txt" | cut -c1-200 | head -60
+[ -f "$OUT/sass.txt" ] && echo "SASS: $(grep -c 'LDG.E.128' "$OUT/sass.txt") LDG.E.128, $(grep -c 'LDG' "$OUT/sass.txt") LDG, $(grep -c 'STL\|LDL' "$OUT/sass.txt") local"
+[ -f "$OUT/bench.log" ] && grep -E "^  (sink|mixed|real)" "$OUT/bench.log" | tail -n 80
+[ -f "$OUT/results.md" ] && cut -c1-220 "$OUT/results.md" | tail -n 80
+exit 0

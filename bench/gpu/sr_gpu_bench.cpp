@@ -1,0 +1,363 @@
+// GPU benchmark of our decode on the Llama-3.1-8B layer (32 q-heads, 8 kv-heads, head_dim 128,
+// bf16 cache): dense, tau 12, budget 1e-3 and 1e-2, on sink-heavy, mixed and real data, per
+// call (events around one synchronised call) and pipelined (a CUDA graph of steps rotating
+// over enough caches to defeat the L2, replayed; total time over the steps). One CSV row per
+// (data, shape, method) on stdout. The peers (SDPA, copy ceiling) run in peers.py.
+//
+//   sr_gpu_bench [--quick] [--realattn DIR] [--only DATA:BATCH:LENGTH:METHOD]   (profiling one case)
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/dtype_convert.h"
+#include "realattn.h"
+#include "reference.h"
+#include "sinkrouter/sinkrouter.h"
+#include "synthetic_context.h"
+
+namespace {
+
+constexpr int32_t kKvHeads = 8, kGroup = 4, kQHeads = 32, kDim = 128, kPage = 16;
+constexpr double kL2DefeatBytes = 200e6;  // rotate over caches until this much is in play
+
+void die(const char* what, const char* detail) {
+  std::fprintf(stderr, "sr_gpu_bench: %s: %s\n", what, detail);
+  std::exit(1);
+}
+void check(sr_status s, const char* what) {
+  if (s != SR_OK) die(what, sr_last_error());
+}
+void check(cudaError_t s, const char* what) {
+  if (s != cudaSuccess) die(what, cudaGetErrorString(s));
+}
+
+// One sequence's K and V, [N][kv_heads][dim], as the bf16 the cache stores and as f32.
+struct HostContext {
+  int64_t length = 0;
+  std::vector<uint16_t> k16, v16;
+  std::vector<float> q;  // [32][128]
+};
+
+void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& body) {
+  int threads = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> pool;
+  int64_t per = (n + threads - 1) / threads;
+  for (int i = 0; i < threads; ++i) {
+    int64_t b = i * per, e = std::min(n, b + per);
+    if (b < e) pool.emplace_back(body, b, e);
+  }
+  for (auto& t : pool) t.join();
+}
+
+HostContext synthetic(bool sink_heavy, int64_t length) {
+  auto spec = sink_heavy ? sr::workloads::sink_heavy_spec(length, 7) : sr::workloads::mixed_spec(length, 7);
+  spec.kv_heads = kKvHeads;
+  spec.group = kGroup;
+  spec.head_dim = kDim;
+  sr::workloads::SyntheticContext gen(spec);
+  HostContext c;
+  c.length = length;
+  const int64_t row = kKvHeads * kDim;
+  c.k16.resize(length * row);
+  c.v16.resize(length * row);
+  parallel_for(length, [&](int64_t b, int64_t e) {
+    const int64_t chunk = 256;
+    std::vector<float> k(chunk * row), v(chunk * row);
+    for (int64_t t = b; t < e; t += chunk) {
+      int64_t n = std::min(chunk, e - t);
+      gen.tokens(t, n, k.data(), v.data());
+      for (int64_t i = 0; i < n * row; ++i) {
+        c.k16[t * row + i] = sr::float_to_bf16(k[i]);
+        c.v16[t * row + i] = sr::float_to_bf16(v[i]);
+      }
+    }
+  });
+  c.q = gen.query();
+  return c;
+}
+
+// Real attention (4096 tokens): kv-head j of the benchmark layer is kv-head 0 of captured
+// layer j; its group of 4 q-heads repeats that layer's two q-heads of kv-head 0 (query 31,
+// which sees all 4096 tokens).
+HostContext real(const std::string& dir) {
+  using sr::workloads::RealAttnLayer;
+  HostContext c;
+  c.length = RealAttnLayer::kTokens;
+  const int64_t row = kKvHeads * kDim;
+  c.k16.resize(c.length * row);
+  c.v16.resize(c.length * row);
+  c.q.resize(kQHeads * kDim);
+  for (int32_t j = 0; j < kKvHeads; ++j) {
+    RealAttnLayer layer = sr::workloads::load_realattn_layer(dir, j);
+    for (int64_t t = 0; t < c.length; ++t) {
+      std::memcpy(&c.k16[t * row + j * kDim], &layer.k[t * kDim], kDim * 2);
+      std::memcpy(&c.v16[t * row + j * kDim], &layer.v[t * kDim], kDim * 2);
+    }
+    for (int32_t g = 0; g < kGroup; ++g) {
+      const uint16_t* src = &layer.q[((RealAttnLayer::kQueries - 1) * RealAttnLayer::kQHeads + g % 2) * kDim];
+      for (int d = 0; d < kDim; ++d) c.q[(j * kGroup + g) * kDim + d] = sr::bf16_to_float(src[d]);
+    }
+  }
+  return c;
+}
+
+struct Method {
+  const char* name;
+  sr_routing_mode routing;
+  float tau, budget;
+};
+
+struct Row {
+  std::string data, method;
+  int32_t batch;
+  int64_t length;
+  double per_call_us, pipelined_us, kv_bytes, bytes_read, skip_fraction, max_bound, true_error;
+  int64_t heads_recomputed, heads;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+std::vector<Row> run_case(const std::string& data_name, const HostContext& host, int32_t batch,
+                          const std::vector<Method>& methods, bool reference) {
+  const int64_t N = host.length;
+  const double kv_bytes = 2.0 * batch * N * kKvHeads * kDim * 2;
+  const int rotation = static_cast<int>(std::clamp(std::ceil(kL2DefeatBytes / kv_bytes), 1.0, 16.0));
+  cudaStream_t stream;
+  check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+  sr_context_options co;
+  sr_context_options_default(&co, sizeof co);
+  co.backend = SR_BACKEND_CUDA;
+  co.stream = stream;
+  sr_context* ctx = nullptr;
+  check(sr_context_create(&co, &ctx), "context");
+
+  std::vector<sr_kv_cache*> caches(rotation);
+  std::vector<std::vector<sr_seq_id>> seqs(rotation);
+  for (int r = 0; r < rotation; ++r) {
+    sr_kv_cache_options o;
+    sr_kv_cache_options_default(&o, sizeof o);
+    o.num_layers = 1;
+    o.num_kv_heads = kKvHeads;
+    o.head_dim = kDim;
+    o.page_tokens = kPage;
+    o.capacity_tokens = batch * (N + kPage);
+    o.dtype = SR_DTYPE_BF16;
+    o.max_batch = batch;
+    o.max_q_heads = kQHeads;
+    check(sr_kv_cache_create(ctx, &o, &caches[r]), "cache");
+    for (int32_t b = 0; b < batch; ++b) {
+      sr_seq_id s;
+      check(sr_seq_add(caches[r], &s), "seq_add");
+      check(sr_kv_append(caches[r], s, 0, N, host.k16.data(), host.v16.data(), nullptr), "append");
+      seqs[r].push_back(s);
+    }
+  }
+  const size_t q_elems = static_cast<size_t>(batch) * kQHeads * kDim;
+  std::vector<float> q(q_elems);
+  for (int32_t b = 0; b < batch; ++b) std::copy(host.q.begin(), host.q.end(), q.begin() + b * kQHeads * kDim);
+  float *dq, *dout, *dbound, *dmass;
+  check(cudaMalloc(&dq, q_elems * 4), "malloc");
+  check(cudaMalloc(&dout, q_elems * 4), "malloc");
+  check(cudaMalloc(&dbound, batch * kQHeads * 4), "malloc");
+  check(cudaMalloc(&dmass, batch * kQHeads * 4), "malloc");
+  check(cudaMemcpy(dq, q.data(), q_elems * 4, cudaMemcpyHostToDevice), "q");
+
+  // Float64 reference of batch entry 0 over the stored (bf16) values.
+  std::vector<double> ref;
+  if (reference) {
+    const int64_t row = kKvHeads * kDim;
+    std::vector<float> k(N * row), v(N * row);
+    parallel_for(N * row, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        k[i] = sr::bf16_to_float(host.k16[i]);
+        v[i] = sr::bf16_to_float(host.v16[i]);
+      }
+    });
+    ref.resize(kQHeads * kDim);
+    parallel_for(kQHeads, [&](int64_t b, int64_t e) {
+      for (int64_t h = b; h < e; ++h) {
+        int64_t kvh = h / kGroup;
+        auto o = sr::workloads::reference_attention(&q[h * kDim], k.data() + kvh * kDim, v.data() + kvh * kDim, N, kDim,
+                                                    row, 1.0 / std::sqrt(128.0));
+        std::copy(o.begin(), o.end(), ref.begin() + h * kDim);
+      }
+    });
+  }
+
+  cudaEvent_t e0, e1;
+  check(cudaEventCreate(&e0), "event");
+  check(cudaEventCreate(&e1), "event");
+  std::vector<Row> rows;
+  for (const Method& m : methods) {
+    auto args_for = [&](int r, bool extras) {
+      sr_decode_args a;
+      sr_decode_args_default(&a, sizeof a);
+      a.layer = 0;
+      a.batch = batch;
+      a.seq_ids = seqs[r].data();
+      a.num_q_heads = kQHeads;
+      a.q = dq;
+      a.out = dout;
+      a.routing = m.routing;
+      a.tau = m.tau;
+      a.error_budget = m.budget;
+      a.stream = stream;
+      if (extras) {
+        a.head_error_bound = dbound;
+        a.head_skipped_mass = dmass;
+        a.collect_stats = 1;
+      }
+      return a;
+    };
+    Row row{data_name, m.name, batch, N, 0, 0, kv_bytes, 0, 0, 0, NAN, 0, 0};
+    // Statistics and accuracy from one step on cache 0.
+    check(sr_context_reset_stats(ctx), "reset");
+    sr_decode_args a = args_for(0, true);
+    check(sr_decode_step(ctx, caches[0], &a), "decode");
+    sr_decode_stats st;
+    check(sr_context_stats(ctx, &st, sizeof st), "stats");
+    row.skip_fraction = st.blocks_total ? static_cast<double>(st.blocks_v_skipped) / st.blocks_total : 0.0;
+    row.max_bound = st.max_error_bound;
+    row.heads_recomputed = st.heads_recomputed;
+    row.heads = st.heads;
+    double recomputed = st.heads ? static_cast<double>(st.heads_recomputed) / st.heads : 0.0;
+    row.bytes_read = kv_bytes / 2 * (2.0 - row.skip_fraction) + recomputed * kv_bytes;
+    if (reference) {
+      std::vector<float> out(kQHeads * kDim);
+      check(cudaMemcpy(out.data(), dout, out.size() * 4, cudaMemcpyDeviceToHost), "out");
+      double worst = 0.0;
+      for (int h = 0; h < kQHeads; ++h) {
+        worst = std::max(worst, sr::workloads::relative_error(out.data() + h * kDim, ref.data() + h * kDim, kDim));
+      }
+      row.true_error = worst;
+    }
+    // Per call: one synchronised call at a time, rotating caches.
+    std::vector<double> times;
+    for (int i = 0; i < 40; ++i) {
+      sr_decode_args c = args_for(i % rotation, false);
+      check(cudaEventRecord(e0, stream), "record");
+      check(sr_decode_step(ctx, caches[i % rotation], &c), "decode");
+      check(cudaEventRecord(e1, stream), "record");
+      check(cudaEventSynchronize(e1), "sync");
+      float ms;
+      check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
+      if (i >= 5) times.push_back(ms * 1e3);
+    }
+    row.per_call_us = median(times);
+    // Pipelined: a graph of steps over the rotation, replayed.
+    const int steps = std::max(rotation, 16) / rotation * rotation;
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "capture");
+    for (int i = 0; i < steps; ++i) {
+      sr_decode_args c = args_for(i % rotation, false);
+      check(sr_decode_step(ctx, caches[i % rotation], &c), "decode (capture)");
+    }
+    check(cudaStreamEndCapture(stream, &graph), "end capture");
+    check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+    check(cudaGraphLaunch(exec, stream), "replay");
+    check(cudaStreamSynchronize(stream), "sync");
+    std::vector<double> per_step;
+    const int reps = std::max(3, static_cast<int>(2e8 / (kv_bytes * steps)));
+    for (int trial = 0; trial < 5; ++trial) {
+      check(cudaEventRecord(e0, stream), "record");
+      for (int r = 0; r < reps; ++r) check(cudaGraphLaunch(exec, stream), "replay");
+      check(cudaEventRecord(e1, stream), "record");
+      check(cudaEventSynchronize(e1), "sync");
+      float ms;
+      check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
+      per_step.push_back(ms * 1e3 / (reps * steps));
+    }
+    row.pipelined_us = median(per_step);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    rows.push_back(row);
+    std::fprintf(stderr, "  %-6s B=%-3d N=%-7lld %-12s per-call %8.1f us  pipelined %8.1f us  skip %.3f bound %.2e err %.2e\n",
+                 data_name.c_str(), batch, static_cast<long long>(N), m.name, row.per_call_us, row.pipelined_us,
+                 row.skip_fraction, row.max_bound, row.true_error);
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaFree(dq);
+  cudaFree(dout);
+  cudaFree(dbound);
+  cudaFree(dmass);
+  for (sr_kv_cache* c : caches) sr_kv_cache_destroy(c);
+  sr_context_destroy(ctx);
+  cudaStreamDestroy(stream);
+  return rows;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  std::string real_dir = sr::workloads::find_realattn_dir();
+  std::string only;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--quick")) quick = true;
+    if (!std::strcmp(argv[i], "--realattn") && i + 1 < argc) real_dir = argv[++i];
+    if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+  }
+  std::vector<Method> methods = {{"dense", SR_ROUTING_OFF, 12.f, 0.f},
+                                       {"tau12", SR_ROUTING_TAU, 12.f, 0.f},
+                                       {"budget1e-3", SR_ROUTING_BUDGET, 12.f, 1e-3f},
+                                       {"budget1e-2", SR_ROUTING_BUDGET, 12.f, 1e-2f}};
+  struct Shape {
+    int32_t batch;
+    int64_t length;
+  };
+  std::vector<Shape> shapes = {{1, 4096}, {64, 4096}, {32, 8192}, {1, 32768}, {8, 32768}, {1, 131072}, {1, 524288}};
+  if (quick) shapes = {{1, 4096}, {8, 32768}, {1, 131072}};
+  if (!only.empty()) {
+    char data[16] = {}, method[32] = {};
+    int batch = 0;
+    long long length = 0;
+    if (std::sscanf(only.c_str(), "%15[^:]:%d:%lld:%31s", data, &batch, &length, method) != 4) die("--only", only.c_str());
+    std::vector<Method> picked;
+    for (const Method& m : methods) {
+      if (m.name == std::string(method)) picked.push_back(m);
+    }
+    bool sink = std::string(data) == "sink";
+    std::printf("data,batch,length,method\n");
+    run_case(data, real_dir.empty() || std::string(data) != "real" ? synthetic(sink, length) : real(real_dir), batch,
+             picked, false);
+    return 0;
+  }
+  std::printf("data,batch,length,method,per_call_us,pipelined_us,kv_bytes,bytes_read,skip_fraction,max_bound,true_error,"
+              "heads_recomputed,heads\n");
+  auto emit = [](const std::vector<Row>& rows) {
+    for (const Row& r : rows) {
+      std::printf("%s,%d,%lld,%s,%.2f,%.2f,%.0f,%.0f,%.4f,%.3e,%.3e,%lld,%lld\n", r.data.c_str(), r.batch,
+                  static_cast<long long>(r.length), r.method.c_str(), r.per_call_us, r.pipelined_us, r.kv_bytes,
+                  r.bytes_read, r.skip_fraction, r.max_bound, r.true_error, static_cast<long long>(r.heads_recomputed),
+                  static_cast<long long>(r.heads));
+    }
+    std::fflush(stdout);
+  };
+  if (!real_dir.empty()) emit(run_case("real", real(real_dir), 1, methods, true));
+  for (bool sink_heavy : {true, false}) {
+    const char* name = sink_heavy ? "sink" : "mixed";
+    int64_t made_length = -1;
+    HostContext host;
+    for (const Shape& s : shapes) {
+      if (s.length != made_length) {
+        host = synthetic(sink_heavy, s.length);
+        made_length = s.length;
+      }
+      emit(run_case(name, host, s.batch, methods, s.length <= 131072));
+    }
+  }
+  return 0;
+}
