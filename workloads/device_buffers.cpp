@@ -8,10 +8,16 @@ namespace sr::workloads {
 #if defined(SR_WORKLOADS_HAVE_CUDA)
 const DeviceMemoryOps* cuda_memory_ops();
 #endif
+#if defined(SR_WORKLOADS_HAVE_HIP)
+const DeviceMemoryOps* hip_memory_ops();
+#endif
 
 const DeviceMemoryOps* device_memory(sr_backend backend) {
 #if defined(SR_WORKLOADS_HAVE_CUDA)
   if (backend == SR_BACKEND_CUDA) return cuda_memory_ops();
+#endif
+#if defined(SR_WORKLOADS_HAVE_HIP)
+  if (backend == SR_BACKEND_HIP) return hip_memory_ops();
 #endif
   (void)backend;
   return nullptr;

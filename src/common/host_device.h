@@ -2,6 +2,10 @@
 // kernels (nvcc, hipcc) unchanged.
 #pragma once
 
+#if defined(__HIPCC__)
+#include <hip/hip_runtime.h>  // __host__, __device__, __forceinline__ (nvcc predefines them)
+#endif
+
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define SR_HD __host__ __device__ __forceinline__
 #else
