@@ -105,23 +105,9 @@ constexpr int kWarp = 32;
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 
-__device__ __forceinline__ float shfl_xor(float value, int mask) {
-#if defined(__HIPCC__) || defined(SR_GPU_HIP)
-  return __shfl_xor(value, mask, kWarp);
-#else
-  return __shfl_xor_sync(0xffffffffu, value, mask, kWarp);
-#endif
-}
-
-__device__ __forceinline__ double shfl_xor(double value, int mask) {
-#if defined(__HIPCC__) || defined(SR_GPU_HIP)
-  return __shfl_xor(value, mask, kWarp);
-#else
-  return __shfl_xor_sync(0xffffffffu, value, mask, kWarp);
-#endif
-}
-
-__device__ __forceinline__ int shfl_xor(int value, int mask) {
+// Butterfly exchange inside the logical warp (T: float, double or int).
+template <class T>
+__device__ __forceinline__ T shfl_xor(T value, int mask) {
 #if defined(__HIPCC__) || defined(SR_GPU_HIP)
   return __shfl_xor(value, mask, kWarp);
 #else

@@ -42,6 +42,15 @@ gpuStream_t stream_of(const sr_backend_storage* s, const sr_kv_io* io) {
   return io && io->stream ? static_cast<gpuStream_t>(io->stream) : s->device->stream;
 }
 
+// What a token copy kernel needs to find tokens [first_token, first_token + n_tokens) of one
+// layer in the pool; the caller adds its buffers (and vnorm, when values are written).
+TokenCopy token_copy(const sr_backend_storage* s, int32_t layer, int64_t first_token, int64_t n_tokens,
+                     const sr_kv_io* io) {
+  const sr_cache_geometry& g = s->geometry;
+  TokenCopy c = token_copy(s, layer, first_token, n_tokens, io);
+  return c;
+}
+
 // Makes the table arrays hold `slots` slots of `stride` pages; existing rows are kept. Waits
 // for the device, since launches in flight may read the arrays being replaced (rare: growth
 // at least doubles).
@@ -163,17 +172,8 @@ sr_status write_tokens(sr_backend_storage* s, int32_t layer, const int32_t* page
   const sr_cache_geometry& g = s->geometry;
   gpuStream_t stream = stream_of(s, io);
   const size_t src_elem = dtype_bytes(io->dtype);
-  TokenCopy c{};
-  c.k = s->k_layer(layer);
-  c.v = s->v_layer(layer);
+  TokenCopy c = token_copy(s, layer, first_token, n_tokens, io);
   c.vnorm = s->vnorm_layer(layer);
-  c.src_dtype = io->dtype;
-  c.cache_dtype = g.dtype;
-  c.kv_heads = g.num_kv_heads;
-  c.head_dim = g.head_dim;
-  c.page_tokens = g.page_tokens;
-  c.first_token = first_token;
-  c.n_tokens = n_tokens;
 
   void* staging = nullptr;
   sr_status st = SR_OK;
@@ -233,16 +233,7 @@ sr_status read_tokens(const sr_backend_storage* s, int32_t layer, const int32_t*
   const sr_cache_geometry& g = s->geometry;
   gpuStream_t stream = stream_of(s, io);
   const size_t out_elem = dtype_bytes(io->dtype);
-  TokenCopy c{};
-  c.k = s->k_layer(layer);
-  c.v = s->v_layer(layer);
-  c.src_dtype = io->dtype;
-  c.cache_dtype = g.dtype;
-  c.kv_heads = g.num_kv_heads;
-  c.head_dim = g.head_dim;
-  c.page_tokens = g.page_tokens;
-  c.first_token = first_token;
-  c.n_tokens = n_tokens;
+  TokenCopy c = token_copy(s, layer, first_token, n_tokens, io);
   const bool to_host = io->memory != SR_MEMORY_DEVICE;
   const int64_t packed_elements = n_tokens * g.num_kv_heads * g.head_dim;
   const size_t bytes = static_cast<size_t>(packed_elements) * out_elem;

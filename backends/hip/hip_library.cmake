@@ -26,16 +26,10 @@ get_filename_component(SR_ROCM_DEVICE_LIB_PATH "${_sr_ockl}" DIRECTORY)
 get_filename_component(SR_ROCM_PATH "${hip_INCLUDE_DIR}" DIRECTORY)
 
 set(SR_GPU_COMMON ${SR_SOURCE_DIR}/backends/common)
-set(SR_HIP_SOURCES
-  ${SR_GPU_COMMON}/gpu_table.cu
-  ${SR_GPU_COMMON}/gpu_storage.cu
-  ${SR_GPU_COMMON}/gpu_decode.cu
-  ${SR_GPU_COMMON}/decode_f32.cu
-  ${SR_GPU_COMMON}/decode_f16.cu
-  ${SR_GPU_COMMON}/decode_bf16.cu)
-set_source_files_properties(${SR_HIP_SOURCES} PROPERTIES LANGUAGE CXX)
+include(${SR_GPU_COMMON}/sources.cmake)
+set_source_files_properties(${SR_GPU_SOURCES} PROPERTIES LANGUAGE CXX)
 
-add_library(sinkrouter-hip SHARED ${SR_HIP_SOURCES})
+add_library(sinkrouter-hip SHARED ${SR_GPU_SOURCES})
 target_include_directories(sinkrouter-hip PRIVATE ${SR_SOURCE_DIR}/include ${SR_SOURCE_DIR}/src ${SR_GPU_COMMON})
 target_compile_options(sinkrouter-hip PRIVATE
   --rocm-path=${SR_ROCM_PATH}

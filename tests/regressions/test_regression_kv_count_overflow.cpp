@@ -12,34 +12,18 @@
 #include <vector>
 
 #include "sinkrouter/sinkrouter.h"
+#include "small_cpu_cache.h"
 
 namespace {
 
 constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
 
-class RegressionKvCountOverflow : public ::testing::Test {
+class RegressionKvCountOverflow : public sr::regressions::SmallCpuCache {
  protected:
+  RegressionKvCountOverflow() : SmallCpuCache(3) {}
   void SetUp() override {
-    sr_context_options co;
-    sr_context_options_default(&co, sizeof co);
-    co.backend = SR_BACKEND_CPU;
-    co.num_threads = 1;
-    ASSERT_EQ(sr_context_create(&co, &context_), SR_OK) << sr_last_error();
-    sr_kv_cache_options o;
-    sr_kv_cache_options_default(&o, sizeof o);
-    o.num_layers = 1;
-    o.num_kv_heads = 2;
-    o.head_dim = 64;
-    o.capacity_tokens = 64;
-    o.dtype = SR_DTYPE_F32;
-    ASSERT_EQ(sr_kv_cache_create(context_, &o, &cache_), SR_OK) << sr_last_error();
-    ASSERT_EQ(sr_seq_add(cache_, &seq_), SR_OK);
-    ASSERT_EQ(sr_kv_append(cache_, seq_, 0, 3, rows_.data(), rows_.data(), nullptr), SR_OK) << sr_last_error();
+    SmallCpuCache::SetUp();
     ASSERT_EQ(sr_kv_cache_pages(cache_, &total_pages_, &free_pages_), SR_OK);
-  }
-  void TearDown() override {
-    sr_kv_cache_destroy(cache_);
-    sr_context_destroy(context_);
   }
 
   // The call failed with a message and the cache is as SetUp left it.
@@ -54,11 +38,7 @@ class RegressionKvCountOverflow : public ::testing::Test {
     EXPECT_EQ(free_pages, free_pages_);
   }
 
-  sr_context* context_ = nullptr;
-  sr_kv_cache* cache_ = nullptr;
-  sr_seq_id seq_ = 0;
   int64_t total_pages_ = 0, free_pages_ = 0;
-  std::vector<float> rows_ = std::vector<float>(4 * 2 * 64, 0.5f);  // 4 tokens x 2 heads x 64
 };
 
 TEST_F(RegressionKvCountOverflow, AppendOfInt64MaxTokensFails) {

@@ -13,34 +13,15 @@
 #include <vector>
 
 #include "sinkrouter/sinkrouter.h"
+#include "small_cpu_cache.h"
 
 namespace {
 
 constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
 
-class RegressionKvStrideOverflow : public ::testing::Test {
+class RegressionKvStrideOverflow : public sr::regressions::SmallCpuCache {
  protected:
-  void SetUp() override {
-    sr_context_options co;
-    sr_context_options_default(&co, sizeof co);
-    co.backend = SR_BACKEND_CPU;
-    co.num_threads = 1;
-    ASSERT_EQ(sr_context_create(&co, &context_), SR_OK) << sr_last_error();
-    sr_kv_cache_options o;
-    sr_kv_cache_options_default(&o, sizeof o);
-    o.num_layers = 1;
-    o.num_kv_heads = 2;
-    o.head_dim = 64;
-    o.capacity_tokens = 64;
-    o.dtype = SR_DTYPE_F32;
-    ASSERT_EQ(sr_kv_cache_create(context_, &o, &cache_), SR_OK) << sr_last_error();
-    ASSERT_EQ(sr_seq_add(cache_, &seq_), SR_OK);
-    ASSERT_EQ(sr_kv_append(cache_, seq_, 0, 2, rows_.data(), rows_.data(), nullptr), SR_OK) << sr_last_error();
-  }
-  void TearDown() override {
-    sr_kv_cache_destroy(cache_);
-    sr_context_destroy(context_);
-  }
+  RegressionKvStrideOverflow() : SmallCpuCache(2) {}
 
   void expect_rejected_and_length(sr_status status, int64_t expected_length) {
     EXPECT_NE(status, SR_OK);
@@ -58,10 +39,6 @@ class RegressionKvStrideOverflow : public ::testing::Test {
     return io;
   }
 
-  sr_context* context_ = nullptr;
-  sr_kv_cache* cache_ = nullptr;
-  sr_seq_id seq_ = 0;
-  std::vector<float> rows_ = std::vector<float>(2 * 2 * 64, 0.5f);  // 2 tokens x 2 heads x 64
 };
 
 TEST_F(RegressionKvStrideOverflow, AppendWithTokenStrideBeyondAnyBufferFails) {
