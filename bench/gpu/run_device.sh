@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the GPU machine runs, in one call from the repository root:
-#   bench/gpu/run_device.sh [tests] [sanitize] [bench] [quick]
-# (no phase named: all three). The build comes from this machine: build/cuda-run, a stripped
+#   bench/gpu/run_device.sh [tests] [sanitize] [bench] [quick] [e2e] [ab] [profile]
+# (no phase named: tests, sanitize and bench). A full session fits the 10-minute call limit in
+# three calls: `tests sanitize`, then `bench`, then `e2e` (samples/python/e2e/run_gpu.sh, 6 min). The build comes from this machine: build/cuda-run, a stripped
 # copy of build/cuda (bench/gpu/pack_build.sh), carried with .realattn. Logs and results go
 # to $OUT; a short table is printed last.
 set -u
@@ -71,6 +72,13 @@ if want bench; then
   python3 "$ROOT/bench/gpu/report.py" "$OUT/bench.csv" "$OUT/peers.jsonl" "$OUT/results.md" "$OUT/plot.png" \
     >>"$OUT/bench.log" 2>&1
   echo "report exit $?" >>"$summary"
+fi
+
+if want e2e; then
+  echo "== end-to-end byte model (samples/python/e2e/run_gpu.sh)" | tee -a "$summary"
+  (cd "$ROOT" && OUT=$OUT SINKROUTER_LIBRARY=$BUILD/lib/libsinkrouter.so bash samples/python/e2e/run_gpu.sh) >"$OUT/e2e_run.log" 2>&1
+  echo "e2e exit $?" >>"$summary"
+  tail -n 30 "$OUT/e2e_run.log" >>"$summary"
 fi
 
 if want ab; then
