@@ -76,9 +76,11 @@ sr_kv_io resolve_io(const sr_kv_cache& cache, const sr_kv_io* io_in, int64_t n_t
   if (io.token_stride == 0 && __int128{g.num_kv_heads} * io.head_stride < kMaxSpanBytes) {
     io.token_stride = g.num_kv_heads * io.head_stride;
   }
+  // At most 2^63 * 2^63 + 2^73: inside __int128, which a further product by the element size
+  // would leave (the fuzzer found that), hence the division below.
   const __int128 last_element = __int128{n_tokens - 1} * (io.token_stride == 0 ? io.head_stride : io.token_stride) +
                                 __int128{g.num_kv_heads - 1} * io.head_stride + g.head_dim;
-  if (io.token_stride == 0 || n_tokens < 1 || last_element * sr_dtype_size(io.dtype) >= kMaxSpanBytes) {
+  if (io.token_stride == 0 || n_tokens < 1 || last_element >= kMaxSpanBytes / sr_dtype_size(io.dtype)) {
     fail(SR_ERR_INVALID_ARGUMENT,
          "io strides (token_stride = %lld, head_stride = %lld) over %lld tokens span more than 2^56 bytes: "
          "no buffer is that large",

@@ -60,4 +60,17 @@ TEST_F(RegressionKvStrideOverflow, HeadStrideWhoseDefaultTokenStrideOverflowsFai
   expect_rejected_and_length(sr_kv_append(cache_, seq_, 0, 1, rows_.data(), rows_.data(), &io), 2);
 }
 
+// Found by the fuzzer after the span check above was added: that check computed the span in
+// __int128 as (n_tokens - 1) * token_stride, then multiplied it by the element size, which for
+// n_tokens near 2^62 and token_stride near 2^63 overflowed __int128 itself.
+TEST_F(RegressionKvStrideOverflow, SpanOfHugeCountTimesHugeStrideFails) {
+  std::vector<float> out(rows_.size(), -1.f);
+  sr_kv_io io = io_with(kMax, 64);
+  for (int64_t n_tokens : {int64_t{1} << 62, kMax}) {
+    expect_rejected_and_length(sr_kv_read(cache_, seq_, 0, 0, n_tokens, out.data(), out.data(), &io), 2);
+    expect_rejected_and_length(sr_kv_append(cache_, seq_, 0, n_tokens, rows_.data(), rows_.data(), &io), 2);
+  }
+  for (float x : out) EXPECT_EQ(x, -1.f);
+}
+
 }  // namespace
