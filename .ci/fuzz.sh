@@ -5,7 +5,8 @@
 # it is kept in build/fuzz/fuzz-artifacts/ and the command to replay it is printed.
 #
 #   FUZZ_SECONDS   how long to fuzz (default 180)
-#   FUZZ_CORPUS    where the growing corpus lives (default: a fresh copy of tests/fuzz/corpus)
+#   FUZZ_CORPUS    where the growing corpus lives (default: a fresh copy of tests/fuzz/corpus
+#                  and tests/fuzz/corpus_found.tar.xz)
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -27,6 +28,9 @@ else
   trap 'rm -rf "$corpus"' EXIT
 fi
 cp "$root"/tests/fuzz/corpus/* "$corpus"/
+# Inputs earlier fuzzing found new coverage with (libFuzzer -merge=1), kept as one archive.
+tar -xJf "$root"/tests/fuzz/corpus_found.tar.xz -C "$corpus"
+seeds=$(ls "$corpus" | wc -l)
 artifacts="$root/build/fuzz/fuzz-artifacts"
 rm -rf "$artifacts" && mkdir -p "$artifacts"
 log="$root/build/fuzz/fuzz.log"
@@ -45,4 +49,4 @@ if (( rc != 0 )) || compgen -G "$artifacts/*" >/dev/null; then
   done
   fail "the fuzzer stopped with exit $rc after finding the input(s) above"
 fi
-echo "fuzz: PASSED: ${seconds} s from $(ls tests/fuzz/corpus | wc -l) seed inputs, no crash, leak or invariant violation."
+echo "fuzz: PASSED: ${seconds} s from $seeds seed inputs, no crash, leak or invariant violation."
