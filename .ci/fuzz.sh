@@ -35,8 +35,9 @@ artifacts="$root/build/fuzz/fuzz-artifacts"
 rm -rf "$artifacts" && mkdir -p "$artifacts"
 log="$root/build/fuzz/fuzz.log"
 
-echo "+ $binary $corpus -max_total_time=$seconds -timeout=30 -rss_limit_mb=4096 -artifact_prefix=$artifacts/"
-"$binary" "$corpus" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=4096 -print_final_stats=1 \
+# -timeout: the slowest inputs take ~3 s alone; a 2-core runner under load can be 10x slower.
+echo "+ $binary $corpus -max_total_time=$seconds -timeout=120 -rss_limit_mb=4096 -artifact_prefix=$artifacts/"
+"$binary" "$corpus" -max_total_time="$seconds" -timeout=120 -rss_limit_mb=4096 -print_final_stats=1 \
   -artifact_prefix="$artifacts/" >"$log" 2>&1
 rc=$?
 grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' "$log" | tail -2
