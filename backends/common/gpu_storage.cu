@@ -47,7 +47,16 @@ gpuStream_t stream_of(const sr_backend_storage* s, const sr_kv_io* io) {
 TokenCopy token_copy(const sr_backend_storage* s, int32_t layer, int64_t first_token, int64_t n_tokens,
                      const sr_kv_io* io) {
   const sr_cache_geometry& g = s->geometry;
-  TokenCopy c = token_copy(s, layer, first_token, n_tokens, io);
+  TokenCopy c{};
+  c.k = s->k_layer(layer);
+  c.v = s->v_layer(layer);
+  c.src_dtype = io->dtype;
+  c.cache_dtype = g.dtype;
+  c.kv_heads = g.num_kv_heads;
+  c.head_dim = g.head_dim;
+  c.page_tokens = g.page_tokens;
+  c.first_token = first_token;
+  c.n_tokens = n_tokens;
   return c;
 }
 

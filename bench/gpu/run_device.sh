@@ -35,9 +35,10 @@ summary=$OUT/summary.txt
 } >"$summary" 2>&1
 
 if want tests; then
-  # (install_and_consume needs install manifests the stripped, carried build lacks: CI runs it.)
+  # Left to CI: install_and_consume (needs install manifests the stripped, carried build lacks)
+  # and python_e2e_cpu (the device's python has no pytest; the e2e phase runs that sample on GPU).
   echo "== ctest (whole suite, CPU and CUDA backends)" | tee -a "$summary"
-  (cd "$BUILD" && timeout 420 ctest -j8 --timeout 300 --output-on-failure -E install_and_consume) >"$OUT/ctest.log" 2>&1
+  (cd "$BUILD" && timeout 420 ctest -j8 --timeout 300 --output-on-failure -E 'install_and_consume|python_e2e_cpu') >"$OUT/ctest.log" 2>&1
   echo "ctest exit $?" >>"$summary"
   grep -E "tests passed|tests failed|Failed|\*\*\*Failed|Timeout" "$OUT/ctest.log" | head -40 >>"$summary"
 fi

@@ -43,8 +43,13 @@ def test_every_check_passes(evaluation):
 def test_dense_matches_the_models_own_attention(evaluation):
     dense, reference = evaluation.result("dense"), evaluation.result("reference")
     assert relative_difference(dense.bits_per_byte, reference.bits_per_byte) <= DENSE_TOLERANCE
-    # Byte by byte too: both sides are float32 over the same bf16 K/V, so only rounding differs.
-    assert largest_byte_difference(dense, reference) <= 1e-2
+    # Byte by byte too. Both sides are float32 over bf16 K/V, but bf16 rounding is discontinuous:
+    # a float32 rounding difference upstream can flip a stored element by 2^-8, and later tokens
+    # see it. On the trained weights the float32 reference itself is up to 8e-3 bits from a
+    # float64 run (mean 1.7e-4) and dense SinkRouter up to 1.5e-2 (mean 2.2e-4), hence the limits.
+    difference = np.abs(dense.nll_bits - reference.nll_bits)
+    assert float(difference.mean()) <= 1e-3
+    assert largest_byte_difference(dense, reference) <= 5e-2
     assert math.isfinite(dense.bits_per_byte) and dense.bits_per_byte > 0
     assert dense.stats.blocks_v_skipped == 0 and dense.max_head_bound == 0
 
