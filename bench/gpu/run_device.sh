@@ -83,13 +83,16 @@ if want e2e; then
 fi
 
 if want ab; then
-  echo "== A/B: resident blocks per SM, shortest split" | tee -a "$summary"
-  for blocks in 3 4; do
-    for split in 128 256; do
-      for case in sink:1:4096:dense sink:1:131072:dense sink:1:131072:budget1e-3 sink:64:4096:dense; do
-        SINKROUTER_CUDA_BLOCKS_PER_SM=$blocks SINKROUTER_CUDA_MIN_SPLIT=$split timeout 60 \
-          "$BUILD/bench/gpu/sr_gpu_bench" --only $case 2>&1 >/dev/null | sed "s/^/blocks $blocks split $split: /" >>"$summary"
-      done
+  # One tuning knob swept over a few cases, each value in its own process (the backend reads its
+  # knobs once): SR_AB_KNOB (default SINKROUTER_CUDA_PREFETCH_ROWS), SR_AB_VALUES, SR_AB_CASES.
+  knob=${SR_AB_KNOB:-SINKROUTER_CUDA_PREFETCH_ROWS}
+  values=${SR_AB_VALUES:-0 32 64 128 256}
+  cases=${SR_AB_CASES:-sink:1:4096:dense sink:1:131072:dense sink:1:524288:dense sink:8:32768:dense sink:64:4096:dense sink:1:131072:tau12 sink:1:131072:budget1e-3}
+  echo "== A/B: $knob over {$values}" | tee -a "$summary"
+  for case in $cases; do
+    for value in $values; do
+      env "$knob=$value" timeout 60 "$BUILD/bench/gpu/sr_gpu_bench" --only "$case" 2>&1 >/dev/null |
+        grep -E "per-call" | sed "s/^/$knob=$value: /" >>"$summary"
     done
   done
 fi
