@@ -21,17 +21,6 @@ int32_t min_split_tokens() {
   return value;
 }
 
-// Rows ahead of the loads requested into the L2 (0: none); SINKROUTER_CUDA_PREFETCH_ROWS
-// overrides it (tuning).
-int32_t prefetch_rows() {
-  static const int32_t value = [] {
-    const char* env = std::getenv("SINKROUTER_CUDA_PREFETCH_ROWS");
-    int v = env ? std::atoi(env) : -1;
-    return v >= 0 ? v : 0;
-  }();
-  return value;
-}
-
 int32_t tile_heads_for(int32_t group) { return group <= 1 ? 1 : group <= 4 ? 4 : kMaxTileHeads; }
 
 // Splits per group: the count that finishes soonest when every block does 1/splits of a
@@ -89,7 +78,6 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   p.num_q_heads = a.num_q_heads;
   // A split holds several pages, so budget mode has blocks to choose among.
   p.min_split_tokens = std::max(min_split_tokens(), 4 * g.page_tokens);
-  p.prefetch_rows = prefetch_rows();
   p.q = a.q;
   p.q_dtype = a.q_dtype;
   p.out = a.out;
