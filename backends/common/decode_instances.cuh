@@ -29,29 +29,36 @@ int32_t blocks_per_sm() {
   return blocks;
 }
 
+// The L2 prefetch runs 64 rows ahead (best of 32-128 on the H100, bench/NOTES.md), except in
+// the 4-blocks-per-SM build: its registers are too tight (it spills) for the prefetch to pay.
 template <int DT, int D, int GT, int kMinBlocks>
 DecodeKernel kernel() {
-  return DecodeKernel{launch_decode<DT, D, GT, kMinBlocks>, blocks_per_sm<DT, D, GT, kMinBlocks>};
+  return DecodeKernel{launch_decode<DT, D, GT, kMinBlocks>, blocks_per_sm<DT, D, GT, kMinBlocks>,
+                      kMinBlocks >= 4 ? 0 : 64};
 }
 
-// The bf16 head_dim-128 tile of 4 (the Llama-3.1-8B layer) is built twice: 4 resident blocks
-// per SM (the default: 1.35x faster at 128K on the H100, bench/NOTES.md, despite a few spilled
-// registers) or 3 (SINKROUTER_CUDA_BLOCKS_PER_SM=3, for measurements).
-inline bool prefer_four_blocks() {
-  static const bool four = [] {
+// SINKROUTER_CUDA_BLOCKS_PER_SM=3 or 4 forces one build of the shape built twice (0: choose).
+inline int forced_blocks_per_sm() {
+  static const int forced = [] {
     const char* env = std::getenv("SINKROUTER_CUDA_BLOCKS_PER_SM");
-    return !(env && std::atoi(env) == 3);
+    int v = env ? std::atoi(env) : 0;
+    return v == 3 || v == 4 ? v : 0;
   }();
-  return four;
+  return forced;
 }
 
+// The bf16 head_dim-128 tile of 4 (the Llama-3.1-8B layer) is built twice. On the H100, 4
+// resident blocks per SM without prefetch are faster for one sequence of 32K-128K tokens (5-15%:
+// its splits are short, more blocks hide more latency); 3 blocks with the L2 prefetch are faster
+// for batches (4-17%) and for one sequence of 512K (8%).
 template <int DT, int D>
-DecodeKernel pick_tile(int32_t tile_heads) {
+DecodeKernel pick_tile(int32_t tile_heads, bool one_short_sequence) {
   switch (tile_heads) {
     case 1: return kernel<DT, D, 1, 3>();
     case 4:
       if constexpr (DT == SR_DTYPE_BF16 && D == 128) {
-        if (prefer_four_blocks()) return kernel<DT, D, 4, 4>();
+        const int forced = forced_blocks_per_sm();
+        if (forced == 4 || (forced == 0 && one_short_sequence)) return kernel<DT, D, 4, 4>();
       }
       return kernel<DT, D, 4, 3>();
     case 8: return kernel<DT, D, 8, 2>();
@@ -60,11 +67,11 @@ DecodeKernel pick_tile(int32_t tile_heads) {
 }
 
 template <int DT>
-DecodeKernel pick_launcher(int32_t head_dim, int32_t tile_heads) {
+DecodeKernel pick_launcher(int32_t head_dim, int32_t tile_heads, bool one_short_sequence) {
   switch (head_dim) {
-    case 64: return pick_tile<DT, 64>(tile_heads);
-    case 128: return pick_tile<DT, 128>(tile_heads);
-    case 256: return pick_tile<DT, 256>(tile_heads);
+    case 64: return pick_tile<DT, 64>(tile_heads, one_short_sequence);
+    case 128: return pick_tile<DT, 128>(tile_heads, one_short_sequence);
+    case 256: return pick_tile<DT, 256>(tile_heads, one_short_sequence);
     default: return DecodeKernel{};
   }
 }

@@ -39,6 +39,16 @@ struct Shape {
   static_assert(kLanesPerRow * kRowsPerWarp == kWarp, "rows tile the warp");
 };
 
+// Where the rows past the end of a pass continue, for the L2 prefetch: the chunk's V after its K
+// (dense only: routed passes do not know yet which V blocks they read) or the next chunk's K
+// after a pass over V. n == 0: nothing follows.
+struct NextRows {
+  const void* base;
+  int64_t t0;
+  int32_t n;
+  int32_t same_chunk;  // pages in shared memory (this chunk) or read from the page table
+};
+
 struct SharedState {
   float w[kMaxTileHeads][kChunk];  // logits, then weights exp(s - m)
   float block_max[kMaxTileHeads][kMaxChunkBlocks];
@@ -52,6 +62,7 @@ struct SharedState {
   float m_ref[kMaxTileHeads], z[kMaxTileHeads], anchor_norm[kMaxTileHeads];
   int32_t blocks, skipped;
   int32_t last, over;
+  NextRows after_k, after_v;  // the current chunk's (kept in shared memory to spare registers)
 };
 
 template <int DT, int D, int GT>
@@ -68,6 +79,12 @@ struct Block {
 
   __device__ int64_t row_offset(int64_t token, int32_t first_page) const {
     int32_t page = sh.page[(token >> p.page_shift) - first_page];
+    return ((static_cast<int64_t>(page) * p.kv_heads + kv_head) * p.page_tokens + (token & (p.page_tokens - 1))) * D;
+  }
+
+  // Same, for a token of any chunk: the page number comes from the page table in global memory.
+  __device__ int64_t table_row_offset(int64_t token) const {
+    int32_t page = pages[token >> p.page_shift];
     return ((static_cast<int64_t>(page) * p.kv_heads + kv_head) * p.page_tokens + (token & (p.page_tokens - 1))) * D;
   }
 
@@ -103,19 +120,45 @@ struct Block {
     }
   }
 
+  // Asks the L2 for the rows p.prefetch_rows past this warp's rows of the batch at step s0,
+  // continuing into `next` past the end of the pass, so more bytes are in flight than registers
+  // hold and the change from K to V (or to the next chunk) does not drain the memory pipe. A
+  // warp's batch is 2 KB, 16 lines of 128 bytes: lane i < 16 requests line i. Rows of skipped
+  // blocks are not requested.
+  __device__ void prefetch_batch(const char* base, int s0, int64_t t0, int n, int32_t first_page, bool use_skip,
+                                 const NextRows* next) const {
+    constexpr int kRowBytes = D * sizeof_elem();
+    constexpr int kLinesPerRow = kRowBytes / 128;
+    static_assert(kRowBytes % 128 == 0 && S::kUnroll * S::kRowsPerWarp * kLinesPerRow == 16, "16 lines a batch");
+    if (p.prefetch_rows <= 0 || next == nullptr || lane >= 16) return;
+    const int r = lane / kLinesPerRow;  // row of the batch
+    const int row = (s0 + (r / S::kRowsPerWarp) * kWarps) * S::kRowsPerWarp + r % S::kRowsPerWarp + p.prefetch_rows;
+    const int line = (lane % kLinesPerRow) * 128;
+    if (row < n) {
+      if (!(use_skip && sh.skip[row >> p.page_shift])) prefetch_l2(base + row_offset(t0 + row, first_page) * sizeof_elem() + line);
+    } else if (row - n < next->n) {
+      const int64_t token = next->t0 + (row - n);
+      const int64_t offset = next->same_chunk ? row_offset(token, first_page) : table_row_offset(token);
+      prefetch_l2(static_cast<const char*>(next->base) + offset * sizeof_elem() + line);
+    }
+  }
+
   // Pass 1: logits of tokens [t0, t0 + n) (n <= kChunk) for every head of the tile. The next
   // batch of rows is requested before the current one is used, so loads stay in flight.
-  __device__ void score(const float (&q)[GT][S::kElems], int64_t t0, int n, int32_t first_page) {
+  __device__ void score(const float (&q)[GT][S::kElems], int64_t t0, int n, int32_t first_page,
+                        const NextRows* then = nullptr) {
     const char* kbase = static_cast<const char*>(p.k);
     const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;
     constexpr int kStride = kWarps * S::kUnroll;
     Bytes16 buf[S::kUnroll][S::kLoadsPerRow];
     bool keep[S::kUnroll];
     if (warp < steps) load_batch(buf, kbase, warp, t0, n, first_page, false, keep);
+    prefetch_batch(kbase, warp, t0, n, first_page, false, then);
     for (int s0 = warp; s0 < steps; s0 += kStride) {
       Bytes16 next[S::kUnroll][S::kLoadsPerRow];
       bool keep_next[S::kUnroll] = {};
       if (s0 + kStride < steps) load_batch(next, kbase, s0 + kStride, t0, n, first_page, false, keep_next);
+      prefetch_batch(kbase, s0 + kStride, t0, n, first_page, false, then);
 #pragma unroll
       for (int u = 0; u < S::kUnroll; ++u) {
         float x[S::kElems];
@@ -182,17 +225,20 @@ struct Block {
   }
 
   // Pass 2: o += w * V over tokens [t0, t0 + n), leaving out rows of skipped blocks.
-  __device__ void accumulate(float (&o)[GT][S::kElems], int64_t t0, int n, int32_t first_page, bool use_skip) {
+  __device__ void accumulate(float (&o)[GT][S::kElems], int64_t t0, int n, int32_t first_page, bool use_skip,
+                             const NextRows* then = nullptr) {
     const char* vbase = static_cast<const char*>(p.v);
     const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;
     constexpr int kStride = kWarps * S::kUnroll;
     Bytes16 buf[S::kUnroll][S::kLoadsPerRow];
     bool keep[S::kUnroll];
     if (warp < steps) load_batch(buf, vbase, warp, t0, n, first_page, use_skip, keep);
+    prefetch_batch(vbase, warp, t0, n, first_page, use_skip, then);
     for (int s0 = warp; s0 < steps; s0 += kStride) {
       Bytes16 next[S::kUnroll][S::kLoadsPerRow];
       bool keep_next[S::kUnroll] = {};
       if (s0 + kStride < steps) load_batch(next, vbase, s0 + kStride, t0, n, first_page, use_skip, keep_next);
+      prefetch_batch(vbase, s0 + kStride, t0, n, first_page, use_skip, then);
 #pragma unroll
       for (int u = 0; u < S::kUnroll; ++u) {
         if (!keep[u]) continue;
@@ -523,8 +569,14 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
     const int n = static_cast<int>(end - c0 < kChunk ? end - c0 : kChunk);
     int32_t first_page = blk.load_pages(c0, n, routing != SR_ROUTING_OFF);
+    if (threadIdx.x == 0) {
+      // The L2 prefetch runs from K into this chunk's V when dense, and from V into the next K.
+      const int64_t rest = end - c0 - n;
+      sh.after_k = NextRows{p.v, c0, routing == SR_ROUTING_OFF ? n : 0, 1};
+      sh.after_v = NextRows{p.k, c0 + n, static_cast<int32_t>(rest < kChunk ? rest : kChunk), 0};
+    }
     __syncthreads();
-    blk.score(q, c0, n, first_page);
+    blk.score(q, c0, n, first_page, &sh.after_k);
     __syncthreads();
     blk.block_statistics(n);
     __syncthreads();
@@ -536,7 +588,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
 #pragma unroll
       for (int e = 0; e < S::kElems; ++e) o[h][e] *= alpha;
     }
-    blk.accumulate(o, c0, n, first_page, routing != SR_ROUTING_OFF);
+    blk.accumulate(o, c0, n, first_page, routing != SR_ROUTING_OFF, &sh.after_v);
     __syncthreads();
   }
 

@@ -21,6 +21,16 @@ int32_t min_split_tokens() {
   return value;
 }
 
+// Rows ahead of the loads requested into the L2: the kernel's own choice, unless
+// SINKROUTER_CUDA_PREFETCH_ROWS sets it (0: none; tuning).
+int32_t prefetch_rows(const DecodeKernel& kernel) {
+  static const int32_t forced = [] {
+    const char* env = std::getenv("SINKROUTER_CUDA_PREFETCH_ROWS");
+    return env ? std::atoi(env) : -1;
+  }();
+  return forced >= 0 ? forced : kernel.prefetch_rows;
+}
+
 int32_t tile_heads_for(int32_t group) { return group <= 1 ? 1 : group <= 4 ? 4 : kMaxTileHeads; }
 
 // Splits per group: the count that finishes soonest when every block does 1/splits of a
@@ -55,10 +65,12 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   const sr_cache_geometry& g = storage->geometry;
   const int32_t tile_heads = tile_heads_for(plan->group);
   const int32_t tiles = (plan->group + tile_heads - 1) / tile_heads;
-  DecodeKernel kernel = g.dtype == SR_DTYPE_F32   ? decode_kernel_f32(g.head_dim, tile_heads)
-                        : g.dtype == SR_DTYPE_F16 ? decode_kernel_f16(g.head_dim, tile_heads)
-                                                  : decode_kernel_bf16(g.head_dim, tile_heads);
-  if (!kernel.launch) {
+  auto kernel_for = [&](bool one_short_sequence) {
+    return g.dtype == SR_DTYPE_F32   ? decode_kernel_f32(g.head_dim, tile_heads, one_short_sequence)
+           : g.dtype == SR_DTYPE_F16 ? decode_kernel_f16(g.head_dim, tile_heads, one_short_sequence)
+                                     : decode_kernel_bf16(g.head_dim, tile_heads, one_short_sequence);
+  };
+  if (!kernel_for(false).launch) {
     set_backend_error(err, "head_dim = %d is not built into the %s backend", g.head_dim, SR_GPU_VENDOR);
     return SR_ERR_UNSUPPORTED;
   }
@@ -98,7 +110,6 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   p.arrivals = storage->arrivals;
   p.redo = storage->redo;
 
-  const int64_t wave = static_cast<int64_t>(device->sm_count) * kernel.blocks_per_sm();
   std::lock_guard<std::mutex> lock(storage->decode_mutex);
   for (int32_t offset = 0; offset < a.batch; offset += kLaunchBatch) {
     const int32_t n = std::min(kLaunchBatch, a.batch - offset);
@@ -107,6 +118,9 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
       p.slots[i] = static_cast<int32_t>(plan->seqs[offset + i].slot);
       longest = std::max(longest, plan->seqs[offset + i].length);
     }
+    const DecodeKernel kernel = kernel_for(n == 1 && longest < kLongSequence);
+    p.prefetch_rows = prefetch_rows(kernel);
+    const int64_t wave = static_cast<int64_t>(device->sm_count) * kernel.blocks_per_sm();
     const int64_t groups = static_cast<int64_t>(n) * g.num_kv_heads * tiles;
     const int64_t max_splits = std::max<int64_t>(
         1, std::min({(longest + p.min_split_tokens - 1) / p.min_split_tokens, storage->split_capacity / groups,

@@ -52,6 +52,7 @@ struct DecodeParams {
   int32_t num_q_heads;
   int32_t splits;         // blocks per (sequence, head tile)
   int32_t min_split_tokens;
+  int32_t prefetch_rows;  // rows ahead of the loads that are requested into the L2 (0: none)
   // The step.
   const void* q;          // [batch][num_q_heads][head_dim]
   int32_t q_dtype;
