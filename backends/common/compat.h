@@ -185,6 +185,15 @@ __device__ __forceinline__ float load_coherent(const float* p) {
 #endif
 }
 
+// Four consecutive floats (16-byte aligned), as load_coherent.
+__device__ __forceinline__ float4 load_coherent4(const float* p) {
+#if defined(__HIPCC__) || defined(SR_GPU_HIP)
+  return make_float4(load_coherent(p), load_coherent(p + 1), load_coherent(p + 2), load_coherent(p + 3));
+#else
+  return __ldcg(reinterpret_cast<const float4*>(p));
+#endif
+}
+
 // Two packed f16 values (low half first) widened to f32 by the hardware.
 __device__ __forceinline__ float2 half2_bits_to_float2(uint32_t bits) {
   __half2 h;

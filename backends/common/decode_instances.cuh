@@ -48,17 +48,18 @@ inline int forced_blocks_per_sm() {
 }
 
 // The bf16 head_dim-128 tile of 4 (the Llama-3.1-8B layer) is built twice. On the H100, 4
-// resident blocks per SM without prefetch are faster for one sequence of 32K-128K tokens (5-15%:
-// its splits are short, more blocks hide more latency); 3 blocks with the L2 prefetch are faster
-// for batches (4-17%) and for one sequence of 512K (8%).
+// resident blocks per SM without prefetch are faster for one sequence of 32K-128K tokens (3-15%:
+// its splits are short, more blocks hide more latency) and for tau routing of one 512K sequence
+// (9%); 3 blocks with the L2 prefetch are faster for batches (4-17%) and for one sequence of
+// 512K, dense or in budget mode (4-8%).
 template <int DT, int D>
-DecodeKernel pick_tile(int32_t tile_heads, bool one_short_sequence) {
+DecodeKernel pick_tile(int32_t tile_heads, bool favour_occupancy) {
   switch (tile_heads) {
     case 1: return kernel<DT, D, 1, 3>();
     case 4:
       if constexpr (DT == SR_DTYPE_BF16 && D == 128) {
         const int forced = forced_blocks_per_sm();
-        if (forced == 4 || (forced == 0 && one_short_sequence)) return kernel<DT, D, 4, 4>();
+        if (forced == 4 || (forced == 0 && favour_occupancy)) return kernel<DT, D, 4, 4>();
       }
       return kernel<DT, D, 4, 3>();
     case 8: return kernel<DT, D, 8, 2>();
@@ -67,11 +68,11 @@ DecodeKernel pick_tile(int32_t tile_heads, bool one_short_sequence) {
 }
 
 template <int DT>
-DecodeKernel pick_launcher(int32_t head_dim, int32_t tile_heads, bool one_short_sequence) {
+DecodeKernel pick_launcher(int32_t head_dim, int32_t tile_heads, bool favour_occupancy) {
   switch (head_dim) {
-    case 64: return pick_tile<DT, 64>(tile_heads, one_short_sequence);
-    case 128: return pick_tile<DT, 128>(tile_heads, one_short_sequence);
-    case 256: return pick_tile<DT, 256>(tile_heads, one_short_sequence);
+    case 64: return pick_tile<DT, 64>(tile_heads, favour_occupancy);
+    case 128: return pick_tile<DT, 128>(tile_heads, favour_occupancy);
+    case 256: return pick_tile<DT, 256>(tile_heads, favour_occupancy);
     default: return DecodeKernel{};
   }
 }

@@ -656,20 +656,45 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
     }
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < valid_heads * D; i += kThreads) {
-    const int h = i / D, d = i % D;
+  // A thread owns 4 consecutive outputs and keeps kInFlight splits' loads in flight: the merge
+  // is a chain of L2 round trips, so fewer, wider rounds finish sooner.
+  constexpr int kInFlight = 8;
+  for (int i = threadIdx.x; i < valid_heads * D / 4; i += kThreads) {
+    const int h = 4 * i / D, d = 4 * i % D;
     const float* src = group_o + h * D + d;
     const float* scale = split_scale + h * p.splits;
-    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    float acc[kInFlight][4] = {};
     int s = 0;
-    for (; s + 4 <= p.splits; s += 4) {
+    for (; s + kInFlight <= p.splits; s += kInFlight) {
+      float4 x[kInFlight];
 #pragma unroll
-      for (int k = 0; k < 4; ++k) acc[k] = fmaf(scale[s + k], load_coherent(src + static_cast<int64_t>(s + k) * kMaxTileHeads * D), acc[k]);
+      for (int k = 0; k < kInFlight; ++k) x[k] = load_coherent4(src + static_cast<int64_t>(s + k) * kMaxTileHeads * D);
+#pragma unroll
+      for (int k = 0; k < kInFlight; ++k) {
+        const float c = scale[s + k];
+        acc[k][0] = fmaf(c, x[k].x, acc[k][0]);
+        acc[k][1] = fmaf(c, x[k].y, acc[k][1]);
+        acc[k][2] = fmaf(c, x[k].z, acc[k][2]);
+        acc[k][3] = fmaf(c, x[k].w, acc[k][3]);
+      }
     }
-    for (; s < p.splits; ++s) acc[0] = fmaf(scale[s], load_coherent(src + static_cast<int64_t>(s) * kMaxTileHeads * D), acc[0]);
-    float value = ((acc[0] + acc[1]) + (acc[2] + acc[3])) / sh.l[h];
-    store_any(p.out, out_row0 + h * D + d, p.out_dtype, value);
-    reduce[h * D + d] = value;
+    for (; s < p.splits; ++s) {
+      const float4 x = load_coherent4(src + static_cast<int64_t>(s) * kMaxTileHeads * D);
+      const float c = scale[s];
+      acc[0][0] = fmaf(c, x.x, acc[0][0]);
+      acc[0][1] = fmaf(c, x.y, acc[0][1]);
+      acc[0][2] = fmaf(c, x.z, acc[0][2]);
+      acc[0][3] = fmaf(c, x.w, acc[0][3]);
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      float sum = 0.f;
+#pragma unroll
+      for (int k = 0; k < kInFlight; ++k) sum += acc[k][e];  // a fixed order: the same bits every run
+      const float value = sum / sh.l[h];
+      store_any(p.out, out_row0 + h * D + d + e, p.out_dtype, value);
+      reduce[h * D + d + e] = value;
+    }
   }
   __syncthreads();
   for (int h = warp_id(); h < valid_heads; h += kWarps) {

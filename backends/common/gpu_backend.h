@@ -88,16 +88,17 @@ sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_decode_plan*,
 
 // One compiled decode kernel: its launcher, how many of its blocks fit on one SM and the L2
 // prefetch distance it runs best with. One table per cache dtype (decode_<dtype>.cu); launch is
-// nullptr for a shape not built. `one_short_sequence`: the launch holds one sequence shorter
-// than kLongSequence tokens, where shapes built twice prefer more resident blocks.
+// nullptr for a shape not built. `favour_occupancy`: the launch holds one sequence shorter than
+// kLongSequence tokens, or one that tau routing reads mostly K of; shapes built twice prefer
+// more resident blocks there.
 struct DecodeKernel {
   gpuError_t (*launch)(const DecodeParams& params, dim3 grid, gpuStream_t stream) = nullptr;
   int32_t (*blocks_per_sm)() = nullptr;
   int32_t prefetch_rows = 0;
 };
 constexpr int64_t kLongSequence = 256 * 1024;
-DecodeKernel decode_kernel_f32(int32_t head_dim, int32_t tile_heads, bool one_short_sequence);
-DecodeKernel decode_kernel_f16(int32_t head_dim, int32_t tile_heads, bool one_short_sequence);
-DecodeKernel decode_kernel_bf16(int32_t head_dim, int32_t tile_heads, bool one_short_sequence);
+DecodeKernel decode_kernel_f32(int32_t head_dim, int32_t tile_heads, bool favour_occupancy);
+DecodeKernel decode_kernel_f16(int32_t head_dim, int32_t tile_heads, bool favour_occupancy);
+DecodeKernel decode_kernel_bf16(int32_t head_dim, int32_t tile_heads, bool favour_occupancy);
 
 }  // namespace sr::gpu

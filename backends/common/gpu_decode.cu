@@ -65,10 +65,10 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   const sr_cache_geometry& g = storage->geometry;
   const int32_t tile_heads = tile_heads_for(plan->group);
   const int32_t tiles = (plan->group + tile_heads - 1) / tile_heads;
-  auto kernel_for = [&](bool one_short_sequence) {
-    return g.dtype == SR_DTYPE_F32   ? decode_kernel_f32(g.head_dim, tile_heads, one_short_sequence)
-           : g.dtype == SR_DTYPE_F16 ? decode_kernel_f16(g.head_dim, tile_heads, one_short_sequence)
-                                     : decode_kernel_bf16(g.head_dim, tile_heads, one_short_sequence);
+  auto kernel_for = [&](bool favour_occupancy) {
+    return g.dtype == SR_DTYPE_F32   ? decode_kernel_f32(g.head_dim, tile_heads, favour_occupancy)
+           : g.dtype == SR_DTYPE_F16 ? decode_kernel_f16(g.head_dim, tile_heads, favour_occupancy)
+                                     : decode_kernel_bf16(g.head_dim, tile_heads, favour_occupancy);
   };
   if (!kernel_for(false).launch) {
     set_backend_error(err, "head_dim = %d is not built into the %s backend", g.head_dim, SR_GPU_VENDOR);
@@ -118,7 +118,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
       p.slots[i] = static_cast<int32_t>(plan->seqs[offset + i].slot);
       longest = std::max(longest, plan->seqs[offset + i].length);
     }
-    const DecodeKernel kernel = kernel_for(n == 1 && longest < kLongSequence);
+    const DecodeKernel kernel = kernel_for(n == 1 && (longest < kLongSequence || a.routing == SR_ROUTING_TAU));
     p.prefetch_rows = prefetch_rows(kernel);
     const int64_t wave = static_cast<int64_t>(device->sm_count) * kernel.blocks_per_sm();
     const int64_t groups = static_cast<int64_t>(n) * g.num_kv_heads * tiles;
