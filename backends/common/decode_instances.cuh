@@ -49,9 +49,9 @@ inline int forced_blocks_per_sm() {
 
 // The bf16 head_dim-128 tile of 4 (the Llama-3.1-8B layer) is built twice. On the H100, 4
 // resident blocks per SM without prefetch are faster for one sequence of 32K-128K tokens (3-15%:
-// its splits are short, more blocks hide more latency) and for tau routing of one 512K sequence
-// (9%); 3 blocks with the L2 prefetch are faster for batches (4-17%) and for one sequence of
-// 512K, dense or in budget mode (4-8%).
+// its splits are short, more blocks hide more latency); 3 blocks with the L2 prefetch are
+// faster for batches (4-17%) and for one sequence of 512K (4-8%; in tau mode 9% slower on
+// sink-heavy data and 9% faster on the mixed data, so no rule of its own).
 template <int DT, int D>
 DecodeKernel pick_tile(int32_t tile_heads, bool favour_occupancy) {
   switch (tile_heads) {

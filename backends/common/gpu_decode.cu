@@ -118,7 +118,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
       p.slots[i] = static_cast<int32_t>(plan->seqs[offset + i].slot);
       longest = std::max(longest, plan->seqs[offset + i].length);
     }
-    const DecodeKernel kernel = kernel_for(n == 1 && (longest < kLongSequence || a.routing == SR_ROUTING_TAU));
+    const DecodeKernel kernel = kernel_for(n == 1 && longest < kLongSequence);
     p.prefetch_rows = prefetch_rows(kernel);
     const int64_t wave = static_cast<int64_t>(device->sm_count) * kernel.blocks_per_sm();
     const int64_t groups = static_cast<int64_t>(n) * g.num_kv_heads * tiles;

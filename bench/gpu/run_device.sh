@@ -105,7 +105,7 @@ if want profile; then
     --section SchedulerStats --section SourceCounters --metrics regex:smsp__pcsamp_warps_issue_stalled_.* "$BUILD/bench/gpu/sr_gpu_bench" --only "${SR_PROFILE_CASE:-sink:1:131072:dense}" \
     >"$OUT/ncu.txt" 2>&1
   echo "ncu exit $?" >>"$summary"
-  cuobjdump -sass -fun '_ZN2sr3gpu13decode_kernelILi2ELi128ELi4EEEvNS0_12DecodeParamsE' "$BUILD/lib/libsinkrouter-cuda.so" \
+  cuobjdump -sass -fun '_ZN2sr3gpu13decode_kernelILi2ELi128ELi4ELi4EEEvNS0_12DecodeParamsE' "$BUILD/lib/libsinkrouter-cuda.so" \
     >"$OUT/sass.txt" 2>&1
 fi
 
