@@ -9,6 +9,8 @@ cp -a build/cuda build/cuda-run
 mv build/cuda-run/CMakeFiles/Export build/cuda-run/Export.keep
 find build/cuda-run \( -name CMakeFiles -o -name bindings \) -prune -exec rm -rf {} +
 mkdir -p build/cuda-run/CMakeFiles && mv build/cuda-run/Export.keep build/cuda-run/CMakeFiles/Export
+# (The install test's own build tree: that test runs in CI, not on the device.)
+rm -rf build/cuda-run/tests/install_consumer
 find build/cuda-run \( -name '*.o' -o -name '*.a' -o -name '*.ninja' -o -name '.ninja_*' \) -delete
 strip --strip-unneeded build/cuda-run/lib/*.so* build/cuda-run/tests/sr_tests build/cuda-run/tests/gpu/sr_gpu_tests \
   build/cuda-run/bench/gpu/sr_gpu_bench 2>/dev/null || true
