@@ -99,18 +99,6 @@ gpuError_t occupancy_blocks_per_sm(int* blocks, Kernel kernel, int threads) {
 #endif
 }
 
-// Asks for the largest shared-memory carveout for `kernel` (its K/V staging ring needs it for
-// several resident blocks); the L1 it gives up holds nothing the kernel rereads.
-template <class Kernel>
-gpuError_t prefer_shared_memory(Kernel kernel) {
-#if defined(__HIPCC__) || defined(SR_GPU_HIP)
-  (void)kernel;
-  return hipSuccess;
-#else
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
-#endif
-}
-
 // The logical warp every kernel is written for. On 64-wide wavefronts the shuffles below stay
 // inside each half, so a reduction over 32 lanes means the same thing on both vendors.
 constexpr int kWarp = 32;
@@ -162,36 +150,18 @@ __device__ __forceinline__ void warp_sync() {
 __device__ __forceinline__ int lane_id() { return static_cast<int>(threadIdx.x) % kWarp; }
 __device__ __forceinline__ int warp_id() { return static_cast<int>(threadIdx.x) / kWarp; }
 
-// 16 bytes of a cache row: the unit every K/V load moves.
+// 16 bytes from global memory, read once: kept out of L1 (streaming), so the page pool does
+// not evict the small tables every block rereads.
 struct alignas(16) Bytes16 {
   uint32_t w[4];
 };
 
-// 16 bytes from global to shared memory without passing through registers (cp.async, bypassing
-// L1), or 16 zero bytes where !fill (nothing is read). Complete after async_wait<N>() leaves at
-// most N of this thread's committed groups pending; only this thread may rely on it then. HIP
-// has no such copy: there it is a plain load and store, done at once.
-__device__ __forceinline__ void copy_async16(void* shared_dst, const void* global_src, bool fill) {
+__device__ __forceinline__ Bytes16 load_stream16(const void* p) {
 #if defined(__HIPCC__) || defined(SR_GPU_HIP)
-  *static_cast<Bytes16*>(shared_dst) = fill ? *static_cast<const Bytes16*>(global_src) : Bytes16{{0u, 0u, 0u, 0u}};
+  return *static_cast<const Bytes16*>(p);
 #else
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(shared_dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(global_src), "r"(fill ? 16 : 0)
-               : "memory");
-#endif
-}
-
-// Closes the group of copies issued since the last commit.
-__device__ __forceinline__ void async_commit() {
-#if !defined(__HIPCC__) && !defined(SR_GPU_HIP)
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-
-template <int kPending>
-__device__ __forceinline__ void async_wait() {
-#if !defined(__HIPCC__) && !defined(SR_GPU_HIP)
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+  uint4 v = __ldcs(static_cast<const uint4*>(p));
+  return Bytes16{{v.x, v.y, v.z, v.w}};
 #endif
 }
 

@@ -20,8 +20,6 @@ template <int DT, int D, int GT, int kMinBlocks>
 int32_t blocks_per_sm() {
   static const int32_t blocks = [] {
     int n = 0;
-    // A hint: failing costs resident blocks, not results (clear the error the launch would report).
-    if (prefer_shared_memory(decode_kernel<DT, D, GT, kMinBlocks>) != gpuSuccess) (void)gpuGetLastError();
     if (occupancy_blocks_per_sm(&n, decode_kernel<DT, D, GT, kMinBlocks>, kThreads) != gpuSuccess) {
       (void)gpuGetLastError();  // clear it: the launch reports real errors
       n = 1;

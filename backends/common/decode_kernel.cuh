@@ -65,29 +65,12 @@ struct SharedState {
   NextRows after_k, after_v;  // the current chunk's (kept in shared memory to spare registers)
 };
 
-// Stages of the staging ring the passes stream K and V through (per thread: the 4 pieces of 16
-// bytes it uses of each warp batch). Each lane copies its pieces kStages - 1 batches ahead with
-// cp.async, so several batches per warp are in flight without holding registers. Two stages
-// where three would pass the 48 KB of static shared memory. One on HIP, whose copies are
-// synchronous (compat.h): more would only take shared memory from resident blocks.
-template <int D, int GT>
-constexpr int ring_stages() {
-#if defined(__HIPCC__) || defined(SR_GPU_HIP)
-  return 1;
-#else
-  return sizeof(SharedState) + GT * D * sizeof(float) + 3 * kThreads * 4 * sizeof(Bytes16) <= 48 * 1024 ? 3 : 2;
-#endif
-}
-
 template <int DT, int D, int GT>
 struct Block {
   using S = Shape<DT, D, GT>;
-  static constexpr int kStages = ring_stages<D, GT>();
-  static constexpr int kRingPieces = kStages * S::kUnroll * S::kLoadsPerRow * kThreads;
   const DecodeParams& p;
   SharedState& sh;
   float* reduce;  // [GT][D] shared
-  Bytes16* ring;  // [kStages][kUnroll][kLoadsPerRow][kThreads] shared
   const int32_t* pages;
   int64_t length;
   int32_t kv_head;
@@ -117,63 +100,23 @@ struct Block {
     return first;
   }
 
-  // Rows of one batch of warp steps are rows (s0 + u * kWarps) * rows-per-step + row_in_step.
-  __device__ int batch_row(int s0, int u) const { return (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step; }
-
-  __device__ bool row_kept(int row, int n, bool use_skip) const {
-    return row < n && !(use_skip && sh.skip[row >> p.page_shift]);
-  }
-
-  __device__ Bytes16* ring_piece(int stage, int u, int j) const {
-    return ring + ((stage * S::kUnroll + u) * S::kLoadsPerRow + j) * kThreads + threadIdx.x;
-  }
-
-  // Starts copying this lane's pieces of the batch at step s0 into ring stage `stage` (zeros for
-  // rows past n or skipped).
-  __device__ void issue_batch(int stage, const char* base, int s0, int64_t t0, int n, int32_t first_page,
-                              bool use_skip) const {
+  // Rows of one batch of warp steps: 16-byte pieces of rows (s0 + u * kWarps) * rows-per-step.
+  __device__ void load_batch(Bytes16 (&buf)[S::kUnroll][S::kLoadsPerRow], const char* base, int s0, int64_t t0, int n,
+                             int32_t first_page, bool use_skip, bool (&keep)[S::kUnroll]) const {
 #pragma unroll
     for (int u = 0; u < S::kUnroll; ++u) {
-      const int row = batch_row(s0, u);
-      const bool keep = row_kept(row, n, use_skip);
-      const char* src = keep ? base + row_offset(t0 + row, first_page) * sizeof_elem() : base;
+      int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step;
+      keep[u] = row < n && !(use_skip && sh.skip[row >> p.page_shift]);
+      if (keep[u]) {
+        const char* src = base + row_offset(t0 + row, first_page) * sizeof_elem();
 #pragma unroll
-      for (int j = 0; j < S::kLoadsPerRow; ++j) {
-        copy_async16(ring_piece(stage, u, j), src + ((j * S::kLanesPerRow + part) * S::kVec) * sizeof_elem(), keep);
+        for (int j = 0; j < S::kLoadsPerRow; ++j) {
+          buf[u][j] = load_stream16(src + ((j * S::kLanesPerRow + part) * S::kVec) * sizeof_elem());
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = Bytes16{{0u, 0u, 0u, 0u}};
       }
-    }
-  }
-
-  // Streams rows [t0, t0 + n) of K or V (base) through the ring: batch after batch, consume(s0,
-  // pieces) gets this lane's pieces of the batch at step s0 while kStages - 1 later batches are
-  // being copied. `then`: where the L2 prefetch continues past the pass.
-  template <class Consume>
-  __device__ void stream(const char* base, int64_t t0, int n, int32_t first_page, bool use_skip, const NextRows* then,
-                         Consume&& consume) {
-    constexpr int kStride = kWarps * S::kUnroll;
-    const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;
-#pragma unroll
-    for (int b = 0; b < kStages - 1; ++b) {
-      const int s = warp + b * kStride;
-      if (s < steps) issue_batch(b, base, s, t0, n, first_page, use_skip);
-      prefetch_batch(base, s, t0, n, first_page, use_skip, then);
-      async_commit();
-    }
-    int stage = 0;
-    for (int s0 = warp; s0 < steps; s0 += kStride) {
-      const int ahead = s0 + (kStages - 1) * kStride;
-      if (ahead < steps) issue_batch(stage == 0 ? kStages - 1 : stage - 1, base, ahead, t0, n, first_page, use_skip);
-      prefetch_batch(base, ahead, t0, n, first_page, use_skip, then);
-      async_commit();
-      async_wait<kStages - 1>();  // the batch at s0 has landed
-      Bytes16 pieces[S::kUnroll][S::kLoadsPerRow];
-#pragma unroll
-      for (int u = 0; u < S::kUnroll; ++u) {
-#pragma unroll
-        for (int j = 0; j < S::kLoadsPerRow; ++j) pieces[u][j] = *ring_piece(stage, u, j);
-      }
-      consume(s0, pieces);
-      stage = stage + 1 == kStages ? 0 : stage + 1;
     }
   }
 
@@ -200,30 +143,46 @@ struct Block {
     }
   }
 
-  // Pass 1: logits of tokens [t0, t0 + n) (n <= kChunk) for every head of the tile.
+  // Pass 1: logits of tokens [t0, t0 + n) (n <= kChunk) for every head of the tile. The next
+  // batch of rows is requested before the current one is used, so loads stay in flight.
   __device__ void score(const float (&q)[GT][S::kElems], int64_t t0, int n, int32_t first_page,
                         const NextRows* then = nullptr) {
-    stream(static_cast<const char*>(p.k), t0, n, first_page, false, then,
-           [&](int s0, const Bytes16 (&pieces)[S::kUnroll][S::kLoadsPerRow]) {
+    const char* kbase = static_cast<const char*>(p.k);
+    const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;
+    constexpr int kStride = kWarps * S::kUnroll;
+    Bytes16 buf[S::kUnroll][S::kLoadsPerRow];
+    bool keep[S::kUnroll];
+    if (warp < steps) load_batch(buf, kbase, warp, t0, n, first_page, false, keep);
+    prefetch_batch(kbase, warp, t0, n, first_page, false, then);
+    for (int s0 = warp; s0 < steps; s0 += kStride) {
+      Bytes16 next[S::kUnroll][S::kLoadsPerRow];
+      bool keep_next[S::kUnroll] = {};
+      if (s0 + kStride < steps) load_batch(next, kbase, s0 + kStride, t0, n, first_page, false, keep_next);
+      prefetch_batch(kbase, s0 + kStride, t0, n, first_page, false, then);
 #pragma unroll
-             for (int u = 0; u < S::kUnroll; ++u) {
-               float x[S::kElems];
+      for (int u = 0; u < S::kUnroll; ++u) {
+        float x[S::kElems];
 #pragma unroll
-               for (int j = 0; j < S::kLoadsPerRow; ++j) CacheElem<DT>::widen(pieces[u][j], x + j * S::kVec);
-               float dot[GT];
+        for (int j = 0; j < S::kLoadsPerRow; ++j) CacheElem<DT>::widen(buf[u][j], x + j * S::kVec);
+        float dot[GT];
 #pragma unroll
-               for (int h = 0; h < GT; ++h) {
-                 float acc = 0.f;
+        for (int h = 0; h < GT; ++h) {
+          float acc = 0.f;
 #pragma unroll
-                 for (int e = 0; e < S::kElems; ++e) acc = fmaf(q[h][e], x[e], acc);
-                 dot[h] = acc;
-               }
-               int head = 0;
-               float total = reduce_heads(dot, head);
-               const int row = batch_row(s0, u);
-               if (writes_head() && row < n) sh.w[head][row] = total;
-             }
-           });
+          for (int e = 0; e < S::kElems; ++e) acc = fmaf(q[h][e], x[e], acc);
+          dot[h] = acc;
+        }
+        int head = 0;
+        float total = reduce_heads(dot, head);
+        int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step;
+        if (writes_head() && row < n) sh.w[head][row] = total;
+      }
+#pragma unroll
+      for (int u = 0; u < S::kUnroll; ++u) {
+#pragma unroll
+        for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = next[u][j];
+      }
+    }
   }
 
   // Sums dot[h] over the kLanesPerRow lanes of a row for every head with few shuffles: while
@@ -268,23 +227,39 @@ struct Block {
   // Pass 2: o += w * V over tokens [t0, t0 + n), leaving out rows of skipped blocks.
   __device__ void accumulate(float (&o)[GT][S::kElems], int64_t t0, int n, int32_t first_page, bool use_skip,
                              const NextRows* then = nullptr) {
-    stream(static_cast<const char*>(p.v), t0, n, first_page, use_skip, then,
-           [&](int s0, const Bytes16 (&pieces)[S::kUnroll][S::kLoadsPerRow]) {
+    const char* vbase = static_cast<const char*>(p.v);
+    const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;
+    constexpr int kStride = kWarps * S::kUnroll;
+    Bytes16 buf[S::kUnroll][S::kLoadsPerRow];
+    bool keep[S::kUnroll];
+    if (warp < steps) load_batch(buf, vbase, warp, t0, n, first_page, use_skip, keep);
+    prefetch_batch(vbase, warp, t0, n, first_page, use_skip, then);
+    for (int s0 = warp; s0 < steps; s0 += kStride) {
+      Bytes16 next[S::kUnroll][S::kLoadsPerRow];
+      bool keep_next[S::kUnroll] = {};
+      if (s0 + kStride < steps) load_batch(next, vbase, s0 + kStride, t0, n, first_page, use_skip, keep_next);
+      prefetch_batch(vbase, s0 + kStride, t0, n, first_page, use_skip, then);
 #pragma unroll
-             for (int u = 0; u < S::kUnroll; ++u) {
-               const int row = batch_row(s0, u);
-               if (!row_kept(row, n, use_skip)) continue;
-               float x[S::kElems];
+      for (int u = 0; u < S::kUnroll; ++u) {
+        if (!keep[u]) continue;
+        int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step;
+        float x[S::kElems];
 #pragma unroll
-               for (int j = 0; j < S::kLoadsPerRow; ++j) CacheElem<DT>::widen(pieces[u][j], x + j * S::kVec);
+        for (int j = 0; j < S::kLoadsPerRow; ++j) CacheElem<DT>::widen(buf[u][j], x + j * S::kVec);
 #pragma unroll
-               for (int h = 0; h < GT; ++h) {
-                 const float w = sh.w[h][row];
+        for (int h = 0; h < GT; ++h) {
+          float w = sh.w[h][row];
 #pragma unroll
-                 for (int e = 0; e < S::kElems; ++e) o[h][e] = fmaf(w, x[e], o[h][e]);
-               }
-             }
-           });
+          for (int e = 0; e < S::kElems; ++e) o[h][e] = fmaf(w, x[e], o[h][e]);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < S::kUnroll; ++u) {
+        keep[u] = keep_next[u];
+#pragma unroll
+        for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = next[u][j];
+      }
+    }
   }
 
   static constexpr int sizeof_elem() { return 16 / S::kVec; }
@@ -533,7 +508,6 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   using S = Shape<DT, D, GT>;
   __shared__ SharedState sh;
   __shared__ float reduce[GT * D];
-  __shared__ Bytes16 ring[Block<DT, D, GT>::kRingPieces];
 
   const int32_t split = blockIdx.x;
   const int32_t kv_head = blockIdx.y / p.tiles;
@@ -551,7 +525,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   const int32_t slot = p.slots[b_local];
   const int64_t length = tables.lengths[static_cast<int64_t>(slot) * tables.num_layers + p.layer];
 
-  Block<DT, D, GT> blk{p, sh, reduce, ring, tables.pages + static_cast<int64_t>(slot) * tables.page_stride, length,
+  Block<DT, D, GT> blk{p, sh, reduce, tables.pages + static_cast<int64_t>(slot) * tables.page_stride, length,
                        kv_head, valid_heads, lane_id(), warp_id(), 0, 0};
   blk.part = blk.lane % S::kLanesPerRow;
   blk.row_in_step = blk.lane / S::kLanesPerRow;
