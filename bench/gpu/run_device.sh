@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Everything the GPU machine runs, in one call from the repository root:
 #   bench/gpu/run_device.sh [tests] [sanitize] [bench] [quick] [e2e] [ab] [profile]
-# (no phase named: tests, sanitize and bench). A full session fits the 10-minute call limit in
-# three calls: `tests sanitize`, then `bench`, then `e2e` (samples/python/e2e/run_gpu.sh, 6 min). The build comes from this machine: build/cuda-run, a stripped
-# copy of build/cuda (bench/gpu/pack_build.sh), carried with .realattn. Logs and results go
+# (no phase named: tests, sanitize and bench). On the H100 `tests sanitize bench profile` takes
+# about 4 minutes; `e2e` (samples/python/e2e/run_gpu.sh) about 2.5 with the committed weights,
+# 6 when it trains. `ab` sweeps one tuning knob over a few cases. The build comes from this
+# machine: build/cuda-run, a stripped copy of build/cuda (bench/gpu/pack_build.sh), carried
+# with .realattn. Logs and results go
 # to $OUT; a short table is printed last.
 set -u
 OUT=${OUT:-/tmp/sr_out}
