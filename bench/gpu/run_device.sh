@@ -5,8 +5,7 @@
 # about 4 minutes; `e2e` (samples/python/e2e/run_gpu.sh) about 2.5 with the committed weights,
 # 6 when it trains. `ab` sweeps one tuning knob over a few cases. The build comes from this
 # machine: build/cuda-run, a stripped copy of build/cuda (bench/gpu/pack_build.sh), carried
-# with .realattn. Logs and results go
-# to $OUT; a short table is printed last.
+# with .realattn. Logs and results go to $OUT; a short table is printed last.
 set -u
 OUT=${OUT:-/tmp/sr_out}
 mkdir -p "$OUT"
