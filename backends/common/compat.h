@@ -36,6 +36,9 @@
 #define gpuFuncSetAttribute hipFuncSetAttribute
 #define gpuFuncAttributeMaxDynamicSharedMemorySize hipFuncAttributeMaxDynamicSharedMemorySize
 #define SR_GPU_VENDOR "hip"
+// The passes over K and V run on the vector cores (AMD's matrix cores have their own operand
+// layouts, not written yet).
+#define SR_GPU_TENSOR_CORES 0
 #define SR_GRID_CONSTANT
 // clang 15 has no __grid_constant__: a by-value parameter whose address is taken is copied
 // into per-lane scratch (1.2 KB for DecodeParams). The kernel-argument segment starts with
@@ -77,6 +80,8 @@
 #define gpuFuncSetAttribute cudaFuncSetAttribute
 #define gpuFuncAttributeMaxDynamicSharedMemorySize cudaFuncAttributeMaxDynamicSharedMemorySize
 #define SR_GPU_VENDOR "cuda"
+// 16-bit caches run their passes over K and V on tensor cores (mma.sync, sm_80 and newer).
+#define SR_GPU_TENSOR_CORES 1
 // Kernel parameters read in place (indexed at run time) instead of copied per thread.
 #define SR_GRID_CONSTANT __grid_constant__
 // A reference to a kernel's first parameter, read in place (HIP needs a different spelling).

@@ -54,14 +54,17 @@ inline int forced_blocks_per_sm() {
 // sink-heavy data and 9% faster on the mixed data, so no rule of its own).
 template <int DT, int D>
 DecodeKernel pick_tile(int32_t tile_heads, bool favour_occupancy) {
+  // The tensor-core passes of head_dim 256 keep q and the accumulators of 256 dims in registers
+  // (128 of them): with 3 blocks per SM they spill, with 2 they fit.
+  constexpr int kBlocks = SR_GPU_TENSOR_CORES && DT != SR_DTYPE_F32 && D == 256 ? 2 : 3;
   switch (tile_heads) {
-    case 1: return kernel<DT, D, 1, 3>();
+    case 1: return kernel<DT, D, 1, kBlocks>();
     case 4:
       if constexpr (DT == SR_DTYPE_BF16 && D == 128) {
         const int forced = forced_blocks_per_sm();
         if (forced == 4 || (forced == 0 && favour_occupancy)) return kernel<DT, D, 4, 4>();
       }
-      return kernel<DT, D, 4, 3>();
+      return kernel<DT, D, 4, kBlocks>();
     case 8: return kernel<DT, D, 8, 2>();
     default: return DecodeKernel{};
   }

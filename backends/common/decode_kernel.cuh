@@ -7,298 +7,52 @@
 // writes the outputs and the certified bound, and flags a group over its error budget for the
 // follow-up launch (the same kernel, dense, doing work only for flagged groups).
 // Split boundaries come from the device-side length, so a replayed graph follows appends.
+// The passes over K and V run on tensor cores for 16-bit caches on CUDA (tensor_core_passes.cuh)
+// and on the CUDA/vector cores otherwise (cuda_core_passes.cuh).
 #pragma once
 
 #include <math.h>
 
+#include <type_traits>
+
 #include "common/softmax_state.h"
-#include "compat.h"
-#include "element_access.cuh"
-#include "gpu_types.h"
-#include "sinkrouter/sinkrouter.h"
+#include "cuda_core_passes.cuh"
+#if SR_GPU_TENSOR_CORES
+#include "tensor_core_passes.cuh"
+#endif
 
 namespace sr::gpu {
 
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / kWarp;
-constexpr int kChunk = 512;                 // tokens whose logits sit in shared memory at once
-constexpr int kMaxChunkBlocks = kChunk / 16;  // pages hold at least 16 tokens
-// The merge keeps one weight per (head, split) in the chunk's logit buffer.
-constexpr int kMaxMergeSplits = kChunk;  // x kMaxTileHeads heads fill SharedState::w
-
-// ---------------------------------------------------------------- the kernel's shape
-
+#if SR_GPU_TENSOR_CORES
 template <int DT, int D, int GT>
-struct Shape {
-  static constexpr int kVec = CacheElem<DT>::kPerLoad;          // elements per 16-byte load
-  static constexpr int kLanesPerRow = (D / kVec) < kWarp ? (D / kVec) : kWarp;
-  static constexpr int kLoadsPerRow = D / (kLanesPerRow * kVec);  // per lane
-  static constexpr int kRowsPerWarp = kWarp / kLanesPerRow;     // rows one warp step covers
-  static constexpr int kElems = kLoadsPerRow * kVec;            // elements of a row per lane
-  static constexpr int kUnroll = 4 / kLoadsPerRow;              // 16-byte loads per batch (two in flight)
-  static_assert(kLanesPerRow * kRowsPerWarp == kWarp, "rows tile the warp");
-};
-
-// Where the rows past the end of a pass continue, for the L2 prefetch: the chunk's V after its K
-// (dense only: routed passes do not know yet which V blocks they read) or the next chunk's K
-// after a pass over V. n == 0: nothing follows.
-struct NextRows {
-  const void* base;
-  int64_t t0;
-  int32_t n;
-  int32_t same_chunk;  // pages in shared memory (this chunk) or read from the page table
-};
-
-struct SharedState {
-  float w[kMaxTileHeads][kChunk];  // logits, then weights exp(s - m)
-  float block_max[kMaxTileHeads][kMaxChunkBlocks];
-  float block_sum[kMaxTileHeads][kMaxChunkBlocks];
-  int32_t page[kMaxChunkBlocks + 2];
-  float vnorm[kMaxChunkBlocks + 2];
-  int32_t order[kMaxChunkBlocks];
-  unsigned char skip[kMaxChunkBlocks];
-  float m[kMaxTileHeads], l[kMaxTileHeads], skipped_l[kMaxTileHeads], skipped_err[kMaxTileHeads];
-  float alpha[kMaxTileHeads];  // rescale of the accumulators for the current chunk
-  float m_ref[kMaxTileHeads], z[kMaxTileHeads], anchor_norm[kMaxTileHeads];
-  int32_t blocks, skipped;
-  int32_t last, over;
-  NextRows after_k, after_v;  // the current chunk's (kept in shared memory to spare registers)
-};
-
+using Passes = std::conditional_t<DT == SR_DTYPE_F32, CudaCorePasses<DT, D, GT>, TensorCorePasses<DT, D, GT>>;
+#else
 template <int DT, int D, int GT>
-struct Block {
-  using S = Shape<DT, D, GT>;
-  const DecodeParams& p;
-  SharedState& sh;
-  float* reduce;  // [GT][D] shared
-  const int32_t* pages;
-  int64_t length;
-  int32_t kv_head;
-  int32_t valid_heads;
-  int lane, warp, part, row_in_step;
+using Passes = CudaCorePasses<DT, D, GT>;
+#endif
 
-  __device__ int64_t row_offset(int64_t token, int32_t first_page) const {
-    int32_t page = sh.page[(token >> p.page_shift) - first_page];
-    return ((static_cast<int64_t>(page) * p.kv_heads + kv_head) * p.page_tokens + (token & (p.page_tokens - 1))) * D;
-  }
-
-  // Same, for a token of any chunk: the page number comes from the page table in global memory.
-  __device__ int64_t table_row_offset(int64_t token) const {
-    int32_t page = pages[token >> p.page_shift];
-    return ((static_cast<int64_t>(page) * p.kv_heads + kv_head) * p.page_tokens + (token & (p.page_tokens - 1))) * D;
-  }
-
-  // Page numbers (and V-norm summaries) of tokens [t0, t0 + n) into shared memory.
-  __device__ int32_t load_pages(int64_t t0, int n, bool with_vnorm) {
-    int32_t first = static_cast<int32_t>(t0 >> p.page_shift);
-    int32_t count = static_cast<int32_t>(((t0 + n - 1) >> p.page_shift) - first + 1);
-    for (int i = threadIdx.x; i < count; i += kThreads) {
-      int32_t page = pages[first + i];
-      sh.page[i] = page;
-      if (with_vnorm) sh.vnorm[i] = p.vnorm[static_cast<int64_t>(page) * p.kv_heads + kv_head];
-    }
-    return first;
-  }
-
-  // Rows of one batch of warp steps: 16-byte pieces of rows (s0 + u * kWarps) * rows-per-step.
-  __device__ void load_batch(Bytes16 (&buf)[S::kUnroll][S::kLoadsPerRow], const char* base, int s0, int64_t t0, int n,
-                             int32_t first_page, bool use_skip, bool (&keep)[S::kUnroll]) const {
-#pragma unroll
-    for (int u = 0; u < S::kUnroll; ++u) {
-      int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step;
-      keep[u] = row < n && !(use_skip && sh.skip[row >> p.page_shift]);
-      if (keep[u]) {
-        const char* src = base + row_offset(t0 + row, first_page) * sizeof_elem();
-#pragma unroll
-        for (int j = 0; j < S::kLoadsPerRow; ++j) {
-          buf[u][j] = load_stream16(src + ((j * S::kLanesPerRow + part) * S::kVec) * sizeof_elem());
-        }
-      } else {
-#pragma unroll
-        for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = Bytes16{{0u, 0u, 0u, 0u}};
-      }
-    }
-  }
-
-  // Asks the L2 for the rows p.prefetch_rows past this warp's rows of the batch at step s0,
-  // continuing into `next` past the end of the pass, so more bytes are in flight than registers
-  // hold and the change from K to V (or to the next chunk) does not drain the memory pipe. A
-  // warp's batch is 2 KB, 16 lines of 128 bytes: lane i < 16 requests line i. Rows of skipped
-  // blocks are not requested.
-  __device__ void prefetch_batch(const char* base, int s0, int64_t t0, int n, int32_t first_page, bool use_skip,
-                                 const NextRows* next) const {
-    constexpr int kRowBytes = D * sizeof_elem();
-    constexpr int kLinesPerRow = kRowBytes / 128;
-    static_assert(kRowBytes % 128 == 0 && S::kUnroll * S::kRowsPerWarp * kLinesPerRow == 16, "16 lines a batch");
-    if (p.prefetch_rows <= 0 || next == nullptr || lane >= 16) return;
-    const int r = lane / kLinesPerRow;  // row of the batch
-    const int row = (s0 + (r / S::kRowsPerWarp) * kWarps) * S::kRowsPerWarp + r % S::kRowsPerWarp + p.prefetch_rows;
-    const int line = (lane % kLinesPerRow) * 128;
-    if (row < n) {
-      if (!(use_skip && sh.skip[row >> p.page_shift])) prefetch_l2(base + row_offset(t0 + row, first_page) * sizeof_elem() + line);
-    } else if (row - n < next->n) {
-      const int64_t token = next->t0 + (row - n);
-      const int64_t offset = next->same_chunk ? row_offset(token, first_page) : table_row_offset(token);
-      prefetch_l2(static_cast<const char*>(next->base) + offset * sizeof_elem() + line);
-    }
-  }
-
-  // Pass 1: logits of tokens [t0, t0 + n) (n <= kChunk) for every head of the tile. The next
-  // batch of rows is requested before the current one is used, so loads stay in flight.
-  __device__ void score(const float (&q)[GT][S::kElems], int64_t t0, int n, int32_t first_page,
-                        const NextRows* then = nullptr) {
-    const char* kbase = static_cast<const char*>(p.k);
-    const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;
-    constexpr int kStride = kWarps * S::kUnroll;
-    Bytes16 buf[S::kUnroll][S::kLoadsPerRow];
-    bool keep[S::kUnroll];
-    if (warp < steps) load_batch(buf, kbase, warp, t0, n, first_page, false, keep);
-    prefetch_batch(kbase, warp, t0, n, first_page, false, then);
-    for (int s0 = warp; s0 < steps; s0 += kStride) {
-      Bytes16 next[S::kUnroll][S::kLoadsPerRow];
-      bool keep_next[S::kUnroll] = {};
-      if (s0 + kStride < steps) load_batch(next, kbase, s0 + kStride, t0, n, first_page, false, keep_next);
-      prefetch_batch(kbase, s0 + kStride, t0, n, first_page, false, then);
-#pragma unroll
-      for (int u = 0; u < S::kUnroll; ++u) {
-        float x[S::kElems];
-#pragma unroll
-        for (int j = 0; j < S::kLoadsPerRow; ++j) CacheElem<DT>::widen(buf[u][j], x + j * S::kVec);
-        float dot[GT];
-#pragma unroll
-        for (int h = 0; h < GT; ++h) {
-          float acc = 0.f;
-#pragma unroll
-          for (int e = 0; e < S::kElems; ++e) acc = fmaf(q[h][e], x[e], acc);
-          dot[h] = acc;
-        }
-        int head = 0;
-        float total = reduce_heads(dot, head);
-        int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step;
-        if (writes_head() && row < n) sh.w[head][row] = total;
-      }
-#pragma unroll
-      for (int u = 0; u < S::kUnroll; ++u) {
-#pragma unroll
-        for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = next[u][j];
-      }
-    }
-  }
-
-  // Sums dot[h] over the kLanesPerRow lanes of a row for every head with few shuffles: while
-  // several heads remain, each lane keeps half of them and trades the other half with its
-  // partner, so GT heads over 16 lanes take GT/2 + GT/4 + ... + the remaining levels.
-  // Returns the sum for head `head` (which depends on the lane).
-  __device__ float reduce_heads(float (&dot)[GT], int& head) const {
-    int count = GT;
-#pragma unroll
-    for (int o = S::kLanesPerRow / 2; o > 0; o >>= 1) {
-      if (count > 1) {
-        const int half = count / 2;
-        const bool upper = (part & o) != 0;
-#pragma unroll
-        for (int i = 0; i < GT / 2; ++i) {
-          if (i < half) {
-            float give = upper ? dot[i] : dot[half + i];
-            float keep = upper ? dot[half + i] : dot[i];
-            dot[i] = keep + shfl_xor(give, o);
-          }
-        }
-        if (upper) head += half;
-        count = half;
-      } else {
-        dot[0] += shfl_xor(dot[0], o);
-      }
-    }
-    return dot[0];
-  }
-
-  // Lanes holding a finished sum after reduce_heads: those whose bits below the levels that
-  // split heads are zero.
-  __device__ bool writes_head() const {
-    int count = GT, plain = 0;
-    for (int o = S::kLanesPerRow / 2; o > 0; o >>= 1) {
-      if (count > 1) count /= 2;
-      else plain |= o;
-    }
-    return (part & plain) == 0;
-  }
-
-  // Pass 2: o += w * V over tokens [t0, t0 + n), leaving out rows of skipped blocks.
-  __device__ void accumulate(float (&o)[GT][S::kElems], int64_t t0, int n, int32_t first_page, bool use_skip,
-                             const NextRows* then = nullptr) {
-    const char* vbase = static_cast<const char*>(p.v);
-    const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;
-    constexpr int kStride = kWarps * S::kUnroll;
-    Bytes16 buf[S::kUnroll][S::kLoadsPerRow];
-    bool keep[S::kUnroll];
-    if (warp < steps) load_batch(buf, vbase, warp, t0, n, first_page, use_skip, keep);
-    prefetch_batch(vbase, warp, t0, n, first_page, use_skip, then);
-    for (int s0 = warp; s0 < steps; s0 += kStride) {
-      Bytes16 next[S::kUnroll][S::kLoadsPerRow];
-      bool keep_next[S::kUnroll] = {};
-      if (s0 + kStride < steps) load_batch(next, vbase, s0 + kStride, t0, n, first_page, use_skip, keep_next);
-      prefetch_batch(vbase, s0 + kStride, t0, n, first_page, use_skip, then);
-#pragma unroll
-      for (int u = 0; u < S::kUnroll; ++u) {
-        if (!keep[u]) continue;
-        int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step;
-        float x[S::kElems];
-#pragma unroll
-        for (int j = 0; j < S::kLoadsPerRow; ++j) CacheElem<DT>::widen(buf[u][j], x + j * S::kVec);
-#pragma unroll
-        for (int h = 0; h < GT; ++h) {
-          float w = sh.w[h][row];
-#pragma unroll
-          for (int e = 0; e < S::kElems; ++e) o[h][e] = fmaf(w, x[e], o[h][e]);
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < S::kUnroll; ++u) {
-        keep[u] = keep_next[u];
-#pragma unroll
-        for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = next[u][j];
-      }
-    }
-  }
-
-  static constexpr int sizeof_elem() { return 16 / S::kVec; }
-
-  // Dimension of element e of this lane's part of a row.
-  __device__ int dim_of(int e) const {
-    return ((e / S::kVec) * S::kLanesPerRow + part) * S::kVec + e % S::kVec;
-  }
-
-  // Sum the accumulators of every lane and warp into reduce[GT][D], warp by warp in a fixed
-  // order, so the result is the same bits on every run. Called by all threads.
-  __device__ void reduce_to_shared(float (&o)[GT][S::kElems]) {
-#pragma unroll
-    for (int off = S::kLanesPerRow; off < kWarp; off <<= 1) {
-#pragma unroll
-      for (int h = 0; h < GT; ++h) {
-#pragma unroll
-        for (int e = 0; e < S::kElems; ++e) o[h][e] += shfl_xor(o[h][e], off);
-      }
-    }
-    for (int w = 0; w < kWarps; ++w) {
-      if (warp == w && row_in_step == 0) {
-#pragma unroll
-        for (int h = 0; h < GT; ++h) {
-#pragma unroll
-          for (int e = 0; e < S::kElems; ++e) {
-            float& slot = reduce[h * D + dim_of(e)];
-            slot = w == 0 ? o[h][e] : slot + o[h][e];
-          }
-        }
-      }
-      __syncthreads();
-    }
-  }
+// The routing steps, on top of the passes that read K and V.
+template <int DT, int D, int GT>
+struct Block : Passes<DT, D, GT> {
+  using Base = Passes<DT, D, GT>;
+  using Q = typename Base::Q;
+  using O = typename Base::O;
+  using Base::Base;
+  using Base::accumulate;
+  using Base::lane;
+  using Base::length;
+  using Base::load_pages;
+  using Base::p;
+  using Base::reduce;
+  using Base::reduce_to_shared;
+  using Base::score;
+  using Base::sh;
+  using Base::valid_heads;
+  using Base::warp;
 
   // Largest logit of each head over the anchor set (m_ref), then z = sum exp(s - m_ref) and,
   // for budget mode, the norm of the anchor-only output.
-  __device__ void score_anchor(const float (&q)[GT][S::kElems], float (&o)[GT][S::kElems], const AnchorSet& anchor,
-                               bool budget) {
+  __device__ void score_anchor(const Q& q, O& o, const AnchorSet& anchor, bool budget) {
     const int64_t ranges[2][2] = {{0, anchor.sink_end}, {anchor.window_begin, length}};
     if (threadIdx.x < GT) {
       sh.m_ref[threadIdx.x] = -INFINITY;
@@ -346,11 +100,7 @@ struct Block {
         n2 = warp_sum(n2);
         if (lane == 0) sh.anchor_norm[h] = sqrtf(n2) / sh.z[h];
       }
-#pragma unroll
-      for (int h = 0; h < GT; ++h) {
-#pragma unroll
-        for (int e = 0; e < S::kElems; ++e) o[h][e] = 0.f;
-      }
+      this->clear(o);
     }
     __syncthreads();
   }
@@ -505,7 +255,6 @@ struct Block {
 template <int DT, int D, int GT, int kMinBlocks>
 __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GRID_CONSTANT DecodeParams params) {
   const DecodeParams& p = SR_KERNEL_PARAM_REF(params);
-  using S = Shape<DT, D, GT>;
   __shared__ SharedState sh;
   __shared__ float reduce[GT * D];
 
@@ -525,10 +274,8 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   const int32_t slot = p.slots[b_local];
   const int64_t length = tables.lengths[static_cast<int64_t>(slot) * tables.num_layers + p.layer];
 
-  Block<DT, D, GT> blk{p, sh, reduce, tables.pages + static_cast<int64_t>(slot) * tables.page_stride, length,
-                       kv_head, valid_heads, lane_id(), warp_id(), 0, 0};
-  blk.part = blk.lane % S::kLanesPerRow;
-  blk.row_in_step = blk.lane / S::kLanesPerRow;
+  using Blk = Block<DT, D, GT>;
+  Blk blk(p, sh, reduce, tables.pages + static_cast<int64_t>(slot) * tables.page_stride, length, kv_head, valid_heads);
 
   // This split's tokens: the length read on the device, cut into p.splits page-aligned pieces.
   const int64_t PT = p.page_tokens;
@@ -538,19 +285,10 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   const int64_t begin = split * per_split;
   const int64_t end = begin + per_split < length ? begin + per_split : length;
 
-  float q[GT][S::kElems];
-  float o[GT][S::kElems];
-  {
-    const int64_t q_row0 = (b * p.num_q_heads + static_cast<int64_t>(kv_head) * p.group + first_head) * D;
-#pragma unroll
-    for (int h = 0; h < GT; ++h) {
-#pragma unroll
-      for (int e = 0; e < S::kElems; ++e) {
-        q[h][e] = h < valid_heads ? load_any(p.q, q_row0 + h * D + blk.dim_of(e), p.q_dtype) * p.scale : 0.f;
-        o[h][e] = 0.f;
-      }
-    }
-  }
+  typename Blk::Q q;
+  typename Blk::O o;
+  blk.load_q(q, (b * p.num_q_heads + static_cast<int64_t>(kv_head) * p.group + first_head) * D);
+  blk.clear(o);
   if (threadIdx.x < GT) {
     sh.m[threadIdx.x] = -INFINITY;
     sh.l[threadIdx.x] = 0.f;
@@ -582,12 +320,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
     __syncthreads();
     blk.route_chunk(c0, n, routing, anchor, first_page);
     __syncthreads();
-#pragma unroll
-    for (int h = 0; h < GT; ++h) {
-      float alpha = sh.alpha[h];
-#pragma unroll
-      for (int e = 0; e < S::kElems; ++e) o[h][e] *= alpha;
-    }
+    blk.rescale(o);
     blk.accumulate(o, c0, n, first_page, routing != SR_ROUTING_OFF, &sh.after_v);
     __syncthreads();
   }
@@ -664,28 +397,21 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
     const float* src = group_o + h * D + d;
     const float* scale = split_scale + h * p.splits;
     float acc[kInFlight][4] = {};
+    auto add = [](float (&a)[4], float c, const float4& x) {
+      a[0] = fmaf(c, x.x, a[0]);
+      a[1] = fmaf(c, x.y, a[1]);
+      a[2] = fmaf(c, x.z, a[2]);
+      a[3] = fmaf(c, x.w, a[3]);
+    };
     int s = 0;
     for (; s + kInFlight <= p.splits; s += kInFlight) {
       float4 x[kInFlight];
 #pragma unroll
       for (int k = 0; k < kInFlight; ++k) x[k] = load_coherent4(src + static_cast<int64_t>(s + k) * kMaxTileHeads * D);
 #pragma unroll
-      for (int k = 0; k < kInFlight; ++k) {
-        const float c = scale[s + k];
-        acc[k][0] = fmaf(c, x[k].x, acc[k][0]);
-        acc[k][1] = fmaf(c, x[k].y, acc[k][1]);
-        acc[k][2] = fmaf(c, x[k].z, acc[k][2]);
-        acc[k][3] = fmaf(c, x[k].w, acc[k][3]);
-      }
+      for (int k = 0; k < kInFlight; ++k) add(acc[k], scale[s + k], x[k]);
     }
-    for (; s < p.splits; ++s) {
-      const float4 x = load_coherent4(src + static_cast<int64_t>(s) * kMaxTileHeads * D);
-      const float c = scale[s];
-      acc[0][0] = fmaf(c, x.x, acc[0][0]);
-      acc[0][1] = fmaf(c, x.y, acc[0][1]);
-      acc[0][2] = fmaf(c, x.z, acc[0][2]);
-      acc[0][3] = fmaf(c, x.w, acc[0][3]);
-    }
+    for (; s < p.splits; ++s) add(acc[0], scale[s], load_coherent4(src + static_cast<int64_t>(s) * kMaxTileHeads * D));
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       float sum = 0.f;

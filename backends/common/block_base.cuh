@@ -1,0 +1,129 @@
+// What every pass of the decode kernel shares: the block's shape, the shared state of one chunk,
+// where a row of the paged cache lives, and the L2 prefetch of one line. The passes that read K
+// and V (cuda_core_passes.cuh, tensor_core_passes.cuh) build on this; decode_kernel.cuh puts
+// them together.
+#pragma once
+
+#include "compat.h"
+#include "element_access.cuh"
+#include "gpu_types.h"
+#include "sinkrouter/sinkrouter.h"
+
+namespace sr::gpu {
+
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / kWarp;
+constexpr int kChunk = 512;                   // tokens whose logits sit in shared memory at once
+constexpr int kMaxChunkBlocks = kChunk / 16;  // pages hold at least 16 tokens
+// The merge keeps one weight per (head, split) in the chunk's logit buffer.
+constexpr int kMaxMergeSplits = kChunk;  // x kMaxTileHeads heads fill SharedState::w
+// A head's logit row is padded by 8 floats, so the rows of a tile's heads start in different
+// banks (a plain 512-float stride puts them all in one).
+constexpr int kLogitStride = kChunk + 8;
+
+// Where the rows past the end of a pass continue, for the L2 prefetch: the chunk's V after its K
+// (dense only: routed passes do not know yet which V blocks they read) or the next chunk's K
+// after a pass over V. n == 0: nothing follows.
+struct NextRows {
+  const void* base;
+  int64_t t0;
+  int32_t n;
+  int32_t same_chunk;  // pages in shared memory (this chunk) or read from the page table
+};
+
+struct SharedState {
+  float w[kMaxTileHeads][kLogitStride];  // logits, then weights exp(s - m)
+  float block_max[kMaxTileHeads][kMaxChunkBlocks];
+  float block_sum[kMaxTileHeads][kMaxChunkBlocks];
+  int32_t page[kMaxChunkBlocks + 2];
+  float vnorm[kMaxChunkBlocks + 2];
+  int32_t order[kMaxChunkBlocks];
+  unsigned char skip[kMaxChunkBlocks];
+  float m[kMaxTileHeads], l[kMaxTileHeads], skipped_l[kMaxTileHeads], skipped_err[kMaxTileHeads];
+  float alpha[kMaxTileHeads];  // rescale of the accumulators for the current chunk
+  float m_ref[kMaxTileHeads], z[kMaxTileHeads], anchor_norm[kMaxTileHeads];
+  int32_t blocks, skipped;
+  int32_t last, over;
+  NextRows after_k, after_v;  // the current chunk's (kept in shared memory to spare registers)
+};
+
+template <int DT, int D, int GT>
+struct BlockBase {
+  static constexpr int kElemBytes = DT == SR_DTYPE_F32 ? 4 : 2;
+
+  const DecodeParams& p;
+  SharedState& sh;
+  float* reduce;  // [GT][D] shared
+  const int32_t* pages;
+  int64_t length;
+  int32_t kv_head;
+  int32_t valid_heads;
+  int lane, warp;
+
+  __device__ BlockBase(const DecodeParams& params, SharedState& shared, float* reduce_buffer, const int32_t* page_table,
+                       int64_t tokens, int32_t head, int32_t heads)
+      : p(params), sh(shared), reduce(reduce_buffer), pages(page_table), length(tokens), kv_head(head),
+        valid_heads(heads), lane(lane_id()), warp(warp_id()) {}
+
+  // Element offset of `token`'s row when it sits in physical page `page`.
+  __device__ int64_t page_row_offset(int32_t page, int64_t token) const {
+    return ((static_cast<int64_t>(page) * p.kv_heads + kv_head) * p.page_tokens + (token & (p.page_tokens - 1))) * D;
+  }
+
+  // A token of the current chunk (its pages are in shared memory).
+  __device__ int64_t row_offset(int64_t token, int32_t first_page) const {
+    return page_row_offset(sh.page[(token >> p.page_shift) - first_page], token);
+  }
+
+  // A token of any chunk: the page number comes from the page table in global memory.
+  __device__ int64_t table_row_offset(int64_t token) const { return page_row_offset(pages[token >> p.page_shift], token); }
+
+  // Page numbers (and V-norm summaries) of tokens [t0, t0 + n) into shared memory.
+  __device__ int32_t load_pages(int64_t t0, int n, bool with_vnorm) {
+    int32_t first = static_cast<int32_t>(t0 >> p.page_shift);
+    int32_t count = static_cast<int32_t>(((t0 + n - 1) >> p.page_shift) - first + 1);
+    for (int i = threadIdx.x; i < count; i += kThreads) {
+      int32_t page = pages[first + i];
+      sh.page[i] = page;
+      if (with_vnorm) sh.vnorm[i] = p.vnorm[static_cast<int64_t>(page) * p.kv_heads + kv_head];
+    }
+    return first;
+  }
+
+  // Row `row` of the pass over tokens [t0, t0 + n) is read (not past the end, not skipped).
+  __device__ bool row_kept(int row, int n, bool use_skip) const {
+    return row < n && !(use_skip && sh.skip[row >> p.page_shift]);
+  }
+
+  // Asks the L2 for byte `line` of row `row` of the pass, continuing into `next` past its end,
+  // so more bytes are in flight than registers hold and the change from K to V (or to the next
+  // chunk) does not drain the memory pipe. Rows of skipped blocks are not requested.
+  __device__ void prefetch_line(const char* base, int64_t t0, int n, int32_t first_page, bool use_skip,
+                                const NextRows* next, int row, int line) const {
+    if (row < n) {
+      if (!(use_skip && sh.skip[row >> p.page_shift])) prefetch_l2(base + row_offset(t0 + row, first_page) * kElemBytes + line);
+    } else if (row - n < next->n) {
+      const int64_t token = next->t0 + (row - n);
+      const int64_t offset = next->same_chunk ? row_offset(token, first_page) : table_row_offset(token);
+      prefetch_l2(static_cast<const char*>(next->base) + offset * kElemBytes + line);
+    }
+  }
+
+  __device__ bool prefetching(const NextRows* next) const { return p.prefetch_rows > 0 && next != nullptr; }
+};
+
+// A warp's loop over `units` steps with the loads of step k + 1 in flight while step k is used:
+// load(k, buf) fills N 16-byte registers, use(k, buf) consumes them.
+template <int N, class Load, class Use>
+__device__ __forceinline__ void pipelined(int units, Load&& load, Use&& use) {
+  Bytes16 cur[N], next[N] = {};
+  if (units > 0) load(0, cur);
+  for (int k = 0; k < units; ++k) {
+    if (k + 1 < units) load(k + 1, next);
+    use(k, cur);
+#pragma unroll
+    for (int i = 0; i < N; ++i) cur[i] = next[i];
+  }
+}
+
+}  // namespace sr::gpu

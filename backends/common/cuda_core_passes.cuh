@@ -1,0 +1,249 @@
+// q.K and w.V as f32 FMAs on the CUDA (or AMD vector) cores: the passes of f32 caches, and of
+// every cache on HIP. A row is split over kLanesPerRow lanes (16 bytes each), a warp step covers
+// kRowsPerWarp rows, and a lane keeps every head of the tile in registers.
+#pragma once
+
+#include "block_base.cuh"
+
+namespace sr::gpu {
+
+template <int DT, int D, int GT>
+struct Shape {
+  static constexpr int kVec = CacheElem<DT>::kPerLoad;          // elements per 16-byte load
+  static constexpr int kLanesPerRow = (D / kVec) < kWarp ? (D / kVec) : kWarp;
+  static constexpr int kLoadsPerRow = D / (kLanesPerRow * kVec);  // per lane
+  static constexpr int kRowsPerWarp = kWarp / kLanesPerRow;     // rows one warp step covers
+  static constexpr int kElems = kLoadsPerRow * kVec;            // elements of a row per lane
+  static constexpr int kUnroll = 4 / kLoadsPerRow;              // 16-byte loads per batch (two in flight)
+  static_assert(kLanesPerRow * kRowsPerWarp == kWarp, "rows tile the warp");
+};
+
+template <int DT, int D, int GT>
+struct CudaCorePasses : BlockBase<DT, D, GT> {
+  using Base = BlockBase<DT, D, GT>;
+  using S = Shape<DT, D, GT>;
+  using Base::Base;
+  using Base::lane;
+  using Base::p;
+  using Base::reduce;
+  using Base::sh;
+  using Base::warp;
+
+  struct Q {
+    float x[GT][S::kElems];  // this lane's elements of each head's q, times the scale
+  };
+  struct O {
+    float x[GT][S::kElems];  // this lane's elements of each head's output
+  };
+
+  __device__ int part() const { return lane % S::kLanesPerRow; }
+  __device__ int row_in_step() const { return lane / S::kLanesPerRow; }
+
+  // Dimension of element e of this lane's part of a row.
+  __device__ int dim_of(int e) const { return ((e / S::kVec) * S::kLanesPerRow + part()) * S::kVec + e % S::kVec; }
+
+  __device__ void load_q(Q& q, int64_t q_row0) const {
+#pragma unroll
+    for (int h = 0; h < GT; ++h) {
+#pragma unroll
+      for (int e = 0; e < S::kElems; ++e) {
+        q.x[h][e] = h < this->valid_heads ? load_any(p.q, q_row0 + h * D + dim_of(e), p.q_dtype) * p.scale : 0.f;
+      }
+    }
+  }
+
+  __device__ void clear(O& o) const {
+#pragma unroll
+    for (int h = 0; h < GT; ++h) {
+#pragma unroll
+      for (int e = 0; e < S::kElems; ++e) o.x[h][e] = 0.f;
+    }
+  }
+
+  // The accumulators into the frame of the chunk's new running maximum.
+  __device__ void rescale(O& o) const {
+#pragma unroll
+    for (int h = 0; h < GT; ++h) {
+      const float alpha = sh.alpha[h];
+#pragma unroll
+      for (int e = 0; e < S::kElems; ++e) o.x[h][e] *= alpha;
+    }
+  }
+
+  // Rows of one batch of warp steps: 16-byte pieces of rows (s0 + u * kWarps) * rows-per-step.
+  __device__ void load_batch(Bytes16 (&buf)[S::kUnroll][S::kLoadsPerRow], const char* base, int s0, int64_t t0, int n,
+                             int32_t first_page, bool use_skip, bool (&keep)[S::kUnroll]) const {
+#pragma unroll
+    for (int u = 0; u < S::kUnroll; ++u) {
+      int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step();
+      keep[u] = this->row_kept(row, n, use_skip);
+      if (keep[u]) {
+        const char* src = base + this->row_offset(t0 + row, first_page) * Base::kElemBytes;
+#pragma unroll
+        for (int j = 0; j < S::kLoadsPerRow; ++j) {
+          buf[u][j] = load_stream16(src + ((j * S::kLanesPerRow + part()) * S::kVec) * Base::kElemBytes);
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = Bytes16{{0u, 0u, 0u, 0u}};
+      }
+    }
+  }
+
+  // The L2 prefetch of the rows p.prefetch_rows past this warp's batch at step s0. A warp's
+  // batch is 2 KB, 16 lines of 128 bytes: lane i < 16 requests line i.
+  __device__ void prefetch_batch(const char* base, int s0, int64_t t0, int n, int32_t first_page, bool use_skip,
+                                 const NextRows* next) const {
+    constexpr int kLinesPerRow = D * Base::kElemBytes / 128;
+    static_assert(D * Base::kElemBytes % 128 == 0 && S::kUnroll * S::kRowsPerWarp * kLinesPerRow == 16, "16 lines a batch");
+    if (!this->prefetching(next) || lane >= 16) return;
+    const int r = lane / kLinesPerRow;  // row of the batch
+    const int row = (s0 + (r / S::kRowsPerWarp) * kWarps) * S::kRowsPerWarp + r % S::kRowsPerWarp + p.prefetch_rows;
+    this->prefetch_line(base, t0, n, first_page, use_skip, next, row, (lane % kLinesPerRow) * 128);
+  }
+
+  // Pass 1: logits of tokens [t0, t0 + n) (n <= kChunk) for every head of the tile. The next
+  // batch of rows is requested before the current one is used, so loads stay in flight.
+  __device__ void score(const Q& q, int64_t t0, int n, int32_t first_page, const NextRows* then = nullptr) {
+    const char* kbase = static_cast<const char*>(p.k);
+    const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;
+    constexpr int kStride = kWarps * S::kUnroll;
+    Bytes16 buf[S::kUnroll][S::kLoadsPerRow];
+    bool keep[S::kUnroll];
+    if (warp < steps) load_batch(buf, kbase, warp, t0, n, first_page, false, keep);
+    prefetch_batch(kbase, warp, t0, n, first_page, false, then);
+    for (int s0 = warp; s0 < steps; s0 += kStride) {
+      Bytes16 next[S::kUnroll][S::kLoadsPerRow];
+      bool keep_next[S::kUnroll] = {};
+      if (s0 + kStride < steps) load_batch(next, kbase, s0 + kStride, t0, n, first_page, false, keep_next);
+      prefetch_batch(kbase, s0 + kStride, t0, n, first_page, false, then);
+#pragma unroll
+      for (int u = 0; u < S::kUnroll; ++u) {
+        float x[S::kElems];
+#pragma unroll
+        for (int j = 0; j < S::kLoadsPerRow; ++j) CacheElem<DT>::widen(buf[u][j], x + j * S::kVec);
+        float dot[GT];
+#pragma unroll
+        for (int h = 0; h < GT; ++h) {
+          float acc = 0.f;
+#pragma unroll
+          for (int e = 0; e < S::kElems; ++e) acc = fmaf(q.x[h][e], x[e], acc);
+          dot[h] = acc;
+        }
+        int head = 0;
+        float total = reduce_heads(dot, head);
+        int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step();
+        if (writes_head() && row < n) sh.w[head][row] = total;
+      }
+#pragma unroll
+      for (int u = 0; u < S::kUnroll; ++u) {
+#pragma unroll
+        for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = next[u][j];
+      }
+    }
+  }
+
+  // Sums dot[h] over the kLanesPerRow lanes of a row for every head with few shuffles: while
+  // several heads remain, each lane keeps half of them and trades the other half with its
+  // partner, so GT heads over 16 lanes take GT/2 + GT/4 + ... + the remaining levels.
+  // Returns the sum for head `head` (which depends on the lane).
+  __device__ float reduce_heads(float (&dot)[GT], int& head) const {
+    int count = GT;
+#pragma unroll
+    for (int o = S::kLanesPerRow / 2; o > 0; o >>= 1) {
+      if (count > 1) {
+        const int half = count / 2;
+        const bool upper = (part() & o) != 0;
+#pragma unroll
+        for (int i = 0; i < GT / 2; ++i) {
+          if (i < half) {
+            float give = upper ? dot[i] : dot[half + i];
+            float keep = upper ? dot[half + i] : dot[i];
+            dot[i] = keep + shfl_xor(give, o);
+          }
+        }
+        if (upper) head += half;
+        count = half;
+      } else {
+        dot[0] += shfl_xor(dot[0], o);
+      }
+    }
+    return dot[0];
+  }
+
+  // Lanes holding a finished sum after reduce_heads: those whose bits below the levels that
+  // split heads are zero.
+  __device__ bool writes_head() const {
+    int count = GT, plain = 0;
+    for (int o = S::kLanesPerRow / 2; o > 0; o >>= 1) {
+      if (count > 1) count /= 2;
+      else plain |= o;
+    }
+    return (part() & plain) == 0;
+  }
+
+  // Pass 2: o += w * V over tokens [t0, t0 + n), leaving out rows of skipped blocks.
+  __device__ void accumulate(O& o, int64_t t0, int n, int32_t first_page, bool use_skip, const NextRows* then = nullptr) {
+    const char* vbase = static_cast<const char*>(p.v);
+    const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;
+    constexpr int kStride = kWarps * S::kUnroll;
+    Bytes16 buf[S::kUnroll][S::kLoadsPerRow];
+    bool keep[S::kUnroll];
+    if (warp < steps) load_batch(buf, vbase, warp, t0, n, first_page, use_skip, keep);
+    prefetch_batch(vbase, warp, t0, n, first_page, use_skip, then);
+    for (int s0 = warp; s0 < steps; s0 += kStride) {
+      Bytes16 next[S::kUnroll][S::kLoadsPerRow];
+      bool keep_next[S::kUnroll] = {};
+      if (s0 + kStride < steps) load_batch(next, vbase, s0 + kStride, t0, n, first_page, use_skip, keep_next);
+      prefetch_batch(vbase, s0 + kStride, t0, n, first_page, use_skip, then);
+#pragma unroll
+      for (int u = 0; u < S::kUnroll; ++u) {
+        if (!keep[u]) continue;
+        int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step();
+        float x[S::kElems];
+#pragma unroll
+        for (int j = 0; j < S::kLoadsPerRow; ++j) CacheElem<DT>::widen(buf[u][j], x + j * S::kVec);
+#pragma unroll
+        for (int h = 0; h < GT; ++h) {
+          float w = sh.w[h][row];
+#pragma unroll
+          for (int e = 0; e < S::kElems; ++e) o.x[h][e] = fmaf(w, x[e], o.x[h][e]);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < S::kUnroll; ++u) {
+        keep[u] = keep_next[u];
+#pragma unroll
+        for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = next[u][j];
+      }
+    }
+  }
+
+  // Sum the accumulators of every lane and warp into reduce[GT][D], warp by warp in a fixed
+  // order, so the result is the same bits on every run. Called by all threads.
+  __device__ void reduce_to_shared(O& o) {
+#pragma unroll
+    for (int off = S::kLanesPerRow; off < kWarp; off <<= 1) {
+#pragma unroll
+      for (int h = 0; h < GT; ++h) {
+#pragma unroll
+        for (int e = 0; e < S::kElems; ++e) o.x[h][e] += shfl_xor(o.x[h][e], off);
+      }
+    }
+    for (int w = 0; w < kWarps; ++w) {
+      if (warp == w && row_in_step() == 0) {
+#pragma unroll
+        for (int h = 0; h < GT; ++h) {
+#pragma unroll
+          for (int e = 0; e < S::kElems; ++e) {
+            float& slot = reduce[h * D + dim_of(e)];
+            slot = w == 0 ? o.x[h][e] : slot + o.x[h][e];
+          }
+        }
+      }
+      __syncthreads();
+    }
+  }
+};
+
+}  // namespace sr::gpu
