@@ -47,7 +47,9 @@ struct SharedState {
   NextRows after_k, after_v;  // the current chunk's (kept in shared memory to spare registers)
 };
 
-template <int DT, int D, int GT>
+// kAmpleRegisters: the build has registers to spare (all but the 4-blocks-per-SM one), so it
+// carries the L2 prefetch of the chunked passes and deeper load pipelines.
+template <int DT, int D, int GT, bool kAmpleRegisters>
 struct BlockBase {
   static constexpr int kElemBytes = DT == SR_DTYPE_F32 ? 4 : 2;
 
@@ -109,7 +111,7 @@ struct BlockBase {
     }
   }
 
-  __device__ bool prefetching(const NextRows* next) const { return p.prefetch_rows > 0 && next != nullptr; }
+  __device__ bool prefetching(const NextRows* next) const { return kAmpleRegisters && p.prefetch_rows > 0 && next != nullptr; }
 };
 
 // A warp's loop over `units` steps with the loads of step k + 1 in flight while step k is used:

@@ -18,9 +18,9 @@ struct Shape {
   static_assert(kLanesPerRow * kRowsPerWarp == kWarp, "rows tile the warp");
 };
 
-template <int DT, int D, int GT>
-struct CudaCorePasses : BlockBase<DT, D, GT> {
-  using Base = BlockBase<DT, D, GT>;
+template <int DT, int D, int GT, bool kAmpleRegisters>
+struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
+  using Base = BlockBase<DT, D, GT, kAmpleRegisters>;
   using S = Shape<DT, D, GT>;
   using Base::Base;
   using Base::lane;
@@ -28,6 +28,8 @@ struct CudaCorePasses : BlockBase<DT, D, GT> {
   using Base::reduce;
   using Base::sh;
   using Base::warp;
+
+  static constexpr bool kStreamsDense = false;  // dense splits take the chunked path too
 
   struct Q {
     float x[GT][S::kElems];  // this lane's elements of each head's q, times the scale

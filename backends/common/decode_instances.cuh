@@ -29,12 +29,12 @@ int32_t blocks_per_sm() {
   return blocks;
 }
 
-// The L2 prefetch runs 64 rows ahead (best of 32-128 on the H100, bench/NOTES.md), except in
-// the 4-blocks-per-SM build: its registers are too tight (it spills) for the prefetch to pay.
+// The L2 prefetch runs 64 rows ahead in the chunked passes (best of 32-128 on the H100,
+// bench/NOTES.md; the 4-blocks-per-SM build leaves that code out) and one tile ahead in the
+// streamed dense passes.
 template <int DT, int D, int GT, int kMinBlocks>
 DecodeKernel kernel() {
-  return DecodeKernel{launch_decode<DT, D, GT, kMinBlocks>, blocks_per_sm<DT, D, GT, kMinBlocks>,
-                      kMinBlocks >= 4 ? 0 : 64};
+  return DecodeKernel{launch_decode<DT, D, GT, kMinBlocks>, blocks_per_sm<DT, D, GT, kMinBlocks>, 64};
 }
 
 // SINKROUTER_CUDA_BLOCKS_PER_SM=3 or 4 forces one build of the shape built twice (0: choose).
@@ -47,11 +47,11 @@ inline int forced_blocks_per_sm() {
   return forced;
 }
 
-// The bf16 head_dim-128 tile of 4 (the Llama-3.1-8B layer) is built twice. On the H100, 4
-// resident blocks per SM without prefetch are faster for one sequence of 32K-128K tokens (3-15%:
-// its splits are short, more blocks hide more latency); 3 blocks with the L2 prefetch are
-// faster for batches (4-17%) and for one sequence of 512K (4-8%; in tau mode 9% slower on
-// sink-heavy data and 9% faster on the mixed data, so no rule of its own).
+// The bf16 head_dim-128 tile of 4 (the Llama-3.1-8B layer) is built twice. On the H100 (tensor-
+// core passes), 4 resident blocks per SM are faster for one sequence (dense 32K-128K: 3-12%,
+// routed at 512K: 4-10%; more blocks hide more latency when splits are short); 3 blocks, with
+// registers for a deeper pipeline, are faster for batches (12-15%) and for one dense sequence
+// of 512K (7%).
 template <int DT, int D>
 DecodeKernel pick_tile(int32_t tile_heads, bool favour_occupancy) {
   // The tensor-core passes of head_dim 256 keep q and the accumulators of 256 dims in registers

@@ -24,17 +24,17 @@
 namespace sr::gpu {
 
 #if SR_GPU_TENSOR_CORES
-template <int DT, int D, int GT>
-using Passes = std::conditional_t<DT == SR_DTYPE_F32, CudaCorePasses<DT, D, GT>, TensorCorePasses<DT, D, GT>>;
+template <int DT, int D, int GT, bool P>
+using Passes = std::conditional_t<DT == SR_DTYPE_F32, CudaCorePasses<DT, D, GT, P>, TensorCorePasses<DT, D, GT, P>>;
 #else
-template <int DT, int D, int GT>
-using Passes = CudaCorePasses<DT, D, GT>;
+template <int DT, int D, int GT, bool P>
+using Passes = CudaCorePasses<DT, D, GT, P>;
 #endif
 
 // The routing steps, on top of the passes that read K and V.
-template <int DT, int D, int GT>
-struct Block : Passes<DT, D, GT> {
-  using Base = Passes<DT, D, GT>;
+template <int DT, int D, int GT, bool kAmpleRegisters>
+struct Block : Passes<DT, D, GT, kAmpleRegisters> {
+  using Base = Passes<DT, D, GT, kAmpleRegisters>;
   using Q = typename Base::Q;
   using O = typename Base::O;
   using Base::Base;
@@ -274,7 +274,9 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   const int32_t slot = p.slots[b_local];
   const int64_t length = tables.lengths[static_cast<int64_t>(slot) * tables.num_layers + p.layer];
 
-  using Blk = Block<DT, D, GT>;
+  // The 4-blocks-per-SM build is short of registers: no L2 prefetch and no deeper pipeline there
+  // (they spill, and measured no faster: bench/NOTES.md).
+  using Blk = Block<DT, D, GT, (kMinBlocks < 4)>;
   Blk blk(p, sh, reduce, tables.pages + static_cast<int64_t>(slot) * tables.page_stride, length, kv_head, valid_heads);
 
   // This split's tokens: the length read on the device, cut into p.splits page-aligned pieces.
@@ -302,27 +304,36 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   const AnchorSet anchor = anchor_set(length, p.sink_tokens, p.window_tokens);
   __syncthreads();
 
-  if (begin < end && routing != SR_ROUTING_OFF) blk.score_anchor(q, o, anchor, routing == SR_ROUTING_BUDGET);
-
-  for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
-    const int n = static_cast<int>(end - c0 < kChunk ? end - c0 : kChunk);
-    int32_t first_page = blk.load_pages(c0, n, routing != SR_ROUTING_OFF);
-    if (threadIdx.x == 0) {
-      // The L2 prefetch runs from K into this chunk's V when dense, and from V into the next K.
-      const int64_t rest = end - c0 - n;
-      sh.after_k = NextRows{p.v, c0, routing == SR_ROUTING_OFF ? n : 0, 1};
-      sh.after_v = NextRows{p.k, c0 + n, static_cast<int32_t>(rest < kChunk ? rest : kChunk), 0};
+  bool streamed = false;
+  if constexpr (Blk::kStreamsDense) {
+    if (routing == SR_ROUTING_OFF && p.stream_dense) {
+      blk.dense_split(q, o, begin, end);
+      streamed = true;
     }
-    __syncthreads();
-    blk.score(q, c0, n, first_page, &sh.after_k);
-    __syncthreads();
-    blk.block_statistics(n);
-    __syncthreads();
-    blk.route_chunk(c0, n, routing, anchor, first_page);
-    __syncthreads();
-    blk.rescale(o);
-    blk.accumulate(o, c0, n, first_page, routing != SR_ROUTING_OFF, &sh.after_v);
-    __syncthreads();
+  }
+  if (!streamed) {
+    if (begin < end && routing != SR_ROUTING_OFF) blk.score_anchor(q, o, anchor, routing == SR_ROUTING_BUDGET);
+
+    for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
+      const int n = static_cast<int>(end - c0 < kChunk ? end - c0 : kChunk);
+      int32_t first_page = blk.load_pages(c0, n, routing != SR_ROUTING_OFF);
+      if (threadIdx.x == 0) {
+        // The L2 prefetch runs from K into this chunk's V when dense, and from V into the next K.
+        const int64_t rest = end - c0 - n;
+        sh.after_k = NextRows{p.v, c0, routing == SR_ROUTING_OFF ? n : 0, 1};
+        sh.after_v = NextRows{p.k, c0 + n, static_cast<int32_t>(rest < kChunk ? rest : kChunk), 0};
+      }
+      __syncthreads();
+      blk.score(q, c0, n, first_page, &sh.after_k);
+      __syncthreads();
+      blk.block_statistics(n);
+      __syncthreads();
+      blk.route_chunk(c0, n, routing, anchor, first_page);
+      __syncthreads();
+      blk.rescale(o);
+      blk.accumulate(o, c0, n, first_page, routing != SR_ROUTING_OFF, &sh.after_v);
+      __syncthreads();
+    }
   }
 
   // This split's partial state.

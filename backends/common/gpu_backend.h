@@ -88,8 +88,8 @@ sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_decode_plan*,
 
 // One compiled decode kernel: its launcher, how many of its blocks fit on one SM and the L2
 // prefetch distance it runs best with. One table per cache dtype (decode_<dtype>.cu); launch is
-// nullptr for a shape not built. `favour_occupancy`: the launch holds one sequence shorter than
-// kLongSequence tokens; shapes built twice prefer more resident blocks there.
+// nullptr for a shape not built. `favour_occupancy`: the launch holds one sequence, routed or
+// shorter than kLongSequence tokens; shapes built twice prefer more resident blocks there.
 struct DecodeKernel {
   gpuError_t (*launch)(const DecodeParams& params, dim3 grid, gpuStream_t stream) = nullptr;
   int32_t (*blocks_per_sm)() = nullptr;

@@ -3,6 +3,7 @@
 // budget is enforced, the follow-up launch that recomputes flagged groups exactly. Allocates
 // nothing and never synchronises, so a loop of steps can be captured in a graph.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 
 #include "decode_kernel.cuh"
@@ -29,6 +30,16 @@ int32_t prefetch_rows(const DecodeKernel& kernel) {
     return env ? std::atoi(env) : -1;
   }();
   return forced >= 0 ? forced : kernel.prefetch_rows;
+}
+
+// Dense splits stream without chunk barriers where the kernel can (tensor-core passes);
+// SINKROUTER_CUDA_DENSE_STREAM=0 takes the chunked path instead (A/B tests).
+int32_t stream_dense() {
+  static const int32_t value = [] {
+    const char* env = std::getenv("SINKROUTER_CUDA_DENSE_STREAM");
+    return env && std::atoi(env) == 0 ? 0 : 1;
+  }();
+  return value;
 }
 
 int32_t tile_heads_for(int32_t group) { return group <= 1 ? 1 : group <= 4 ? 4 : kMaxTileHeads; }
@@ -90,12 +101,15 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   p.num_q_heads = a.num_q_heads;
   // A split holds several pages, so budget mode has blocks to choose among.
   p.min_split_tokens = std::max(min_split_tokens(), 4 * g.page_tokens);
+  p.stream_dense = stream_dense();
   p.q = a.q;
   p.q_dtype = a.q_dtype;
   p.out = a.out;
   p.out_dtype = a.out_dtype;
   p.scale = a.scale;
-  p.routing = a.routing;
+  // Tau = infinity skips nothing: without a budget to enforce it is the dense path (the same bits).
+  const bool skips_nothing = a.routing == SR_ROUTING_TAU && std::isinf(a.tau) && a.tau > 0.f && !(a.error_budget > 0.f);
+  p.routing = skips_nothing ? SR_ROUTING_OFF : a.routing;
   p.tau = a.tau;
   p.budget = a.error_budget;
   p.sink_tokens = a.sink_tokens;
@@ -118,7 +132,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
       p.slots[i] = static_cast<int32_t>(plan->seqs[offset + i].slot);
       longest = std::max(longest, plan->seqs[offset + i].length);
     }
-    const DecodeKernel kernel = kernel_for(n == 1 && longest < kLongSequence);
+    const DecodeKernel kernel = kernel_for(n == 1 && (p.routing != SR_ROUTING_OFF || longest < kLongSequence));
     p.prefetch_rows = prefetch_rows(kernel);
     const int64_t wave = static_cast<int64_t>(device->sm_count) * kernel.blocks_per_sm();
     const int64_t groups = static_cast<int64_t>(n) * g.num_kv_heads * tiles;

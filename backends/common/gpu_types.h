@@ -53,6 +53,7 @@ struct DecodeParams {
   int32_t splits;         // blocks per (sequence, head tile)
   int32_t min_split_tokens;
   int32_t prefetch_rows;  // rows ahead of the loads that are requested into the L2 (0: none)
+  int32_t stream_dense;   // dense splits stream K and V without chunks where the passes can
   // The step.
   const void* q;          // [batch][num_q_heads][head_dim]
   int32_t q_dtype;

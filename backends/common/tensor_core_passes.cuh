@@ -14,13 +14,14 @@
 #include <float.h>
 
 #include "block_base.cuh"
+#include "common/softmax_state.h"
 #include "tensor_core.cuh"
 
 namespace sr::gpu {
 
-template <int DT, int D, int GT>
-struct TensorCorePasses : BlockBase<DT, D, GT> {
-  using Base = BlockBase<DT, D, GT>;
+template <int DT, int D, int GT, bool kAmpleRegisters>
+struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
+  using Base = BlockBase<DT, D, GT, kAmpleRegisters>;
   using Mma = MmaOps<DT>;
   using Base::Base;
   using Base::lane;
@@ -48,9 +49,20 @@ struct TensorCorePasses : BlockBase<DT, D, GT> {
   static constexpr int kVTile = 16;
   static constexpr int kVUnits = D / 64;
 
+  // q's A operands live in shared memory (the block's heads are the same for every warp), one
+  // 16-byte operand per lane and (piece j, half h, operand f): lane-major, so no bank is shared.
+  // In registers they would take 32-64 of them, which the load pipeline needs more.
+  static constexpr int kQOperandCount = kScoreLoads * 2 * kQOperands;
   struct Q {
-    uint32_t a[kScoreLoads][2][kQOperands][4];  // per piece j and half of it: A operands
-    float unscale;                              // 2^-shift of the f16 scaling (else 1)
+    const uint4* operands;  // [kQOperandCount][kWarp]
+    float unscale;          // 2^-shift of the f16 scaling (else 1)
+    struct Operand {
+      uint32_t r[4];
+    };
+    __device__ Operand operand(int j, int h, int f, int lane) const {
+      const uint4 v = operands[((j * 2 + h) * kQOperands + f) * kWarp + lane];
+      return Operand{{v.x, v.y, v.z, v.w}};
+    }
   };
   struct O {
     float c[kVUnits][4][4];  // C fragments: dims 8(8s + g) + 2u (+1) x heads 2t, 2t + 1
@@ -59,7 +71,9 @@ struct TensorCorePasses : BlockBase<DT, D, GT> {
   __device__ int group() const { return lane >> 2; }
   __device__ int thread_in_group() const { return lane & 3; }
 
+  // Builds q's operands (warp 0 stores them; the caller synchronises before the first pass).
   __device__ void load_q(Q& q, int64_t q_row0) const {
+    __shared__ uint4 operands[kQOperandCount * kWarp];
     const int g = group(), t = thread_in_group();
     const int head = kPacked ? (g & 3) : g;
     const bool live = head < this->valid_heads;
@@ -102,13 +116,13 @@ struct TensorCorePasses : BlockBase<DT, D, GT> {
         }
 #pragma unroll
         for (int f = 0; f < kQOperands; ++f) {
-          q.a[j][h][f][0] = term(first, term_row + 2 * f);
-          q.a[j][h][f][1] = term(first, term_row8 < 0 ? -1 : term_row8 + 2 * f);
-          q.a[j][h][f][2] = term(second, term_row + 2 * f);
-          q.a[j][h][f][3] = term(second, term_row8 < 0 ? -1 : term_row8 + 2 * f);
+          const uint4 a = make_uint4(term(first, term_row + 2 * f), term(first, term_row8 < 0 ? -1 : term_row8 + 2 * f),
+                                     term(second, term_row + 2 * f), term(second, term_row8 < 0 ? -1 : term_row8 + 2 * f));
+          if (warp == 0) operands[((j * 2 + h) * kQOperands + f) * kWarp + lane] = a;
         }
       }
     }
+    q.operands = operands;
   }
 
   static __device__ uint32_t term(const uint32_t (&terms)[Mma::kTerms], int i) {
@@ -184,7 +198,7 @@ struct TensorCorePasses : BlockBase<DT, D, GT> {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
 #pragma unroll
-            for (int f = 0; f < kQOperands; ++f) Mma::mma(c[h], q.a[un * kScoreUnitLoads + i][h][f], buf[i].w[2 * h], buf[i].w[2 * h + 1]);
+            for (int f = 0; f < kQOperands; ++f) Mma::mma(c[h], q.operand(un * kScoreUnitLoads + i, h, f, lane).r, buf[i].w[2 * h], buf[i].w[2 * h + 1]);
           }
         }
       }
@@ -273,6 +287,210 @@ struct TensorCorePasses : BlockBase<DT, D, GT> {
       }
     };
     pipelined<4>(units, load, use);
+  }
+
+  // ---- Dense splits, streamed: no chunks, no barriers until the end.
+  // Routing off needs no block statistics, so each warp runs its own online softmax over tiles
+  // of 16 tokens (w, w + 4, ...) and loads K and V of a tile in one pipeline: the memory pipe
+  // never drains at a barrier. Registers hold kAhead steps in flight (the L2 prefetch of the
+  // warp's next tile measured 0-8% slower on the H100). The tile's logits stay in registers:
+  // the score C fragment gives thread (g, t) tokens 2t, 2t + 1 (and 8 + 2t, 9 + 2t from the
+  // second score tile) of head g, exactly its B operand of the V pass when the V k slots map to
+  // those tokens.
+  static constexpr bool kStreamsDense = true;
+  static constexpr int kKUnits = 2 * kScoreUnits;  // pipeline steps over K: two score tiles
+  static constexpr int kTileUnits = kKUnits + kVUnits;
+  // Steps in flight: two where the build has registers to spare (not the 4-blocks-per-SM one).
+  static constexpr int kAhead = kAmpleRegisters ? 2 : 1;
+
+  // Pipeline step u of the tile whose rows start at element offset row0 (rows of it are real).
+  __device__ void load_tile_unit(int u, int64_t row0, int rows, Bytes16 (&buf)[4]) const {
+    const int g = group(), t = thread_in_group();
+    if (u < kKUnits) {
+      const char* src = static_cast<const char*>(p.k) + row0 * Base::kElemBytes;
+      const int r = u / kScoreUnits * kScoreTile + g, un = u % kScoreUnits;
+#pragma unroll
+      for (int i = 0; i < kScoreUnitLoads; ++i) {
+        buf[i] = r < rows ? load_stream16(src + (static_cast<int64_t>(r) * D + 8 * (t + 4 * (un * kScoreUnitLoads + i))) * Base::kElemBytes)
+                          : Bytes16{{0u, 0u, 0u, 0u}};
+      }
+    } else {
+      const char* src = static_cast<const char*>(p.v) + row0 * Base::kElemBytes;
+      const int s = u - kKUnits;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int r = 2 * t + (i & 1) + 8 * (i >> 1);  // k slots 2t, 2t + 1, 2t + 8, 2t + 9
+        buf[i] = r < rows ? load_stream16(src + (static_cast<int64_t>(r) * D + 8 * (8 * s + g)) * Base::kElemBytes)
+                          : Bytes16{{0u, 0u, 0u, 0u}};
+      }
+    }
+  }
+
+  __device__ void dense_split(const Q& q, O& o, int64_t begin, int64_t end) {
+    const int g = group(), t = thread_in_group();
+    const int tiles = static_cast<int>((end - begin + kVTile - 1) / kVTile);
+    float m_run = -INFINITY, l_run = 0.f;  // head g's, this warp's (l: this thread's part)
+    float c[2][4];
+    uint32_t b[Mma::kTerms][2] = {};
+    // buf[0]: the step in use; buf[1 .. kAhead]: the next steps, in flight.
+    Bytes16 buf[kAhead + 1][4] = {};
+    // Where a tile's rows start (a tile lies in one page: pages hold >= 16 tokens, splits start
+    // on a page boundary); the page of the warp's next tile is looked up one tile early.
+    auto tile_token = [&](int tile) { return begin + static_cast<int64_t>(tile) * kVTile; };
+    auto tile_rows = [&](int tile) { return static_cast<int>(end - tile_token(tile) < kVTile ? end - tile_token(tile) : kVTile); };
+    int32_t page = warp < tiles ? this->pages[tile_token(warp) >> p.page_shift] : 0;
+    if (warp < tiles) {
+#pragma unroll
+      for (int a = 0; a < kAhead; ++a) load_tile_unit(a, this->page_row_offset(page, tile_token(warp)), tile_rows(warp), buf[a]);
+    }
+    for (int tile = warp; tile < tiles; tile += kWarps) {
+      const int64_t token = tile_token(tile);
+      const int rows = tile_rows(tile);
+      const int64_t row0 = this->page_row_offset(page, token);
+      const bool more = tile + kWarps < tiles;
+      const int32_t next_page = more ? this->pages[tile_token(tile + kWarps) >> p.page_shift] : 0;
+      const int64_t next_row0 = this->page_row_offset(next_page, tile_token(tile + kWarps));
+#pragma unroll
+      for (int u = 0; u < kTileUnits; ++u) {
+        if (u + kAhead < kTileUnits) {
+          load_tile_unit(u + kAhead, row0, rows, buf[kAhead]);
+        } else if (more) {
+          load_tile_unit(u + kAhead - kTileUnits, next_row0, tile_rows(tile + kWarps), buf[kAhead]);
+        }
+        const Bytes16(&cur)[4] = buf[0];
+        if (u < kKUnits) {
+          const int half = u / kScoreUnits, un = u % kScoreUnits;
+          if (un == 0) c[half][0] = c[half][1] = c[half][2] = c[half][3] = 0.f;
+#pragma unroll
+          for (int i = 0; i < kScoreUnitLoads; ++i) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+#pragma unroll
+              for (int f = 0; f < kQOperands; ++f) Mma::mma(c[half], q.operand(un * kScoreUnitLoads + i, h, f, lane).r, cur[i].w[2 * h], cur[i].w[2 * h + 1]);
+            }
+          }
+          if (u == kKUnits - 1) online_softmax(q, c, rows, m_run, l_run, b, o);
+        } else {
+          const int s = u - kKUnits;
+#pragma unroll
+          for (int k = 0; k < 4; ++k) {
+            const uint32_t a[4] = {low_halves(cur[0].w[k], cur[1].w[k]), high_halves(cur[0].w[k], cur[1].w[k]),
+                                   low_halves(cur[2].w[k], cur[3].w[k]), high_halves(cur[2].w[k], cur[3].w[k])};
+#pragma unroll
+            for (int i = 0; i < Mma::kTerms; ++i) Mma::mma(o.c[s][k], a, b[i][0], b[i][1]);
+          }
+        }
+#pragma unroll
+        for (int a = 0; a < kAhead; ++a) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) buf[a][i] = buf[a + 1][i];
+        }
+      }
+      page = next_page;
+    }
+    merge_warps(o, m_run, l_run);
+    if (threadIdx.x == 0) {
+      sh.blocks = begin < end ? static_cast<int32_t>((end - begin + p.page_tokens - 1) / p.page_tokens) : 0;
+      sh.skipped = 0;
+    }
+  }
+
+  // A tile's logits (head g, tokens 2t, 2t + 1, 8 + 2t, 9 + 2t) into the warp's running max and
+  // sum, the accumulators rescaled, and the weights as the B operand of the V steps.
+  __device__ void online_softmax(const Q& q, const float (&c)[2][4], int rows, float& m_run, float& l_run,
+                                 uint32_t (&b)[Mma::kTerms][2], O& o) const {
+    const int g = group(), t = thread_in_group();
+    float s[4];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      s[2 * half] = c[half][0] + c[half][2];
+      s[2 * half + 1] = c[half][1] + c[half][3];
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if constexpr (kPacked) s[e] += shfl_xor(s[e], 16);  // the middle terms' rows
+      const int r = 2 * t + (e & 1) + 8 * (e >> 1);
+      s[e] = r < rows ? s[e] * q.unscale : -INFINITY;
+    }
+    float m_tile = fmaxf(fmaxf(s[0], s[1]), fmaxf(s[2], s[3]));
+    m_tile = fmaxf(m_tile, shfl_xor(m_tile, 1));  // the head's 4 threads
+    m_tile = fmaxf(m_tile, shfl_xor(m_tile, 2));
+    const float m_new = fmaxf(m_run, m_tile);
+    const bool live = g < GT;
+    const float alpha = live ? sr::rescale(m_run, m_new) : 1.f;
+    m_run = m_new;
+    float w[4];
+    float sum = 0.f;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      w[e] = live ? __expf(s[e] - m_new) : 0.f;
+      sum += w[e];
+      w[e] *= Mma::kWeightScale;
+    }
+    l_run = l_run * alpha + sum;
+#pragma unroll
+    for (int i = 0; i < Mma::kTerms; ++i) {
+      b[i][0] = Mma::take(w[0], w[1]);
+      b[i][1] = Mma::take(w[2], w[3]);
+    }
+    if (warp_ballot(alpha != 1.f)) {
+      // The accumulators hold heads 2t and 2t + 1, whose factors live in groups 2t and 2t + 1.
+      const float a0 = shfl(alpha, 8 * t), a1 = shfl(alpha, (8 * t + 4) % kWarp);
+#pragma unroll
+      for (int s_ = 0; s_ < kVUnits; ++s_) {
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          o.c[s_][k][0] *= a0;
+          o.c[s_][k][1] *= a1;
+          o.c[s_][k][2] *= a0;
+          o.c[s_][k][3] *= a1;
+        }
+      }
+    }
+  }
+
+  // The warps' (m, l, o) to the block's common maximum: sh.m and sh.l hold the split's state and
+  // every warp's accumulators are in its frame, ready for reduce_to_shared.
+  __device__ void merge_warps(O& o, float m_run, float l_run) {
+    const int g = group(), t = thread_in_group();
+    l_run += shfl_xor(l_run, 1);
+    l_run += shfl_xor(l_run, 2);
+    float(&warp_m)[kMaxTileHeads][kMaxChunkBlocks] = sh.block_max;  // [head][warp]
+    float(&warp_l)[kMaxTileHeads][kMaxChunkBlocks] = sh.block_sum;
+    if (t == 0 && g < GT) {
+      warp_m[g][warp] = m_run;
+      warp_l[g][warp] = l_run;
+    }
+    __syncthreads();
+    float scale[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int h = 2 * t + i;
+      float m = -INFINITY;
+      if (h < GT) {
+        for (int w = 0; w < kWarps; ++w) m = fmaxf(m, warp_m[h][w]);
+      }
+      scale[i] = h < GT ? sr::rescale(warp_m[h][warp], m) : 0.f;
+    }
+#pragma unroll
+    for (int s_ = 0; s_ < kVUnits; ++s_) {
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        o.c[s_][k][0] *= scale[0];
+        o.c[s_][k][1] *= scale[1];
+        o.c[s_][k][2] *= scale[0];
+        o.c[s_][k][3] *= scale[1];
+      }
+    }
+    if (threadIdx.x < GT) {
+      const int h = threadIdx.x;
+      float m = -INFINITY, l = 0.f;
+      for (int w = 0; w < kWarps; ++w) m = fmaxf(m, warp_m[h][w]);
+      for (int w = 0; w < kWarps; ++w) l += warp_l[h][w] * sr::rescale(warp_m[h][w], m);
+      sh.m[h] = m;
+      sh.l[h] = l;
+    }
+    __syncthreads();
   }
 
   // Sum the accumulators of every warp into reduce[GT][D] in a fixed order (the same bits on
