@@ -143,11 +143,8 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     }
   }
 
-  // The accumulators into the frame of the chunk's new running maximum (heads 2t and 2t + 1).
-  __device__ void rescale(O& o) const {
-    const int t = thread_in_group();
-    const float a0 = 2 * t < GT ? sh.alpha[2 * t] : 0.f;
-    const float a1 = 2 * t + 1 < GT ? sh.alpha[2 * t + 1] : 0.f;
+  // Multiplies this thread's accumulators of head 2t by a0 and of head 2t + 1 by a1.
+  static __device__ void scale_heads(O& o, float a0, float a1) {
 #pragma unroll
     for (int s = 0; s < kVUnits; ++s) {
 #pragma unroll
@@ -156,6 +153,29 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
         o.c[s][u][1] *= a1;
         o.c[s][u][2] *= a0;
         o.c[s][u][3] *= a1;
+      }
+    }
+  }
+
+  // The accumulators into the frame of the chunk's new running maximum.
+  __device__ void rescale(O& o) const {
+    const int t = thread_in_group();
+    scale_heads(o, 2 * t < GT ? sh.alpha[2 * t] : 0.f, 2 * t + 1 < GT ? sh.alpha[2 * t + 1] : 0.f);
+  }
+
+  // Step `unit` of a score tile: k's 16-byte pieces t + 4j are the B operands of two k-steps
+  // each, the first into c0 and the second into c1 (the same array: one accumulation chain).
+  template <int N>
+  __device__ void multiply_k(float (&c0)[4], float (&c1)[4], const Q& q, int unit, const Bytes16 (&k)[N]) const {
+    static_assert(N >= kScoreUnitLoads, "a step's pieces");
+#pragma unroll
+    for (int i = 0; i < kScoreUnitLoads; ++i) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+#pragma unroll
+        for (int f = 0; f < kQOperands; ++f) {
+          Mma::mma(h == 0 ? c0 : c1, q.operand(unit * kScoreUnitLoads + i, h, f, lane).r, k[i].w[2 * h], k[i].w[2 * h + 1]);
+        }
       }
     }
   }
@@ -186,22 +206,11 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     };
     auto use = [&](int k, const Bytes16(&buf)[kScoreUnitLoads]) {
       const int tile = warp + k / kScoreUnits * kWarps, unit = k % kScoreUnits;
+      if (unit == 0) {
 #pragma unroll
-      for (int un = 0; un < kScoreUnits; ++un) {
-        if (un != unit) continue;  // (a compile-time index into q's registers)
-        if (un == 0) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) c[h][0] = c[h][1] = c[h][2] = c[h][3] = 0.f;
-        }
-#pragma unroll
-        for (int i = 0; i < kScoreUnitLoads; ++i) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-#pragma unroll
-            for (int f = 0; f < kQOperands; ++f) Mma::mma(c[h], q.operand(un * kScoreUnitLoads + i, h, f, lane).r, buf[i].w[2 * h], buf[i].w[2 * h + 1]);
-          }
-        }
+        for (int h = 0; h < 2; ++h) c[h][0] = c[h][1] = c[h][2] = c[h][3] = 0.f;
       }
+      multiply_k(c[0], c[1], q, unit, buf);
       if (unit == kScoreUnits - 1) {
         // Rows g and g + 8 of the C fragment, tokens 2t and 2t + 1.
         float s0 = c[0][0] + c[0][2] + c[1][0] + c[1][2];
@@ -246,6 +255,18 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     }
   }
 
+  // acc += V^T w for one step: v holds one 16-byte piece of the 4 tokens of k slots 2t, 2t + 1,
+  // 2t + 8, 2t + 9; A rows g, g + 8 are dims 2u, 2u + 1 of the piece; b holds the weights' terms.
+  static __device__ void multiply_v(float (&acc)[4][4], const Bytes16 (&v)[4], const uint32_t (&b)[Mma::kTerms][2]) {
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const uint32_t a[4] = {low_halves(v[0].w[u], v[1].w[u]), high_halves(v[0].w[u], v[1].w[u]),
+                             low_halves(v[2].w[u], v[3].w[u]), high_halves(v[2].w[u], v[3].w[u])};
+#pragma unroll
+      for (int i = 0; i < Mma::kTerms; ++i) Mma::mma(acc[u], a, b[i][0], b[i][1]);
+    }
+  }
+
   // Pass 2: o += w * V over tokens [t0, t0 + n), leaving out skipped blocks. A tile of 16 tokens
   // lies in one block (pages hold at least 16 tokens), so it is read or skipped whole.
   __device__ void accumulate(O& o, int64_t t0, int n, int32_t first_page, bool use_skip, const NextRows* then = nullptr) {
@@ -275,15 +296,7 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
       if (s == 0) load_weights(b, tile, n);
 #pragma unroll
       for (int ss = 0; ss < kVUnits; ++ss) {
-        if (ss != s) continue;  // (a compile-time index into o's registers)
-#pragma unroll
-        for (int u = 0; u < 4; ++u) {
-          // Rows g, g + 8 (dims 2u, 2u + 1 of the piece) x k 2t, 2t + 1, 2t + 8, 2t + 9 (tokens 4t .. 4t + 3).
-          const uint32_t a[4] = {low_halves(buf[0].w[u], buf[1].w[u]), high_halves(buf[0].w[u], buf[1].w[u]),
-                                 low_halves(buf[2].w[u], buf[3].w[u]), high_halves(buf[2].w[u], buf[3].w[u])};
-#pragma unroll
-          for (int i = 0; i < Mma::kTerms; ++i) Mma::mma(o.c[ss][u], a, b[i][0], b[i][1]);
-        }
+        if (ss == s) multiply_v(o.c[ss], buf, b);  // (a compile-time index into o's registers)
       }
     };
     pipelined<4>(units, load, use);
@@ -361,24 +374,10 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
         if (u < kKUnits) {
           const int half = u / kScoreUnits, un = u % kScoreUnits;
           if (un == 0) c[half][0] = c[half][1] = c[half][2] = c[half][3] = 0.f;
-#pragma unroll
-          for (int i = 0; i < kScoreUnitLoads; ++i) {
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-#pragma unroll
-              for (int f = 0; f < kQOperands; ++f) Mma::mma(c[half], q.operand(un * kScoreUnitLoads + i, h, f, lane).r, cur[i].w[2 * h], cur[i].w[2 * h + 1]);
-            }
-          }
+          multiply_k(c[half], c[half], q, un, cur);
           if (u == kKUnits - 1) online_softmax(q, c, rows, m_run, l_run, b, o);
         } else {
-          const int s = u - kKUnits;
-#pragma unroll
-          for (int k = 0; k < 4; ++k) {
-            const uint32_t a[4] = {low_halves(cur[0].w[k], cur[1].w[k]), high_halves(cur[0].w[k], cur[1].w[k]),
-                                   low_halves(cur[2].w[k], cur[3].w[k]), high_halves(cur[2].w[k], cur[3].w[k])};
-#pragma unroll
-            for (int i = 0; i < Mma::kTerms; ++i) Mma::mma(o.c[s][k], a, b[i][0], b[i][1]);
-          }
+          multiply_v(o.c[u - kKUnits], cur, b);
         }
 #pragma unroll
         for (int a = 0; a < kAhead; ++a) {
@@ -435,17 +434,8 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     }
     if (warp_ballot(alpha != 1.f)) {
       // The accumulators hold heads 2t and 2t + 1, whose factors live in groups 2t and 2t + 1.
-      const float a0 = shfl(alpha, 8 * t), a1 = shfl(alpha, (8 * t + 4) % kWarp);
-#pragma unroll
-      for (int s_ = 0; s_ < kVUnits; ++s_) {
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          o.c[s_][k][0] *= a0;
-          o.c[s_][k][1] *= a1;
-          o.c[s_][k][2] *= a0;
-          o.c[s_][k][3] *= a1;
-        }
-      }
+      const float a0 = shfl(alpha, 8 * t), a1 = shfl(alpha, 8 * t + 4);
+      scale_heads(o, a0, a1);
     }
   }
 
@@ -472,16 +462,7 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
       }
       scale[i] = h < GT ? sr::rescale(warp_m[h][warp], m) : 0.f;
     }
-#pragma unroll
-    for (int s_ = 0; s_ < kVUnits; ++s_) {
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        o.c[s_][k][0] *= scale[0];
-        o.c[s_][k][1] *= scale[1];
-        o.c[s_][k][2] *= scale[0];
-        o.c[s_][k][3] *= scale[1];
-      }
-    }
+    scale_heads(o, scale[0], scale[1]);
     if (threadIdx.x < GT) {
       const int h = threadIdx.x;
       float m = -INFINITY, l = 0.f;
