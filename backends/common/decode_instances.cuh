@@ -29,12 +29,9 @@ int32_t blocks_per_sm() {
   return blocks;
 }
 
-// The L2 prefetch runs 64 rows ahead in the chunked passes (best of 32-128 on the H100,
-// bench/NOTES.md; the 4-blocks-per-SM build leaves that code out) and one tile ahead in the
-// streamed dense passes.
 template <int DT, int D, int GT, int kMinBlocks>
 DecodeKernel kernel() {
-  return DecodeKernel{launch_decode<DT, D, GT, kMinBlocks>, blocks_per_sm<DT, D, GT, kMinBlocks>, 64};
+  return DecodeKernel{launch_decode<DT, D, GT, kMinBlocks>, blocks_per_sm<DT, D, GT, kMinBlocks>};
 }
 
 // SINKROUTER_CUDA_BLOCKS_PER_SM=3 or 4 forces one build of the shape built twice (0: choose).

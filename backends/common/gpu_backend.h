@@ -86,14 +86,12 @@ sr_status sequence_update(sr_backend_storage*, int64_t slot, const int32_t* page
                           const int64_t* lengths, sr_backend_error*);
 sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_decode_plan*, sr_backend_error*);
 
-// One compiled decode kernel: its launcher, how many of its blocks fit on one SM and the L2
-// prefetch distance it runs best with. One table per cache dtype (decode_<dtype>.cu); launch is
-// nullptr for a shape not built. `favour_occupancy`: the launch holds one sequence, routed or
+// One compiled decode kernel: its launcher and how many of its blocks fit on one SM. One table
+// per cache dtype (decode_<dtype>.cu); launch is nullptr for a shape not built. `favour_occupancy`: the launch holds one sequence, routed or
 // shorter than kLongSequence tokens; shapes built twice prefer more resident blocks there.
 struct DecodeKernel {
   gpuError_t (*launch)(const DecodeParams& params, dim3 grid, gpuStream_t stream) = nullptr;
   int32_t (*blocks_per_sm)() = nullptr;
-  int32_t prefetch_rows = 0;
 };
 constexpr int64_t kLongSequence = 256 * 1024;
 DecodeKernel decode_kernel_f32(int32_t head_dim, int32_t tile_heads, bool favour_occupancy);

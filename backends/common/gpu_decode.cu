@@ -22,14 +22,15 @@ int32_t min_split_tokens() {
   return value;
 }
 
-// Rows ahead of the loads requested into the L2: the kernel's own choice, unless
+// Rows ahead of the loads that the chunked passes request into the L2: 64 (best of 32-128 on
+// the H100, bench/NOTES.md; builds short of registers leave the prefetch out), unless
 // SINKROUTER_CUDA_PREFETCH_ROWS sets it (0: none; tuning).
-int32_t prefetch_rows(const DecodeKernel& kernel) {
-  static const int32_t forced = [] {
+int32_t prefetch_rows() {
+  static const int32_t value = [] {
     const char* env = std::getenv("SINKROUTER_CUDA_PREFETCH_ROWS");
-    return env ? std::atoi(env) : -1;
+    return env && std::atoi(env) >= 0 ? std::atoi(env) : 64;
   }();
-  return forced >= 0 ? forced : kernel.prefetch_rows;
+  return value;
 }
 
 // Dense splits stream without chunk barriers where the kernel can (tensor-core passes);
@@ -102,6 +103,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   // A split holds several pages, so budget mode has blocks to choose among.
   p.min_split_tokens = std::max(min_split_tokens(), 4 * g.page_tokens);
   p.stream_dense = stream_dense();
+  p.prefetch_rows = prefetch_rows();
   p.q = a.q;
   p.q_dtype = a.q_dtype;
   p.out = a.out;
@@ -133,7 +135,6 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
       longest = std::max(longest, plan->seqs[offset + i].length);
     }
     const DecodeKernel kernel = kernel_for(n == 1 && (p.routing != SR_ROUTING_OFF || longest < kLongSequence));
-    p.prefetch_rows = prefetch_rows(kernel);
     const int64_t wave = static_cast<int64_t>(device->sm_count) * kernel.blocks_per_sm();
     const int64_t groups = static_cast<int64_t>(n) * g.num_kv_heads * tiles;
     const int64_t max_splits = std::max<int64_t>(

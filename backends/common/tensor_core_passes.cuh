@@ -246,6 +246,12 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
         for (int e = 0; e < 4; ++e) w[e] = row + e < n ? sh.w[g][row + e] : 0.f;
       }
     }
+    weight_operands(b, w);
+  }
+
+  // The B operand of the V MMA from a thread's 4 weights (k slots 2t, 2t + 1, 2t + 8, 2t + 9):
+  // scaled, then split into 16-bit terms, one MMA each.
+  static __device__ void weight_operands(uint32_t (&b)[Mma::kTerms][2], float (&w)[4]) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) w[e] *= Mma::kWeightScale;
 #pragma unroll
@@ -340,7 +346,6 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   }
 
   __device__ void dense_split(const Q& q, O& o, int64_t begin, int64_t end) {
-    const int g = group(), t = thread_in_group();
     const int tiles = static_cast<int>((end - begin + kVTile - 1) / kVTile);
     float m_run = -INFINITY, l_run = 0.f;  // head g's, this warp's (l: this thread's part)
     float c[2][4];
@@ -424,14 +429,9 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     for (int e = 0; e < 4; ++e) {
       w[e] = live ? __expf(s[e] - m_new) : 0.f;
       sum += w[e];
-      w[e] *= Mma::kWeightScale;
     }
     l_run = l_run * alpha + sum;
-#pragma unroll
-    for (int i = 0; i < Mma::kTerms; ++i) {
-      b[i][0] = Mma::take(w[0], w[1]);
-      b[i][1] = Mma::take(w[2], w[3]);
-    }
+    weight_operands(b, w);
     if (warp_ballot(alpha != 1.f)) {
       // The accumulators hold heads 2t and 2t + 1, whose factors live in groups 2t and 2t + 1.
       const float a0 = shfl(alpha, 8 * t), a1 = shfl(alpha, 8 * t + 4);
