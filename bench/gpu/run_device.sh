@@ -93,8 +93,11 @@ if want ab; then
   echo "== A/B: $knob over {$values}" | tee -a "$summary"
   for case in $cases; do
     for value in $values; do
-      env "$knob=$value" timeout 60 "$BUILD/bench/gpu/sr_gpu_bench" --only "$case" 2>&1 >/dev/null |
-        grep -E "per-call" | sed "s/^/$knob=$value: /" >>"$summary"
+      # (stderr kept whole in ab.log: a run that prints no result line says why there)
+      env "$knob=$value" timeout 60 "$BUILD/bench/gpu/sr_gpu_bench" --only "$case" 2>"$OUT/ab_run.err" >/dev/null
+      echo "rc $? $knob=$value $case" >>"$OUT/ab.log"
+      cat "$OUT/ab_run.err" >>"$OUT/ab.log"
+      grep -E "per-call" "$OUT/ab_run.err" | sed "s|^|$knob=$value: |" >>"$summary"
     done
   done
 fi
