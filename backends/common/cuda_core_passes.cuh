@@ -30,6 +30,7 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   using Base::warp;
 
   static constexpr bool kStreamsDense = false;  // dense splits take the chunked path too
+  static constexpr bool kStreamsTau = false;    // and so do tau splits
 
   struct Q {
     float x[GT][S::kElems];  // this lane's elements of each head's q, times the scale
@@ -44,7 +45,8 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   // Dimension of element e of this lane's part of a row.
   __device__ int dim_of(int e) const { return ((e / S::kVec) * S::kLanesPerRow + part()) * S::kVec + e % S::kVec; }
 
-  __device__ void load_q(Q& q, int64_t q_row0) const {
+  static constexpr int kQSharedSlots = 1;  // (q lives in registers: no shared buffer)
+  __device__ void load_q(Q& q, int64_t q_row0, uint4* /*unused*/) const {
 #pragma unroll
     for (int h = 0; h < GT; ++h) {
 #pragma unroll

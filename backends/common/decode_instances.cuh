@@ -9,18 +9,18 @@
 
 namespace sr::gpu {
 
-template <int DT, int D, int GT, int kMinBlocks>
+template <int DT, int D, int GT, int kMinBlocks, bool kTauStream>
 gpuError_t launch_decode(const DecodeParams& params, dim3 grid, gpuStream_t stream) {
-  decode_kernel<DT, D, GT, kMinBlocks><<<grid, kThreads, 0, stream>>>(params);
+  decode_kernel<DT, D, GT, kMinBlocks, kTauStream><<<grid, kThreads, 0, stream>>>(params);
   return gpuGetLastError();
 }
 
 // Resident blocks per SM, asked of the runtime once per kernel.
-template <int DT, int D, int GT, int kMinBlocks>
+template <int DT, int D, int GT, int kMinBlocks, bool kTauStream>
 int32_t blocks_per_sm() {
   static const int32_t blocks = [] {
     int n = 0;
-    if (occupancy_blocks_per_sm(&n, decode_kernel<DT, D, GT, kMinBlocks>, kThreads) != gpuSuccess) {
+    if (occupancy_blocks_per_sm(&n, decode_kernel<DT, D, GT, kMinBlocks, kTauStream>, kThreads) != gpuSuccess) {
       (void)gpuGetLastError();  // clear it: the launch reports real errors
       n = 1;
     }
@@ -29,9 +29,18 @@ int32_t blocks_per_sm() {
   return blocks;
 }
 
+template <int DT, int D, int GT, int kMinBlocks, bool kTauStream>
+DecodeKernel build() {
+  return DecodeKernel{launch_decode<DT, D, GT, kMinBlocks, kTauStream>, blocks_per_sm<DT, D, GT, kMinBlocks, kTauStream>};
+}
+
+// The tau-streaming build where it is asked for and the passes have one, else the general one.
 template <int DT, int D, int GT, int kMinBlocks>
-DecodeKernel kernel() {
-  return DecodeKernel{launch_decode<DT, D, GT, kMinBlocks>, blocks_per_sm<DT, D, GT, kMinBlocks>};
+DecodeKernel kernel(bool tau_stream) {
+  if constexpr (BlockFor<DT, D, GT, kMinBlocks>::kStreamsTau) {
+    if (tau_stream) return build<DT, D, GT, kMinBlocks, true>();
+  }
+  return build<DT, D, GT, kMinBlocks, false>();
 }
 
 // SINKROUTER_CUDA_BLOCKS_PER_SM=3 or 4 forces one build of the shape built twice (0: choose).
@@ -50,29 +59,29 @@ inline int forced_blocks_per_sm() {
 // registers for a deeper pipeline, are faster for batches (12-15%) and for one dense sequence
 // of 512K (7%).
 template <int DT, int D>
-DecodeKernel pick_tile(int32_t tile_heads, bool favour_occupancy) {
+DecodeKernel pick_tile(int32_t tile_heads, bool favour_occupancy, bool tau_stream) {
   // The tensor-core passes of head_dim 256 keep q and the accumulators of 256 dims in registers
   // (128 of them): with 3 blocks per SM they spill, with 2 they fit.
   constexpr int kBlocks = SR_GPU_TENSOR_CORES && DT != SR_DTYPE_F32 && D == 256 ? 2 : 3;
   switch (tile_heads) {
-    case 1: return kernel<DT, D, 1, kBlocks>();
+    case 1: return kernel<DT, D, 1, kBlocks>(tau_stream);
     case 4:
       if constexpr (DT == SR_DTYPE_BF16 && D == 128) {
         const int forced = forced_blocks_per_sm();
-        if (forced == 4 || (forced == 0 && favour_occupancy)) return kernel<DT, D, 4, 4>();
+        if (forced == 4 || (forced == 0 && favour_occupancy)) return kernel<DT, D, 4, 4>(tau_stream);
       }
-      return kernel<DT, D, 4, kBlocks>();
-    case 8: return kernel<DT, D, 8, 2>();
+      return kernel<DT, D, 4, kBlocks>(tau_stream);
+    case 8: return kernel<DT, D, 8, 2>(tau_stream);
     default: return DecodeKernel{};
   }
 }
 
 template <int DT>
-DecodeKernel pick_launcher(int32_t head_dim, int32_t tile_heads, bool favour_occupancy) {
+DecodeKernel pick_launcher(int32_t head_dim, int32_t tile_heads, bool favour_occupancy, bool tau_stream) {
   switch (head_dim) {
-    case 64: return pick_tile<DT, 64>(tile_heads, favour_occupancy);
-    case 128: return pick_tile<DT, 128>(tile_heads, favour_occupancy);
-    case 256: return pick_tile<DT, 256>(tile_heads, favour_occupancy);
+    case 64: return pick_tile<DT, 64>(tile_heads, favour_occupancy, tau_stream);
+    case 128: return pick_tile<DT, 128>(tile_heads, favour_occupancy, tau_stream);
+    case 256: return pick_tile<DT, 256>(tile_heads, favour_occupancy, tau_stream);
     default: return DecodeKernel{};
   }
 }

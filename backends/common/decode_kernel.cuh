@@ -250,11 +250,22 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
   }
 };
 
-// kMinBlocks: blocks per SM the register allocation must allow (more blocks hide more latency;
-// fewer leave more registers).
+// The passes and routing of a build. The 4-blocks-per-SM build is short of registers: no L2
+// prefetch and no deeper pipeline there (they spill, and measured no faster: bench/NOTES.md).
 template <int DT, int D, int GT, int kMinBlocks>
+using BlockFor = Block<DT, D, GT, (kMinBlocks < 4)>;
+
+// kMinBlocks: blocks per SM the register allocation must allow (more blocks hide more latency;
+// fewer leave more registers). kTauStream: the build whose tau splits stream (tau_stream_split;
+// the host launches it for one long sequence over 16-token pages), a kernel of its own so the
+// general one keeps its registers. Every __shared__ array is declared here, in the order that
+// was measured: ptxas folds shared addresses per kernel, and a different layout (or an array
+// declared inside a pass shared by two kernels) cost the dense stream 5% (bench/NOTES.md).
+template <int DT, int D, int GT, int kMinBlocks, bool kTauStream>
 __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GRID_CONSTANT DecodeParams params) {
   const DecodeParams& p = SR_KERNEL_PARAM_REF(params);
+  using Blk = BlockFor<DT, D, GT, kMinBlocks>;
+  __shared__ uint4 q_shared[Blk::kQSharedSlots];  // q's operands (tensor-core passes)
   __shared__ SharedState sh;
   __shared__ float reduce[GT * D];
 
@@ -274,9 +285,6 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   const int32_t slot = p.slots[b_local];
   const int64_t length = tables.lengths[static_cast<int64_t>(slot) * tables.num_layers + p.layer];
 
-  // The 4-blocks-per-SM build is short of registers: no L2 prefetch and no deeper pipeline there
-  // (they spill, and measured no faster: bench/NOTES.md).
-  using Blk = Block<DT, D, GT, (kMinBlocks < 4)>;
   Blk blk(p, sh, reduce, tables.pages + static_cast<int64_t>(slot) * tables.page_stride, length, kv_head, valid_heads);
 
   // This split's tokens: the length read on the device, cut into p.splits page-aligned pieces.
@@ -289,7 +297,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
 
   typename Blk::Q q;
   typename Blk::O o;
-  blk.load_q(q, (b * p.num_q_heads + static_cast<int64_t>(kv_head) * p.group + first_head) * D);
+  blk.load_q(q, (b * p.num_q_heads + static_cast<int64_t>(kv_head) * p.group + first_head) * D, q_shared);
   blk.clear(o);
   if (threadIdx.x < GT) {
     sh.m[threadIdx.x] = -INFINITY;
@@ -305,7 +313,11 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   __syncthreads();
 
   bool streamed = false;
-  if constexpr (Blk::kStreamsDense) {
+  if constexpr (kTauStream) {
+    if (begin < end) blk.score_anchor(q, o, anchor, false);
+    blk.tau_stream_split(q, o, begin, end, anchor);
+    streamed = true;
+  } else if constexpr (Blk::kStreamsDense) {
     if (routing == SR_ROUTING_OFF && p.stream_dense) {
       blk.dense_split(q, o, begin, end);
       streamed = true;

@@ -89,13 +89,14 @@ sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_decode_plan*,
 // One compiled decode kernel: its launcher and how many of its blocks fit on one SM. One table
 // per cache dtype (decode_<dtype>.cu); launch is nullptr for a shape not built. `favour_occupancy`: the launch holds one sequence, routed or
 // shorter than kLongSequence tokens; shapes built twice prefer more resident blocks there.
+// `tau_stream`: the build whose tau splits stream (16-token pages), where the passes have one.
 struct DecodeKernel {
   gpuError_t (*launch)(const DecodeParams& params, dim3 grid, gpuStream_t stream) = nullptr;
   int32_t (*blocks_per_sm)() = nullptr;
 };
 constexpr int64_t kLongSequence = 256 * 1024;
-DecodeKernel decode_kernel_f32(int32_t head_dim, int32_t tile_heads, bool favour_occupancy);
-DecodeKernel decode_kernel_f16(int32_t head_dim, int32_t tile_heads, bool favour_occupancy);
-DecodeKernel decode_kernel_bf16(int32_t head_dim, int32_t tile_heads, bool favour_occupancy);
+DecodeKernel decode_kernel_f32(int32_t head_dim, int32_t tile_heads, bool favour_occupancy, bool tau_stream);
+DecodeKernel decode_kernel_f16(int32_t head_dim, int32_t tile_heads, bool favour_occupancy, bool tau_stream);
+DecodeKernel decode_kernel_bf16(int32_t head_dim, int32_t tile_heads, bool favour_occupancy, bool tau_stream);
 
 }  // namespace sr::gpu

@@ -43,6 +43,18 @@ int32_t stream_dense() {
   return value;
 }
 
+// Tau steps of one sequence this long (tokens) or longer stream (over 16-token pages): where
+// most V is skipped, K then streams without a bubble; shorter or batched steps keep the chunked
+// passes, faster where more of V is read (H100, bench/NOTES.md stop 15).
+// SINKROUTER_CUDA_TAU_STREAM_FROM overrides it (0: always; tests and tuning).
+int64_t tau_stream_from() {
+  static const int64_t value = [] {
+    const char* env = std::getenv("SINKROUTER_CUDA_TAU_STREAM_FROM");
+    return env && std::atoll(env) >= 0 ? static_cast<int64_t>(std::atoll(env)) : kLongSequence;
+  }();
+  return value;
+}
+
 int32_t tile_heads_for(int32_t group) { return group <= 1 ? 1 : group <= 4 ? 4 : kMaxTileHeads; }
 
 // Splits per group: the count that finishes soonest when every block does 1/splits of a
@@ -77,12 +89,12 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   const sr_cache_geometry& g = storage->geometry;
   const int32_t tile_heads = tile_heads_for(plan->group);
   const int32_t tiles = (plan->group + tile_heads - 1) / tile_heads;
-  auto kernel_for = [&](bool favour_occupancy) {
-    return g.dtype == SR_DTYPE_F32   ? decode_kernel_f32(g.head_dim, tile_heads, favour_occupancy)
-           : g.dtype == SR_DTYPE_F16 ? decode_kernel_f16(g.head_dim, tile_heads, favour_occupancy)
-                                     : decode_kernel_bf16(g.head_dim, tile_heads, favour_occupancy);
+  auto kernel_for = [&](bool favour_occupancy, bool tau_stream) {
+    return g.dtype == SR_DTYPE_F32   ? decode_kernel_f32(g.head_dim, tile_heads, favour_occupancy, tau_stream)
+           : g.dtype == SR_DTYPE_F16 ? decode_kernel_f16(g.head_dim, tile_heads, favour_occupancy, tau_stream)
+                                     : decode_kernel_bf16(g.head_dim, tile_heads, favour_occupancy, tau_stream);
   };
-  if (!kernel_for(false).launch) {
+  if (!kernel_for(false, false).launch) {
     set_backend_error(err, "head_dim = %d is not built into the %s backend", g.head_dim, SR_GPU_VENDOR);
     return SR_ERR_UNSUPPORTED;
   }
@@ -134,7 +146,9 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
       p.slots[i] = static_cast<int32_t>(plan->seqs[offset + i].slot);
       longest = std::max(longest, plan->seqs[offset + i].length);
     }
-    const DecodeKernel kernel = kernel_for(n == 1 && (p.routing != SR_ROUTING_OFF || longest < kLongSequence));
+    const bool favour_occupancy = n == 1 && (p.routing != SR_ROUTING_OFF || longest < kLongSequence);
+    const bool tau_stream = p.routing == SR_ROUTING_TAU && g.page_tokens == 16 && n == 1 && longest >= tau_stream_from();
+    const DecodeKernel kernel = kernel_for(favour_occupancy, tau_stream);
     const int64_t wave = static_cast<int64_t>(device->sm_count) * kernel.blocks_per_sm();
     const int64_t groups = static_cast<int64_t>(n) * g.num_kv_heads * tiles;
     const int64_t max_splits = std::max<int64_t>(
@@ -149,7 +163,8 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
     sr_status st = check(kernel.launch(p, grid, stream), "launching the decode kernel", err);
     if (st == SR_OK && p.enforce_budget) {
       p.follow_up = 1;
-      st = check(kernel.launch(p, grid, stream), "launching the exact follow-up kernel", err);
+      // (dense: the general build)
+      st = check(kernel_for(favour_occupancy, false).launch(p, grid, stream), "launching the exact follow-up kernel", err);
     }
     if (st != SR_OK) return st;
   }

@@ -42,6 +42,14 @@ if want tests; then
   (cd "$BUILD" && timeout 420 ctest -j8 --timeout 300 --output-on-failure -E 'install_and_consume|python_e2e_cpu') >"$OUT/ctest.log" 2>&1
   echo "ctest exit $?" >>"$summary"
   grep -E "tests passed|tests failed|Failed|\*\*\*Failed|Timeout" "$OUT/ctest.log" | head -40 >>"$summary"
+  # The streamed tau kernel runs by default only for one sequence of 256K+ tokens: the routed
+  # and real-attention tests again with it taken at every length.
+  echo "== routed tests, tau streamed at every length (SINKROUTER_CUDA_TAU_STREAM_FROM=0)" | tee -a "$summary"
+  SINKROUTER_CUDA_TAU_STREAM_FROM=0 SINKROUTER_TEST_BACKENDS=cuda timeout 300 "$BUILD/tests/sr_tests" --gtest_filter='*Routed*:*RealAttention*' \
+    >"$OUT/tau_stream_tests.log" 2>&1
+  echo "exit $?: $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]' "$OUT/tau_stream_tests.log" | head -3 | tr '\n' ' ')" >>"$summary"
+  SINKROUTER_CUDA_TAU_STREAM_FROM=0 timeout 300 "$BUILD/tests/gpu/sr_gpu_tests" >>"$OUT/tau_stream_tests.log" 2>&1
+  echo "gpu tests exit $?: $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]' "$OUT/tau_stream_tests.log" | tail -2 | tr '\n' ' ')" >>"$summary"
 fi
 
 if want sanitize; then
@@ -56,10 +64,16 @@ if want sanitize; then
   : >"$OUT/sanitizer.log"
   export SINKROUTER_TEST_BACKENDS=cuda
   # (The three longest contexts take minutes under memcheck; sink_9000_p32 stays.)
-  san memcheck '*-*sink_65613*:*mixed_40000*:*sink_20000*' "$BUILD/tests/gpu/sr_gpu_tests"
+  san memcheck '*-*sink_65613*:*sink_262221*:*mixed_40000*:*sink_20000*' "$BUILD/tests/gpu/sr_gpu_tests"
   san memcheck '*Dense*:*Routed*:*Cache*' "$BUILD/tests/sr_tests"
   san racecheck 'GpuDecode.*:*sink_9000*' "$BUILD/tests/gpu/sr_gpu_tests"
   san synccheck 'GpuDecode.*:*sink_9000*' "$BUILD/tests/gpu/sr_gpu_tests"
+  # The streamed tau kernel, taken at every length.
+  export SINKROUTER_CUDA_TAU_STREAM_FROM=0
+  san memcheck '*Routed*' "$BUILD/tests/sr_tests"
+  san racecheck '*Routed*' "$BUILD/tests/sr_tests"
+  san synccheck '*Routed*' "$BUILD/tests/sr_tests"
+  unset SINKROUTER_CUDA_TAU_STREAM_FROM
   unset SINKROUTER_TEST_BACKENDS
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitizer.log" | sort | uniq -c >>"$summary"
 fi

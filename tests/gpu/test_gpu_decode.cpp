@@ -265,7 +265,8 @@ TEST_P(GpuLongContext, AgreesWithCpuAndFloat64) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Contexts, GpuLongContext,
-                         ::testing::Values(LongCase{true, 65536 + 77, 16}, LongCase{false, 40000, 64},
+                         // (262221 tokens: one sequence long enough that tau streams, gpu_decode.cu)
+                         ::testing::Values(LongCase{true, 65536 + 77, 16}, LongCase{true, 262144 + 77, 16}, LongCase{false, 40000, 64},
                                            LongCase{true, 20000, 128}, LongCase{true, 9000, 32}),
                          [](const ::testing::TestParamInfo<LongCase>& info) {
                            return std::string(info.param.sink_heavy ? "sink" : "mixed") + "_" +
