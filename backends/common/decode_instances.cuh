@@ -2,8 +2,6 @@
 // the builds run in parallel): head_dim 64/128/256 x head tiles of 1, 4 and 8 q-heads.
 #pragma once
 
-#include <cstdlib>
-
 #include "decode_kernel.cuh"
 #include "gpu_backend.h"
 
@@ -46,9 +44,8 @@ DecodeKernel kernel(bool tau_stream) {
 // SINKROUTER_CUDA_BLOCKS_PER_SM=3 or 4 forces one build of the shape built twice (0: choose).
 inline int forced_blocks_per_sm() {
   static const int forced = [] {
-    const char* env = std::getenv("SINKROUTER_CUDA_BLOCKS_PER_SM");
-    int v = env ? std::atoi(env) : 0;
-    return v == 3 || v == 4 ? v : 0;
+    const int64_t v = tuning_knob("SINKROUTER_CUDA_BLOCKS_PER_SM", 0, 0);
+    return v == 3 || v == 4 ? static_cast<int>(v) : 0;
   }();
   return forced;
 }

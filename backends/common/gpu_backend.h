@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdarg>
+#include <cstdlib>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -95,6 +96,14 @@ struct DecodeKernel {
   int32_t (*blocks_per_sm)() = nullptr;
 };
 constexpr int64_t kLongSequence = 256 * 1024;
+
+// A tuning knob of the GPU backend (README): the environment variable `name` as an integer, or
+// `fallback` where it is unset or below `least`. Callers read it once and keep the value.
+inline int64_t tuning_knob(const char* name, int64_t fallback, int64_t least) {
+  const char* env = std::getenv(name);
+  const int64_t value = env ? std::atoll(env) : 0;
+  return env && value >= least ? value : fallback;
+}
 DecodeKernel decode_kernel_f32(int32_t head_dim, int32_t tile_heads, bool favour_occupancy, bool tau_stream);
 DecodeKernel decode_kernel_f16(int32_t head_dim, int32_t tile_heads, bool favour_occupancy, bool tau_stream);
 DecodeKernel decode_kernel_bf16(int32_t head_dim, int32_t tile_heads, bool favour_occupancy, bool tau_stream);

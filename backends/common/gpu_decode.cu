@@ -4,7 +4,6 @@
 // nothing and never synchronises, so a loop of steps can be captured in a graph.
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
 #include "decode_kernel.cuh"
 #include "gpu_backend.h"
@@ -14,11 +13,7 @@ namespace {
 
 // Shortest split worth a block of its own; SINKROUTER_CUDA_MIN_SPLIT overrides it (tuning).
 int32_t min_split_tokens() {
-  static const int32_t value = [] {
-    const char* env = std::getenv("SINKROUTER_CUDA_MIN_SPLIT");
-    int v = env ? std::atoi(env) : 0;
-    return v > 0 ? v : 128;
-  }();
+  static const int32_t value = static_cast<int32_t>(tuning_knob("SINKROUTER_CUDA_MIN_SPLIT", 128, 1));
   return value;
 }
 
@@ -26,20 +21,14 @@ int32_t min_split_tokens() {
 // the H100, bench/NOTES.md; builds short of registers leave the prefetch out), unless
 // SINKROUTER_CUDA_PREFETCH_ROWS sets it (0: none; tuning).
 int32_t prefetch_rows() {
-  static const int32_t value = [] {
-    const char* env = std::getenv("SINKROUTER_CUDA_PREFETCH_ROWS");
-    return env && std::atoi(env) >= 0 ? std::atoi(env) : 64;
-  }();
+  static const int32_t value = static_cast<int32_t>(tuning_knob("SINKROUTER_CUDA_PREFETCH_ROWS", 64, 0));
   return value;
 }
 
 // Dense splits stream without chunk barriers where the kernel can (tensor-core passes);
 // SINKROUTER_CUDA_DENSE_STREAM=0 takes the chunked path instead (A/B tests).
 int32_t stream_dense() {
-  static const int32_t value = [] {
-    const char* env = std::getenv("SINKROUTER_CUDA_DENSE_STREAM");
-    return env && std::atoi(env) == 0 ? 0 : 1;
-  }();
+  static const int32_t value = tuning_knob("SINKROUTER_CUDA_DENSE_STREAM", 1, 0) == 0 ? 0 : 1;
   return value;
 }
 
@@ -48,10 +37,7 @@ int32_t stream_dense() {
 // passes, faster where more of V is read (H100, bench/NOTES.md stop 15).
 // SINKROUTER_CUDA_TAU_STREAM_FROM overrides it (0: always; tests and tuning).
 int64_t tau_stream_from() {
-  static const int64_t value = [] {
-    const char* env = std::getenv("SINKROUTER_CUDA_TAU_STREAM_FROM");
-    return env && std::atoll(env) >= 0 ? static_cast<int64_t>(std::atoll(env)) : kLongSequence;
-  }();
+  static const int64_t value = tuning_knob("SINKROUTER_CUDA_TAU_STREAM_FROM", kLongSequence, 0);
   return value;
 }
 
