@@ -49,10 +49,10 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   __device__ void load_q(Q& q, int64_t q_row0, uint4* /*unused*/) const {
 #pragma unroll
     for (int h = 0; h < GT; ++h) {
+      float loaded[S::kElems];
+      load_many(p.q, p.q_dtype, h < this->valid_heads, [&](int e) { return q_row0 + h * D + dim_of(e); }, loaded);
 #pragma unroll
-      for (int e = 0; e < S::kElems; ++e) {
-        q.x[h][e] = h < this->valid_heads ? load_any(p.q, q_row0 + h * D + dim_of(e), p.q_dtype) * p.scale : 0.f;
-      }
+      for (int e = 0; e < S::kElems; ++e) q.x[h][e] = loaded[e] * p.scale;
     }
   }
 

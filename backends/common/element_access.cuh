@@ -53,6 +53,28 @@ __device__ __forceinline__ float load_any(const void* base, int64_t i, int32_t d
   return dtype == SR_DTYPE_F16 ? f16_to_float(h) : bf16_to_float(h);
 }
 
+// N elements of `base` (any sr_dtype; element i at index(i)) as floats, zeros where !live.
+// Every load is issued before the first conversion: a conversion's branches otherwise hold
+// each load back until the previous one has arrived (q's 32 loads took 3.5-4 us that way).
+template <int N, class Index>
+__device__ __forceinline__ void load_many(const void* base, int32_t dtype, bool live, Index&& index, float (&x)[N]) {
+  uint32_t raw[N];
+  if (dtype == SR_DTYPE_F32) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) raw[i] = live ? static_cast<const uint32_t*>(base)[index(i)] : 0u;
+#pragma unroll
+    for (int i = 0; i < N; ++i) x[i] = __uint_as_float(raw[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < N; ++i) raw[i] = live ? static_cast<const uint16_t*>(base)[index(i)] : 0u;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      const uint16_t h = static_cast<uint16_t>(raw[i]);
+      x[i] = dtype == SR_DTYPE_F16 ? f16_to_float(h) : bf16_to_float(h);
+    }
+  }
+}
+
 __device__ __forceinline__ void store_any(void* base, int64_t i, int32_t dtype, float value) {
   if (dtype == SR_DTYPE_F32) {
     static_cast<float*>(base)[i] = value;

@@ -82,12 +82,14 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     const int head = kPacked ? (g & 3) : g;
     const bool live = head < this->valid_heads;
     float x[kScoreLoads][8];
+    float loaded[kScoreLoads * 8];  // pieces t + 4j of the head's row
+    load_many(p.q, p.q_dtype, live, [&](int i) { return q_row0 + head * D + 8 * (t + 4 * (i / 8)) + i % 8; }, loaded);
     float amax = 0.f;
 #pragma unroll
     for (int j = 0; j < kScoreLoads; ++j) {
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
-        x[j][e] = live ? load_any(p.q, q_row0 + head * D + 8 * (t + 4 * j) + e, p.q_dtype) * p.scale : 0.f;
+        x[j][e] = loaded[8 * j + e] * p.scale;
         amax = fmaxf(amax, fabsf(x[j][e]));
       }
     }
