@@ -387,20 +387,41 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   const float4* group_state = p.part_state + group_slot * p.splits * kMaxTileHeads;
   const int64_t out_row0 = (b * p.num_q_heads + static_cast<int64_t>(kv_head) * p.group + first_head) * D;
   // Each split's weight in the frame of the group's largest logit (one warp per head, lanes
-  // over splits), then the outputs as weighted sums over splits with independent loads.
+  // over splits), then the outputs as weighted sums over splits. The merge is a chain of L2
+  // round trips, so every load of a round is issued before any is used: indices past the last
+  // split are clamped to it (a valid address, no branch) and their terms dropped.
   float* split_scale = &sh.w[0][0];  // [GT][splits]: splits <= kMaxMergeSplits
+  constexpr int kStatesPerLane = 4;  // a round covers 128 splits
+  const int last_split = p.splits - 1;
   for (int h = warp_id(); h < valid_heads; h += kWarps) {
+    auto state = [&](int s) {
+      return load_coherent4(reinterpret_cast<const float*>(group_state + (s < last_split ? s : last_split) * kMaxTileHeads + h));
+    };
     float m = -INFINITY;
-    for (int s = blk.lane; s < p.splits; s += kWarp) m = fmaxf(m, load_coherent(reinterpret_cast<const float*>(group_state + s * kMaxTileHeads + h)));
+    for (int s0 = 0; s0 < p.splits; s0 += kWarp * kStatesPerLane) {
+      float4 st[kStatesPerLane];
+#pragma unroll
+      for (int k = 0; k < kStatesPerLane; ++k) st[k] = state(s0 + k * kWarp + blk.lane);
+#pragma unroll
+      for (int k = 0; k < kStatesPerLane; ++k) m = fmaxf(m, st[k].x);  // (clamped: a real split's m)
+    }
     m = warp_max(m);
     float l = 0.f, skl = 0.f, ske = 0.f;
-    for (int s = blk.lane; s < p.splits; s += kWarp) {
-      const float* st = reinterpret_cast<const float*>(group_state + s * kMaxTileHeads + h);
-      float c = rescale(load_coherent(st), m);
-      split_scale[h * p.splits + s] = c;
-      l += load_coherent(st + 1) * c;
-      skl += load_coherent(st + 2) * c;
-      ske += load_coherent(st + 3) * c;
+    for (int s0 = 0; s0 < p.splits; s0 += kWarp * kStatesPerLane) {
+      float4 st[kStatesPerLane];
+#pragma unroll
+      for (int k = 0; k < kStatesPerLane; ++k) st[k] = state(s0 + k * kWarp + blk.lane);
+#pragma unroll
+      for (int k = 0; k < kStatesPerLane; ++k) {
+        const int s = s0 + k * kWarp + blk.lane;
+        if (s < p.splits) {
+          const float c = rescale(st[k].x, m);
+          split_scale[h * p.splits + s] = c;
+          l += st[k].y * c;
+          skl += st[k].z * c;
+          ske += st[k].w * c;
+        }
+      }
     }
     l = warp_sum(l);
     skl = warp_sum(skl);
@@ -412,34 +433,35 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
     }
   }
   __syncthreads();
-  // A thread owns 4 consecutive outputs and keeps kInFlight splits' loads in flight: the merge
-  // is a chain of L2 round trips, so fewer, wider rounds finish sooner.
-  constexpr int kInFlight = 8;
+  // A thread owns 4 consecutive outputs and keeps kInFlight splits' loads in flight; the sum
+  // runs in split order (the same bits every run).
+  constexpr int kInFlight = 16;
   for (int i = threadIdx.x; i < valid_heads * D / 4; i += kThreads) {
     const int h = 4 * i / D, d = 4 * i % D;
     const float* src = group_o + h * D + d;
     const float* scale = split_scale + h * p.splits;
-    float acc[kInFlight][4] = {};
-    auto add = [](float (&a)[4], float c, const float4& x) {
-      a[0] = fmaf(c, x.x, a[0]);
-      a[1] = fmaf(c, x.y, a[1]);
-      a[2] = fmaf(c, x.z, a[2]);
-      a[3] = fmaf(c, x.w, a[3]);
-    };
-    int s = 0;
-    for (; s + kInFlight <= p.splits; s += kInFlight) {
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int s0 = 0; s0 < p.splits; s0 += kInFlight) {
       float4 x[kInFlight];
 #pragma unroll
-      for (int k = 0; k < kInFlight; ++k) x[k] = load_coherent4(src + static_cast<int64_t>(s + k) * kMaxTileHeads * D);
+      for (int k = 0; k < kInFlight; ++k) {
+        const int s = s0 + k < last_split ? s0 + k : last_split;
+        x[k] = load_coherent4(src + static_cast<int64_t>(s) * kMaxTileHeads * D);
+      }
 #pragma unroll
-      for (int k = 0; k < kInFlight; ++k) add(acc[k], scale[s + k], x[k]);
+      for (int k = 0; k < kInFlight; ++k) {
+        if (s0 + k < p.splits) {
+          const float c = scale[s0 + k];
+          acc[0] = fmaf(c, x[k].x, acc[0]);
+          acc[1] = fmaf(c, x[k].y, acc[1]);
+          acc[2] = fmaf(c, x[k].z, acc[2]);
+          acc[3] = fmaf(c, x[k].w, acc[3]);
+        }
+      }
     }
-    for (; s < p.splits; ++s) add(acc[0], scale[s], load_coherent4(src + static_cast<int64_t>(s) * kMaxTileHeads * D));
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      float sum = 0.f;
-#pragma unroll
-      for (int k = 0; k < kInFlight; ++k) sum += acc[k][e];  // a fixed order: the same bits every run
+      const float sum = acc[e];
       const float value = sum / sh.l[h];
       store_any(p.out, out_row0 + h * D + d + e, p.out_dtype, value);
       reduce[h * D + d + e] = value;
