@@ -47,12 +47,6 @@ struct CacheElem<SR_DTYPE_F32> {
   }
 };
 
-__device__ __forceinline__ float load_any(const void* base, int64_t i, int32_t dtype) {
-  if (dtype == SR_DTYPE_F32) return static_cast<const float*>(base)[i];
-  uint16_t h = static_cast<const uint16_t*>(base)[i];
-  return dtype == SR_DTYPE_F16 ? f16_to_float(h) : bf16_to_float(h);
-}
-
 // N elements of `base` (any sr_dtype; element i at index(i)) as floats, zeros where !live.
 // Every load is issued before the first conversion: a conversion's branches otherwise hold
 // each load back until the previous one has arrived (q's 32 loads took 3.5-4 us that way).
@@ -73,6 +67,13 @@ __device__ __forceinline__ void load_many(const void* base, int32_t dtype, bool 
       x[i] = dtype == SR_DTYPE_F16 ? f16_to_float(h) : bf16_to_float(h);
     }
   }
+}
+
+// Element i of `base` (any sr_dtype) as a float.
+__device__ __forceinline__ float load_any(const void* base, int64_t i, int32_t dtype) {
+  float x[1];
+  load_many(base, dtype, true, [i](int) { return i; }, x);
+  return x[0];
 }
 
 __device__ __forceinline__ void store_any(void* base, int64_t i, int32_t dtype, float value) {
