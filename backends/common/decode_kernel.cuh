@@ -391,26 +391,30 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   // round trips, so every load of a round is issued before any is used: indices past the last
   // split are clamped to it (a valid address, no branch) and their terms dropped.
   float* split_scale = &sh.w[0][0];  // [GT][splits]: splits <= kMaxMergeSplits
-  constexpr int kStatesPerLane = 4;  // a round covers 128 splits
+  constexpr int kStatesPerLane = 4;
+  constexpr int kStateRound = kWarp * kStatesPerLane;  // splits per round of state loads
   const int last_split = p.splits - 1;
+  auto clamped = [last_split](int s) { return s < last_split ? s : last_split; };
   for (int h = warp_id(); h < valid_heads; h += kWarps) {
-    auto state = [&](int s) {
-      return load_coherent4(reinterpret_cast<const float*>(group_state + (s < last_split ? s : last_split) * kMaxTileHeads + h));
+    // Lane's states of round s0 (m, l, skipped l, skipped error); one round holds them all up
+    // to kStateRound splits, and the second pass reuses it.
+    float4 st[kStatesPerLane];
+    auto load_round = [&](int s0) {
+#pragma unroll
+      for (int k = 0; k < kStatesPerLane; ++k) {
+        st[k] = load_coherent4(reinterpret_cast<const float*>(group_state + clamped(s0 + k * kWarp + blk.lane) * kMaxTileHeads + h));
+      }
     };
     float m = -INFINITY;
-    for (int s0 = 0; s0 < p.splits; s0 += kWarp * kStatesPerLane) {
-      float4 st[kStatesPerLane];
-#pragma unroll
-      for (int k = 0; k < kStatesPerLane; ++k) st[k] = state(s0 + k * kWarp + blk.lane);
+    for (int s0 = 0; s0 < p.splits; s0 += kStateRound) {
+      load_round(s0);
 #pragma unroll
       for (int k = 0; k < kStatesPerLane; ++k) m = fmaxf(m, st[k].x);  // (clamped: a real split's m)
     }
     m = warp_max(m);
     float l = 0.f, skl = 0.f, ske = 0.f;
-    for (int s0 = 0; s0 < p.splits; s0 += kWarp * kStatesPerLane) {
-      float4 st[kStatesPerLane];
-#pragma unroll
-      for (int k = 0; k < kStatesPerLane; ++k) st[k] = state(s0 + k * kWarp + blk.lane);
+    for (int s0 = 0; s0 < p.splits; s0 += kStateRound) {
+      if (p.splits > kStateRound) load_round(s0);
 #pragma unroll
       for (int k = 0; k < kStatesPerLane; ++k) {
         const int s = s0 + k * kWarp + blk.lane;
@@ -445,8 +449,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
       float4 x[kInFlight];
 #pragma unroll
       for (int k = 0; k < kInFlight; ++k) {
-        const int s = s0 + k < last_split ? s0 + k : last_split;
-        x[k] = load_coherent4(src + static_cast<int64_t>(s) * kMaxTileHeads * D);
+        x[k] = load_coherent4(src + static_cast<int64_t>(clamped(s0 + k)) * kMaxTileHeads * D);
       }
 #pragma unroll
       for (int k = 0; k < kInFlight; ++k) {
