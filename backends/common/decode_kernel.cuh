@@ -288,10 +288,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   Blk blk(p, sh, reduce, tables.pages + static_cast<int64_t>(slot) * tables.page_stride, length, kv_head, valid_heads);
 
   // This split's tokens: the length read on the device, cut into p.splits page-aligned pieces.
-  const int64_t PT = p.page_tokens;
-  int64_t per_split = (length + p.splits - 1) / p.splits;
-  if (per_split < p.min_split_tokens) per_split = p.min_split_tokens;
-  per_split = (per_split + PT - 1) / PT * PT;
+  const int64_t per_split = split_tokens(length, p.splits, p.min_split_tokens, p.page_tokens);
   const int64_t begin = split * per_split;
   const int64_t end = begin + per_split < length ? begin + per_split : length;
 

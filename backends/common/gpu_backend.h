@@ -88,14 +88,23 @@ sr_status sequence_update(sr_backend_storage*, int64_t slot, const int32_t* page
 sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_decode_plan*, sr_backend_error*);
 
 // One compiled decode kernel: its launcher and how many of its blocks fit on one SM. One table
-// per cache dtype (decode_<dtype>.cu); launch is nullptr for a shape not built. `favour_occupancy`: the launch holds one sequence, routed or
-// shorter than kLongSequence tokens; shapes built twice prefer more resident blocks there.
+// per cache dtype (decode_<dtype>.cu); launch is nullptr for a shape not built. `favour_occupancy`: the launch holds one routed
+// sequence; shapes built twice prefer more resident blocks there.
 // `tau_stream`: the build whose tau splits stream (16-token pages), where the passes have one.
 struct DecodeKernel {
   gpuError_t (*launch)(const DecodeParams& params, dim3 grid, gpuStream_t stream) = nullptr;
   int32_t (*blocks_per_sm)() = nullptr;
 };
-constexpr int64_t kLongSequence = 256 * 1024;
+// One dense sequence up to kFewBlocksUpTo tokens fills kDenseWaveBlocks blocks per SM, not every
+// resident slot: fewer, longer splits, each with two steps in flight (H100, stop 17: 1x4K 17.2
+// -> 15.7 us, 1x16K 36.3 -> 33.2, 1x32K 60.3 -> 58.6, 1x128K 204.8 -> 197.6; from 196K every
+// resident slot is faster again: 286.4 vs 291.6 us).
+constexpr int64_t kFewBlocksUpTo = 128 * 1024;
+constexpr int32_t kDenseWaveBlocks = 2;
+// Tau steps of one sequence over 16-token pages stream from this length: there most of V is
+// skipped and K streams without a bubble (H100, tau 12 at 1x128K: 170 -> 162 us on sink-heavy
+// data, 177 -> 175 on mixed; equal at 64K; 10% slower at 32K, where half of V is read).
+constexpr int64_t kTauStreamFrom = 128 * 1024;
 
 // A tuning knob of the GPU backend (README): the environment variable `name` as an integer, or
 // `fallback` where it is unset or below `least`. Callers read it once and keep the value.

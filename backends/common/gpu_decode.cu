@@ -34,10 +34,17 @@ int32_t stream_dense() {
 
 // Tau steps of one sequence this long (tokens) or longer stream (over 16-token pages): where
 // most V is skipped, K then streams without a bubble; shorter or batched steps keep the chunked
-// passes, faster where more of V is read (H100, bench/NOTES.md stop 15).
+// passes, faster where more of V is read (H100, bench/NOTES.md stops 15 and 17).
 // SINKROUTER_CUDA_TAU_STREAM_FROM overrides it (0: always; tests and tuning).
 int64_t tau_stream_from() {
-  static const int64_t value = tuning_knob("SINKROUTER_CUDA_TAU_STREAM_FROM", kLongSequence, 0);
+  static const int64_t value = tuning_knob("SINKROUTER_CUDA_TAU_STREAM_FROM", kTauStreamFrom, 0);
+  return value;
+}
+
+// Blocks per SM that the split count fills (0: every resident slot); SINKROUTER_CUDA_WAVE_BLOCKS
+// overrides the rule in decode() (tuning).
+int32_t wave_blocks_knob() {
+  static const int32_t value = static_cast<int32_t>(tuning_knob("SINKROUTER_CUDA_WAVE_BLOCKS", 0, 0));
   return value;
 }
 
@@ -132,15 +139,22 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
       p.slots[i] = static_cast<int32_t>(plan->seqs[offset + i].slot);
       longest = std::max(longest, plan->seqs[offset + i].length);
     }
-    const bool favour_occupancy = n == 1 && (p.routing != SR_ROUTING_OFF || longest < kLongSequence);
+    // One dense sequence up to kFewBlocksUpTo: kDenseWaveBlocks per SM of the build with two steps
+    // in flight. One routed sequence: every slot of the 4-blocks build.
+    const bool few_blocks = n == 1 && p.routing == SR_ROUTING_OFF && longest <= kFewBlocksUpTo;
+    const bool favour_occupancy = n == 1 && p.routing != SR_ROUTING_OFF;
     const bool tau_stream = p.routing == SR_ROUTING_TAU && g.page_tokens == 16 && n == 1 && longest >= tau_stream_from();
     const DecodeKernel kernel = kernel_for(favour_occupancy, tau_stream);
-    const int64_t wave = static_cast<int64_t>(device->sm_count) * kernel.blocks_per_sm();
+    const int32_t wave_blocks = wave_blocks_knob() > 0 ? wave_blocks_knob() : few_blocks ? kDenseWaveBlocks : kernel.blocks_per_sm();
+    const int64_t wave = static_cast<int64_t>(device->sm_count) * wave_blocks;
     const int64_t groups = static_cast<int64_t>(n) * g.num_kv_heads * tiles;
     const int64_t max_splits = std::max<int64_t>(
         1, std::min({(longest + p.min_split_tokens - 1) / p.min_split_tokens, storage->split_capacity / groups,
                      static_cast<int64_t>(kMaxMergeSplits)}));
-    const int64_t splits = pick_splits(groups, wave, max_splits);
+    int64_t splits = pick_splits(groups, wave, max_splits);
+    // Page-aligned splits can leave the last few of the longest sequence empty: launch none.
+    const int64_t tokens = split_tokens(longest, splits, p.min_split_tokens, g.page_tokens);
+    splits = (longest + tokens - 1) / tokens;
     p.splits = static_cast<int32_t>(splits);
     p.batch_offset = offset;
     p.batch = n;
