@@ -86,6 +86,8 @@ if want bench; then
   echo "peers exit $?" >>"$summary"
   timeout 400 "$BUILD/bench/gpu/sr_gpu_bench" $quick >"$OUT/bench.csv" 2>>"$OUT/bench.log"
   echo "bench exit $?" >>"$summary"
+  echo "per-call floor (bench/gpu/launch_floor.cu):" >>"$summary"
+  timeout 60 "$BUILD/bench/gpu/sr_launch_floor" >>"$summary" 2>&1
   python3 "$ROOT/bench/gpu/report.py" "$OUT/bench.csv" "$OUT/peers.jsonl" "$OUT/results.md" "$OUT/plot.png" \
     >>"$OUT/bench.log" 2>&1
   echo "report exit $?" >>"$summary"

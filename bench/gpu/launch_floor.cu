@@ -1,0 +1,98 @@
+// The per-call floor of this GPU, timed as sr_gpu_bench times a call (events around one launch,
+// synchronised, median of 35 after 5 warm-ups): an empty kernel, and a plain read of the K and V
+// bytes of the 1x4K step from HBM. No decode step can beat these; run_device.sh prints them
+// beside the benchmark (bench/NOTES.md, stop 17).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
+namespace {
+
+struct SmallParams {
+  float* sink;
+};
+struct LargeParams {  // about the size of the decode kernel's parameters (1.2 KB)
+  float* sink;
+  int pad[300];
+};
+
+__global__ void empty_small(SmallParams p) {
+  if (threadIdx.x == 1234) p.sink[0] = 0.f;  // never true: keeps the parameter live
+}
+
+__global__ void empty_large(const __grid_constant__ LargeParams p) {
+  if (threadIdx.x == 1234) p.sink[0] = static_cast<float>(p.pad[7]);
+}
+
+// Reads n float4 with a grid-stride loop; the sum keeps the loads.
+__global__ void read_all(const float4* __restrict__ x, size_t n, float* sink) {
+  float acc = 0.f;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const float4 v = __ldg(x + i);
+    acc += v.x + v.y + v.z + v.w;
+  }
+  if (acc == 12345.f) sink[0] = acc;
+}
+
+bool ok(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) std::printf("%s: %s\n", what, cudaGetErrorString(e));
+  return e == cudaSuccess;
+}
+
+template <class Launch>
+double per_call_us(Launch launch, cudaStream_t stream) {
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  std::vector<double> times;
+  for (int i = 0; i < 40; ++i) {
+    cudaEventRecord(start, stream);
+    launch(i);
+    cudaEventRecord(stop, stream);
+    cudaEventSynchronize(stop);
+    float ms = 0.f;
+    cudaEventElapsedTime(&ms, start, stop);
+    if (i >= 5) times.push_back(ms * 1e3);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+}  // namespace
+
+int main() {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("no CUDA device\n");
+    return 0;
+  }
+  cudaStream_t stream;
+  if (!ok(cudaStreamCreate(&stream), "stream")) return 1;
+  const size_t bytes = size_t{17} << 20;  // K + V of the 1x4K step (Llama-3.1-8B layer, bf16)
+  const int rotation = 16;                // 272 MB: each call reads from HBM, not the L2
+  std::vector<float4*> buffers(rotation, nullptr);
+  for (auto& b : buffers) {
+    if (!ok(cudaMalloc(&b, bytes), "cudaMalloc") || !ok(cudaMemset(b, 0, bytes), "cudaMemset")) return 1;
+  }
+  float* sink = nullptr;
+  if (!ok(cudaMalloc(&sink, sizeof(float)), "cudaMalloc")) return 1;
+  const SmallParams small{sink};
+  LargeParams large{};
+  large.sink = sink;
+  std::printf("  empty kernel, 16 B of parameters, 1 block: %5.1f us\n",
+              per_call_us([&](int) { empty_small<<<1, 32, 0, stream>>>(small); }, stream));
+  std::printf("  empty kernel, 1.2 KB of parameters, 264 blocks: %5.1f us\n",
+              per_call_us([&](int) { empty_large<<<264, 128, 0, stream>>>(large); }, stream));
+  for (int blocks : {264, 528, 1056}) {
+    std::printf("  plain read of 17 MB from HBM, %4d blocks of 256: %5.1f us\n", blocks,
+                per_call_us([&](int i) { read_all<<<blocks, 256, 0, stream>>>(buffers[i % rotation], bytes / 16, sink); }, stream));
+  }
+  const bool fine = ok(cudaDeviceSynchronize(), "run");
+  for (auto b : buffers) cudaFree(b);
+  cudaFree(sink);
+  return fine ? 0 : 1;
+}
