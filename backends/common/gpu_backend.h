@@ -97,7 +97,7 @@ struct DecodeKernel {
 };
 // One dense sequence up to kFewBlocksUpTo tokens fills kDenseWaveBlocks blocks per SM, not every
 // resident slot: fewer, longer splits, each with two steps in flight (H100, stop 17: 1x4K 17.2
-// -> 15.7 us, 1x16K 36.3 -> 33.2, 1x32K 60.3 -> 58.6, 1x128K 204.8 -> 197.6; from 196K every
+// -> 15.7 us, 1x16K 36.3 -> 33.2, 1x32K 60.3 -> 58.6, 1x128K 204.8 -> 197.6; from 192K every
 // resident slot is faster again: 286.4 vs 291.6 us).
 constexpr int64_t kFewBlocksUpTo = 128 * 1024;
 constexpr int32_t kDenseWaveBlocks = 2;
