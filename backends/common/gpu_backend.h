@@ -88,9 +88,10 @@ sr_status sequence_update(sr_backend_storage*, int64_t slot, const int32_t* page
 sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_decode_plan*, sr_backend_error*);
 
 // One compiled decode kernel: its launcher and how many of its blocks fit on one SM. One table
-// per cache dtype (decode_<dtype>.cu); launch is nullptr for a shape not built. `favour_occupancy`: the launch holds one routed
-// sequence; shapes built twice prefer more resident blocks there.
-// `tau_stream`: the build whose tau splits stream (16-token pages), where the passes have one.
+// per cache dtype (decode_<dtype>.cu); launch is nullptr for a shape not built.
+// `favour_occupancy`: the launch holds one routed sequence; shapes built twice prefer more
+// resident blocks there. `tau_stream`: the build whose tau splits stream (16-token pages),
+// where the passes have one.
 struct DecodeKernel {
   gpuError_t (*launch)(const DecodeParams& params, dim3 grid, gpuStream_t stream) = nullptr;
   int32_t (*blocks_per_sm)() = nullptr;

@@ -41,8 +41,8 @@ int64_t tau_stream_from() {
   return value;
 }
 
-// Blocks per SM that the split count fills (0: every resident slot); SINKROUTER_CUDA_WAVE_BLOCKS
-// overrides the rule in decode() (tuning).
+// SINKROUTER_CUDA_WAVE_BLOCKS=N: every launch's split count fills N blocks per SM (tuning; unset
+// or 0: the rule in decode()).
 int32_t wave_blocks_knob() {
   static const int32_t value = static_cast<int32_t>(tuning_knob("SINKROUTER_CUDA_WAVE_BLOCKS", 0, 0));
   return value;
