@@ -16,6 +16,7 @@
 #include <type_traits>
 
 #include "common/softmax_state.h"
+#include "common/split_plan.h"
 #include "cuda_core_passes.cuh"
 #if SR_GPU_TENSOR_CORES
 #include "tensor_core_passes.cuh"
@@ -288,7 +289,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   Blk blk(p, sh, reduce, tables.pages + static_cast<int64_t>(slot) * tables.page_stride, length, kv_head, valid_heads);
 
   // This split's tokens: the length read on the device, cut into p.splits page-aligned pieces.
-  const int64_t per_split = split_tokens(length, p.splits, p.min_split_tokens, p.page_tokens);
+  const int64_t per_split = tokens_per_split(length, p.splits, p.min_split_tokens, p.page_tokens);
   const int64_t begin = split * per_split;
   const int64_t end = begin + per_split < length ? begin + per_split : length;
 
@@ -461,8 +462,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
     }
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const float sum = acc[e];
-      const float value = sum / sh.l[h];
+      const float value = acc[e] / sh.l[h];
       store_any(p.out, out_row0 + h * D + d + e, p.out_dtype, value);
       reduce[h * D + d + e] = value;
     }

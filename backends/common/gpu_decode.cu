@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/split_plan.h"
 #include "decode_kernel.cuh"
 #include "gpu_backend.h"
 
@@ -153,8 +154,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
                      static_cast<int64_t>(kMaxMergeSplits)}));
     int64_t splits = pick_splits(groups, wave, max_splits);
     // Page-aligned splits can leave the last few of the longest sequence empty: launch none.
-    const int64_t tokens = split_tokens(longest, splits, p.min_split_tokens, g.page_tokens);
-    splits = (longest + tokens - 1) / tokens;
+    splits = split_count(longest, tokens_per_split(longest, splits, p.min_split_tokens, g.page_tokens));
     p.splits = static_cast<int32_t>(splits);
     p.batch_offset = offset;
     p.batch = n;

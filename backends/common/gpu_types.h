@@ -3,7 +3,6 @@
 
 #include <stdint.h>
 
-#include "common/host_device.h"
 #include "compat.h"
 
 namespace sr::gpu {
@@ -37,14 +36,6 @@ constexpr int kLaunchBatch = 256;
 
 // The q-heads of a GQA group scored together by one block; larger groups are split into tiles.
 constexpr int kMaxTileHeads = 8;
-
-// Tokens in each split when a sequence of `length` tokens is cut into `splits` page-aligned
-// pieces none shorter than min_tokens (the kernel's cut; the host's, to leave no split empty).
-SR_HD int64_t split_tokens(int64_t length, int64_t splits, int64_t min_tokens, int64_t page_tokens) {
-  int64_t per_split = (length + splits - 1) / splits;
-  if (per_split < min_tokens) per_split = min_tokens;
-  return (per_split + page_tokens - 1) / page_tokens * page_tokens;
-}
 
 struct DecodeParams {
   // The layer's storage.

@@ -1,8 +1,11 @@
 // How long each split of a Split-K decode is: enough work items to keep every worker (CPU
-// thread or GPU SM) busy, none shorter than is worth its fixed cost. Host code of every backend.
+// thread or GPU SM) busy, none shorter than is worth its fixed cost. Host code of every backend,
+// and the GPU kernels' cut of a sequence into splits.
 #pragma once
 
 #include <stdint.h>
+
+#include "host_device.h"
 
 namespace sr {
 
@@ -26,6 +29,15 @@ inline int64_t plan_split_tokens(const int64_t* lengths, int32_t batch, int32_t 
 
 inline int64_t split_count(int64_t length, int64_t split_tokens) {
   return (length + split_tokens - 1) / split_tokens;
+}
+
+// Tokens in each split when a sequence of `length` tokens is cut into `splits` page-aligned
+// pieces none shorter than min_tokens (a GPU kernel's cut, read on the device; its host's, to
+// launch no empty split).
+SR_HD int64_t tokens_per_split(int64_t length, int64_t splits, int64_t min_tokens, int64_t page_tokens) {
+  int64_t per_split = (length + splits - 1) / splits;
+  if (per_split < min_tokens) per_split = min_tokens;
+  return (per_split + page_tokens - 1) / page_tokens * page_tokens;
 }
 
 }  // namespace sr
