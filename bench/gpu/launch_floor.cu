@@ -4,9 +4,10 @@
 // beside the benchmark (bench/NOTES.md, stop 17).
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <vector>
+
+#include "per_call_timing.h"
 
 namespace {
 
@@ -41,25 +42,13 @@ bool ok(cudaError_t e, const char* what) {
   return e == cudaSuccess;
 }
 
+// Prints one line: the median call of `launch`, or why it could not be timed.
 template <class Launch>
-double per_call_us(Launch launch, cudaStream_t stream) {
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  std::vector<double> times;
-  for (int i = 0; i < 40; ++i) {
-    cudaEventRecord(start, stream);
-    launch(i);
-    cudaEventRecord(stop, stream);
-    cudaEventSynchronize(stop);
-    float ms = 0.f;
-    cudaEventElapsedTime(&ms, start, stop);
-    if (i >= 5) times.push_back(ms * 1e3);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+bool report(const char* what, cudaStream_t stream, Launch&& launch) {
+  double us = 0.0;
+  if (!ok(sr::bench::per_call_us(stream, launch, &us), what)) return false;
+  std::printf("  %s: %5.1f us\n", what, us);
+  return true;
 }
 
 }  // namespace
@@ -83,15 +72,18 @@ int main() {
   const SmallParams small{sink};
   LargeParams large{};
   large.sink = sink;
-  std::printf("  empty kernel, 16 B of parameters, 1 block: %5.1f us\n",
-              per_call_us([&](int) { empty_small<<<1, 32, 0, stream>>>(small); }, stream));
-  std::printf("  empty kernel, 1.2 KB of parameters, 264 blocks: %5.1f us\n",
-              per_call_us([&](int) { empty_large<<<264, 128, 0, stream>>>(large); }, stream));
+  bool fine = report("empty kernel, 16 B of parameters, 1 block", stream,
+                     [&](int) { empty_small<<<1, 32, 0, stream>>>(small); });
+  fine = fine && report("empty kernel, 1.2 KB of parameters, 264 blocks", stream,
+                        [&](int) { empty_large<<<264, 128, 0, stream>>>(large); });
   for (int blocks : {264, 528, 1056}) {
-    std::printf("  plain read of 17 MB from HBM, %4d blocks of 256: %5.1f us\n", blocks,
-                per_call_us([&](int i) { read_all<<<blocks, 256, 0, stream>>>(buffers[i % rotation], bytes / 16, sink); }, stream));
+    char what[80];
+    std::snprintf(what, sizeof what, "plain read of 17 MB from HBM, %4d blocks of 256", blocks);
+    fine = fine && report(what, stream, [&](int i) {
+             read_all<<<blocks, 256, 0, stream>>>(buffers[i % rotation], bytes / 16, sink);
+           });
   }
-  const bool fine = ok(cudaDeviceSynchronize(), "run");
+  fine = ok(cudaDeviceSynchronize(), "run") && fine;
   for (auto b : buffers) cudaFree(b);
   cudaFree(sink);
   return fine ? 0 : 1;

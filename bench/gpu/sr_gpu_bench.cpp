@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/dtype_convert.h"
+#include "per_call_timing.h"
 #include "realattn.h"
 #include "reference.h"
 #include "sinkrouter/sinkrouter.h"
@@ -122,11 +123,6 @@ struct Row {
   double per_call_us, pipelined_us, kv_bytes, bytes_read, skip_fraction, max_bound, true_error;
   int64_t heads_recomputed, heads;
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 std::vector<Row> run_case(const std::string& data_name, const HostContext& host, int32_t batch,
                           const std::vector<Method>& methods, bool reference) {
@@ -243,18 +239,14 @@ std::vector<Row> run_case(const std::string& data_name, const HostContext& host,
       row.true_error = worst;
     }
     // Per call: one synchronised call at a time, rotating caches.
-    std::vector<double> times;
-    for (int i = 0; i < 40; ++i) {
-      sr_decode_args c = args_for(i % rotation, false);
-      check(cudaEventRecord(e0, stream), "record");
-      check(sr_decode_step(ctx, caches[i % rotation], &c), "decode");
-      check(cudaEventRecord(e1, stream), "record");
-      check(cudaEventSynchronize(e1), "sync");
-      float ms;
-      check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
-      if (i >= 5) times.push_back(ms * 1e3);
-    }
-    row.per_call_us = median(times);
+    check(sr::bench::per_call_us(
+              stream,
+              [&](int i) {
+                sr_decode_args c = args_for(i % rotation, false);
+                check(sr_decode_step(ctx, caches[i % rotation], &c), "decode");
+              },
+              &row.per_call_us),
+          "per-call timing");
     // Pipelined: a graph of steps over the rotation, replayed.
     const int steps = std::max(rotation, 16) / rotation * rotation;
     cudaGraph_t graph;
@@ -279,7 +271,7 @@ std::vector<Row> run_case(const std::string& data_name, const HostContext& host,
       check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
       per_step.push_back(ms * 1e3 / (reps * steps));
     }
-    row.pipelined_us = median(per_step);
+    row.pipelined_us = sr::bench::median(per_step);
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
     rows.push_back(row);
