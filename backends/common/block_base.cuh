@@ -52,6 +52,8 @@ struct SharedState {
 template <int DT, int D, int GT, bool kAmpleRegisters>
 struct BlockBase {
   static constexpr int kElemBytes = DT == SR_DTYPE_F32 ? 4 : 2;
+  // The chunked passes' loads: wide DRAM fetches unless this build prefetches rows into the L2.
+  static constexpr bool kChunkWideFetch = !kAmpleRegisters;
 
   const DecodeParams& p;
   SharedState& sh;

@@ -85,7 +85,7 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
         const char* src = base + this->row_offset(t0 + row, first_page) * Base::kElemBytes;
 #pragma unroll
         for (int j = 0; j < S::kLoadsPerRow; ++j) {
-          buf[u][j] = load_stream16(src + ((j * S::kLanesPerRow + part()) * S::kVec) * Base::kElemBytes);
+          buf[u][j] = load_stream16<Base::kChunkWideFetch>(src + ((j * S::kLanesPerRow + part()) * S::kVec) * Base::kElemBytes);
         }
       } else {
 #pragma unroll

@@ -200,7 +200,7 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
       if (row < n) {
         const char* src = kbase + this->row_offset(t0 + row, first_page) * Base::kElemBytes;
 #pragma unroll
-        for (int i = 0; i < kScoreUnitLoads; ++i) buf[i] = load_stream16(src + (t + 4 * (unit * kScoreUnitLoads + i)) * 16);
+        for (int i = 0; i < kScoreUnitLoads; ++i) buf[i] = load_stream16<Base::kChunkWideFetch>(src + (t + 4 * (unit * kScoreUnitLoads + i)) * 16);
       } else {
 #pragma unroll
         for (int i = 0; i < kScoreUnitLoads; ++i) buf[i] = Bytes16{{0u, 0u, 0u, 0u}};
@@ -295,7 +295,7 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
       for (int i = 0; i < 4; ++i) {
         const int row = tile * kVTile + 4 * t + i;
         buf[i] = kept && row < n
-                     ? load_stream16(vbase + this->row_offset(t0 + row, first_page) * Base::kElemBytes + (8 * s + g) * 16)
+                     ? load_stream16<Base::kChunkWideFetch>(vbase + this->row_offset(t0 + row, first_page) * Base::kElemBytes + (8 * s + g) * 16)
                      : Bytes16{{0u, 0u, 0u, 0u}};
       }
       if (this->prefetching(then) && lane < kVTile) {
