@@ -1,0 +1,350 @@
+// sr_budget_headroom: on the benchmark's synthetic contexts (seed 7), how much of V could an
+// error-budget mode skip at all if it knew the TRUE error (an oracle), against what the
+// certified bound of DESIGN.md section 2 allows? This says whether a target such as "budget
+// 1e-3 at 512K, 1.8x faster than dense" is reachable: K is always read in full, so a V-only
+// skip of a fraction f of the pages reads at best (2 - f)/2 of the dense bytes.
+//
+// Model (per kv-head): pages of 16 tokens; anchor pages (overlapping the first 4 or the last
+// 64 tokens) are always read; the other pages are skipped in increasing order of their block
+// maximum (largest logit of the page over the group's 4 q-heads) for as long as the error of
+// EVERY q-head of the group stays within the budget, because a skipped page's V is skipped
+// for the whole group. Skipped logits stay in the denominator: o' = o - sum_skipped p_t v_t.
+// The certified bound is the ideal, global one (exact normalizer, no per-split share and no
+// kBudgetSafety margin), so it is an upper limit of what the runtime's budget mode can skip.
+//
+// Usage: sr_budget_headroom [--budgets 1e-3,1e-2] [--data sink,mixed] [length ...]
+//        (default lengths 131072 524288; about a minute per 512K context; progress on stderr)
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/dtype_convert.h"
+#include "common/softmax_state.h"
+#include "synthetic_context.h"
+
+namespace {
+
+using sr::workloads::ContextSpec;
+using sr::workloads::SyntheticContext;
+
+constexpr uint64_t kSeed = 7;  // what the GPU benchmark uses
+constexpr int64_t kPageTokens = 16;
+constexpr int32_t kSinkTokens = 4;
+constexpr int32_t kWindowTokens = 64;
+// Tokens generated at a time (f32 K and V of all kv-heads: 32 MiB). A multiple of the page, so
+// no page straddles two chunks and the threads, which take whole chunks, own disjoint pages.
+constexpr int64_t kChunkTokens = 4096;
+// Logits here lie within about [-60, 10], so exp(s - c) with the fixed frame c = 0 is safe in
+// double (no overflow, no underflow to 0); summarize() checks |s| stays below this.
+constexpr double kLogitLimit = 200.0;
+// certified_relative_bound runs in float; the true error (double) may exceed a bound equal to
+// it only by float rounding.
+constexpr double kBoundRoundingSlack = 1e-5;
+
+// Per-page sums of one context: all the analysis needs, so the f32 K/V of a 512K context
+// (4 GiB) never exist at once. Frame c = 0 (see kLogitLimit).
+struct PageSums {
+  int32_t kv_heads = 0, group = 0, dim = 0;
+  int64_t length = 0, pages = 0;
+  std::vector<double> mass;        // [q-head][page]: sum_t exp(s_t)
+  std::vector<double> max_logit;   // [q-head][page]: max_t s_t
+  std::vector<double> weighted_v;  // [q-head][page][dim]: sum_t exp(s_t) v_t
+  std::vector<double> vmax;        // [kv-head][page]: largest V-row norm
+
+  size_t qp(int32_t q_head, int64_t page) const { return static_cast<size_t>(q_head * pages + page); }
+};
+
+float to_bf16_and_back(float x) { return sr::bf16_to_float(sr::float_to_bf16(x)); }
+
+PageSums summarize(const SyntheticContext& ctx, const char* label) {
+  const ContextSpec& spec = ctx.spec();
+  PageSums sums;
+  sums.kv_heads = spec.kv_heads;
+  sums.group = spec.group;
+  sums.dim = spec.head_dim;
+  sums.length = spec.length;
+  sums.pages = (spec.length + kPageTokens - 1) / kPageTokens;
+  const int32_t q_heads = spec.kv_heads * spec.group;
+  const int32_t D = spec.head_dim;
+  sums.mass.assign(static_cast<size_t>(q_heads * sums.pages), 0.0);
+  sums.max_logit.assign(sums.mass.size(), -INFINITY);
+  sums.weighted_v.assign(sums.mass.size() * D, 0.0);
+  sums.vmax.assign(static_cast<size_t>(spec.kv_heads * sums.pages), 0.0);
+
+  const std::vector<float> q = ctx.query();  // q stays f32: only the cache is stored in bf16
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const int64_t chunks = (spec.length + kChunkTokens - 1) / kChunkTokens;
+  std::atomic<int64_t> next_chunk{0}, chunks_done{0};
+  std::atomic<bool> logit_out_of_range{false};
+
+  auto worker = [&](bool reports_progress) {
+    const size_t row_floats = static_cast<size_t>(spec.kv_heads) * D;
+    std::vector<float> k(kChunkTokens * row_floats), v(k.size());
+    for (int64_t c; (c = next_chunk.fetch_add(1)) < chunks;) {
+      const int64_t first = c * kChunkTokens;
+      const int64_t n = std::min(kChunkTokens, spec.length - first);
+      ctx.tokens(first, n, k.data(), v.data());
+      for (size_t i = 0; i < static_cast<size_t>(n) * row_floats; ++i) {
+        k[i] = to_bf16_and_back(k[i]);
+        v[i] = to_bf16_and_back(v[i]);
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t page = (first + i) / kPageTokens;
+        for (int32_t h = 0; h < spec.kv_heads; ++h) {
+          const float* krow = k.data() + (i * spec.kv_heads + h) * D;
+          const float* vrow = v.data() + (i * spec.kv_heads + h) * D;
+          double v_norm2 = 0.0;
+          for (int d = 0; d < D; ++d) v_norm2 += static_cast<double>(vrow[d]) * vrow[d];
+          double& vmax = sums.vmax[static_cast<size_t>(h * sums.pages + page)];
+          vmax = std::max(vmax, std::sqrt(v_norm2));
+          for (int32_t g = 0; g < spec.group; ++g) {
+            const int32_t qh = h * spec.group + g;
+            const float* qrow = q.data() + static_cast<size_t>(qh) * D;
+            double dot = 0.0;
+            for (int d = 0; d < D; ++d) dot += static_cast<double>(qrow[d]) * krow[d];
+            const double s = scale * dot;
+            if (!(std::fabs(s) < kLogitLimit)) logit_out_of_range = true;
+            const double weight = std::exp(s);  // frame c = 0
+            const size_t at = sums.qp(qh, page);
+            sums.mass[at] += weight;
+            sums.max_logit[at] = std::max(sums.max_logit[at], s);
+            double* w = sums.weighted_v.data() + at * D;
+            for (int d = 0; d < D; ++d) w[d] += weight * vrow[d];
+          }
+        }
+      }
+      const int64_t done = chunks_done.fetch_add(1) + 1;
+      if (reports_progress && (done * 10 / chunks != (done - 1) * 10 / chunks)) {
+        std::fprintf(stderr, "  %s: %lld/%lld chunks\n", label, static_cast<long long>(done),
+                     static_cast<long long>(chunks));
+      }
+    }
+  };
+  const unsigned thread_count = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> threads;
+  for (unsigned t = 1; t < thread_count; ++t) threads.emplace_back(worker, false);
+  worker(true);
+  for (std::thread& t : threads) t.join();
+  if (logit_out_of_range) {
+    std::fprintf(stderr, "a logit left [-%g, %g]: the fixed exp frame c = 0 is not safe here\n",
+                 kLogitLimit, kLogitLimit);
+    std::exit(1);
+  }
+  return sums;
+}
+
+double norm(const std::vector<double>& x) {
+  double n2 = 0.0;
+  for (double e : x) n2 += e * e;
+  return std::sqrt(n2);
+}
+
+struct HeadResult {
+  int64_t candidate_pages = 0;               // non-anchor pages
+  std::vector<int64_t> oracle_pages;         // per budget: greedy stop on the true error
+  std::vector<int64_t> oracle_pages_later;   // per budget: longest prefix within budget at all
+  std::vector<int64_t> certified_pages;      // per budget: greedy stop on the certified bound
+  double all_skipped_true = 0.0, all_skipped_bound = 0.0;  // worst over the group
+  int64_t bound_violations = 0;              // (prefix, q-head) with true error > bound
+};
+
+// Walks the prefixes of the budget order of one kv-head. The true error need not grow with
+// the prefix (a skipped page can cancel part of an earlier one's error), nor need the bound
+// (||o'|| moves), so a prefix counts only if every shorter prefix also kept the group within
+// the budget: the greedy stop a budget mode that skips page by page would make.
+// oracle_pages_later records the longest prefix within budget regardless, to show when the
+// difference matters.
+HeadResult analyze_kv_head(const PageSums& sums, int32_t kv_head, const std::vector<double>& budgets) {
+  const int32_t D = sums.dim, G = sums.group;
+  const sr::AnchorSet anchors = sr::anchor_set(sums.length, kSinkTokens, kWindowTokens);
+  std::vector<int64_t> order;
+  std::vector<double> block_max(static_cast<size_t>(sums.pages), -INFINITY);
+  for (int64_t p = 0; p < sums.pages; ++p) {
+    const int64_t begin = p * kPageTokens, end = std::min(begin + kPageTokens, sums.length);
+    if (sr::range_touches_anchor(begin, end, anchors)) continue;
+    order.push_back(p);
+    for (int32_t g = 0; g < G; ++g) {
+      block_max[p] = std::max(block_max[p], sums.max_logit[sums.qp(kv_head * G + g, p)]);
+    }
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return block_max[a] < block_max[b]; });
+
+  // Exact outputs o_g = sum_t p_t v_t and what skipping takes away, skipped_g = sum p_t v_t
+  // over skipped tokens (summed directly, not as o - o', so there is no cancellation).
+  std::vector<double> normalizer(G, 0.0), out_norm(G);
+  std::vector<std::vector<double>> out(G, std::vector<double>(D, 0.0));
+  std::vector<std::vector<double>> skipped(G, std::vector<double>(D, 0.0));
+  for (int32_t g = 0; g < G; ++g) {
+    const int32_t qh = kv_head * G + g;
+    for (int64_t p = 0; p < sums.pages; ++p) {
+      normalizer[g] += sums.mass[sums.qp(qh, p)];
+      const double* w = sums.weighted_v.data() + sums.qp(qh, p) * D;
+      for (int d = 0; d < D; ++d) out[g][d] += w[d];
+    }
+    for (double& x : out[g]) x /= normalizer[g];
+    out_norm[g] = norm(out[g]);
+  }
+
+  HeadResult r;
+  r.candidate_pages = static_cast<int64_t>(order.size());
+  const size_t B = budgets.size();
+  r.oracle_pages.assign(B, 0);
+  r.oracle_pages_later.assign(B, 0);
+  r.certified_pages.assign(B, 0);
+  std::vector<bool> oracle_holding(B, true), certified_holding(B, true);
+  std::vector<double> abs_bound(G, 0.0), error(D), kept_out(D);
+  for (size_t k = 1; k <= order.size(); ++k) {
+    const int64_t page = order[k - 1];
+    const double vmax = sums.vmax[static_cast<size_t>(kv_head * sums.pages + page)];
+    double worst_true = 0.0, worst_bound = 0.0;
+    for (int32_t g = 0; g < G; ++g) {
+      const size_t at = sums.qp(kv_head * G + g, page);
+      const double* w = sums.weighted_v.data() + at * D;
+      for (int d = 0; d < D; ++d) skipped[g][d] += w[d];
+      abs_bound[g] += sums.mass[at] / normalizer[g] * vmax;  // P_block * vmax_block
+      for (int d = 0; d < D; ++d) {
+        error[d] = skipped[g][d] / normalizer[g];
+        kept_out[d] = out[g][d] - error[d];
+      }
+      const double true_rel = norm(error) / out_norm[g];
+      // The runtime's bound function (float): abs / (||o'|| - abs), inf when not positive.
+      const double bound = sr::certified_relative_bound(static_cast<float>(abs_bound[g]),
+                                                        static_cast<float>(norm(kept_out)));
+      if (true_rel > bound * (1.0 + kBoundRoundingSlack)) {
+        if (r.bound_violations++ < 5) {
+          std::fprintf(stderr, "BOUND VIOLATED: kv-head %d q-head %d prefix %zu: true %.6e > bound %.6e\n",
+                       kv_head, kv_head * G + g, k, true_rel, bound);
+        }
+      }
+      worst_true = std::max(worst_true, true_rel);
+      worst_bound = std::max(worst_bound, bound);
+    }
+    for (size_t b = 0; b < B; ++b) {
+      const bool oracle_ok = worst_true <= budgets[b];
+      oracle_holding[b] = oracle_holding[b] && oracle_ok;
+      if (oracle_holding[b]) r.oracle_pages[b] = static_cast<int64_t>(k);
+      if (oracle_ok) r.oracle_pages_later[b] = static_cast<int64_t>(k);
+      certified_holding[b] = certified_holding[b] && worst_bound <= budgets[b];
+      if (certified_holding[b]) r.certified_pages[b] = static_cast<int64_t>(k);
+    }
+    if (k == order.size()) {
+      r.all_skipped_true = worst_true;
+      r.all_skipped_bound = worst_bound;
+    }
+  }
+  return r;
+}
+
+double percent(int64_t part, int64_t whole) { return whole > 0 ? 100.0 * part / whole : 0.0; }
+
+// Returns the number of (prefix, q-head) pairs whose true error exceeded the certified bound.
+int64_t report_context(const char* data_name, const ContextSpec& spec, const std::vector<double>& budgets) {
+  char label[64];
+  std::snprintf(label, sizeof label, "%s %lld", data_name, static_cast<long long>(spec.length));
+  const SyntheticContext ctx(spec);
+  const auto start = std::chrono::steady_clock::now();
+  const PageSums sums = summarize(ctx, label);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::fprintf(stderr, "  %s: summarized in %.1f s\n", label, seconds);
+
+  std::printf("== %s, %lld tokens, seed %llu: %lld pages per kv-head ==\n", data_name,
+              static_cast<long long>(spec.length), static_cast<unsigned long long>(spec.seed),
+              static_cast<long long>(sums.pages));
+  const size_t B = budgets.size();
+  std::vector<int64_t> oracle_total(B, 0), certified_total(B, 0);
+  int64_t violations = 0;
+  for (int32_t h = 0; h < spec.kv_heads; ++h) {
+    const HeadResult r = analyze_kv_head(sums, h, budgets);
+    violations += r.bound_violations;
+    std::printf("kv %d %-7s (%lld non-anchor pages)", h, sr::workloads::head_kind_name(ctx.kind(h)),
+                static_cast<long long>(r.candidate_pages));
+    for (size_t b = 0; b < B; ++b) {
+      oracle_total[b] += r.oracle_pages[b];
+      certified_total[b] += r.certified_pages[b];
+      std::printf(" | %.0e: oracle %6.2f%% certified %6.2f%%", budgets[b],
+                  percent(r.oracle_pages[b], r.candidate_pages),
+                  percent(r.certified_pages[b], r.candidate_pages));
+      if (r.oracle_pages_later[b] != r.oracle_pages[b]) {
+        std::printf(" (oracle non-monotone: within budget again at %.2f%%)",
+                    percent(r.oracle_pages_later[b], r.candidate_pages));
+      }
+    }
+    std::printf(" | all skipped: true %.3e bound %.3e\n", r.all_skipped_true, r.all_skipped_bound);
+  }
+  const int64_t all_pages = sums.pages * spec.kv_heads;  // anchors included
+  for (size_t b = 0; b < B; ++b) {
+    const double oracle_f = static_cast<double>(oracle_total[b]) / all_pages;
+    const double certified_f = static_cast<double>(certified_total[b]) / all_pages;
+    // Dense reads K + V; a V-only skip of a fraction f reads K + (1 - f) V: ratio 1/(1 - f/2).
+    std::printf("summary %s %lld budget %.0e: V pages skipped oracle %.2f%% certified %.2f%%;"
+                " bytes ratio dense/(K + kept V) oracle %.3fx certified %.3fx\n",
+                data_name, static_cast<long long>(spec.length), budgets[b], 100.0 * oracle_f,
+                100.0 * certified_f, 1.0 / (1.0 - oracle_f / 2), 1.0 / (1.0 - certified_f / 2));
+  }
+  if (violations > 0) std::printf("!! %lld (prefix, q-head) pairs with true error above the certified bound\n",
+                                  static_cast<long long>(violations));
+  std::fflush(stdout);
+  return violations;
+}
+
+std::vector<std::string> split_commas(const std::string& list) {
+  std::vector<std::string> items;
+  size_t from = 0;
+  for (size_t comma; (comma = list.find(',', from)) != std::string::npos; from = comma + 1) {
+    items.push_back(list.substr(from, comma - from));
+  }
+  items.push_back(list.substr(from));
+  return items;
+}
+
+[[noreturn]] void usage() {
+  std::fprintf(stderr, "usage: sr_budget_headroom [--budgets 1e-3,1e-2] [--data sink,mixed] [length ...]\n");
+  std::exit(2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<double> budgets{1e-3, 1e-2};
+  std::vector<std::string> data{"sink", "mixed"};
+  std::vector<int64_t> lengths;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if ((arg == "--budgets" || arg == "--data") && i + 1 < argc) {
+      const std::vector<std::string> items = split_commas(argv[++i]);
+      if (arg == "--data") {
+        data = items;
+      } else {
+        budgets.clear();
+        for (const std::string& item : items) budgets.push_back(std::strtod(item.c_str(), nullptr));
+      }
+    } else if (!arg.empty() && arg[0] != '-' && std::strtoll(arg.c_str(), nullptr, 10) > 0) {
+      lengths.push_back(std::strtoll(arg.c_str(), nullptr, 10));
+    } else {
+      usage();
+    }
+  }
+  if (lengths.empty()) lengths = {131072, 524288};
+  for (const std::string& d : data) {
+    if (d != "sink" && d != "mixed") usage();
+  }
+
+  int64_t violations = 0;
+  for (const std::string& d : data) {
+    for (int64_t length : lengths) {
+      const ContextSpec spec = d == "sink" ? sr::workloads::sink_heavy_spec(length, kSeed)
+                                           : sr::workloads::mixed_spec(length, kSeed);
+      violations += report_context(d.c_str(), spec, budgets);
+    }
+  }
+  return violations > 0 ? 1 : 0;
+}
