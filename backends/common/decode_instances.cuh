@@ -8,7 +8,9 @@
 namespace sr::gpu {
 
 template <int DT, int D, int GT, int kMinBlocks, bool kTauStream>
-gpuError_t launch_decode(const DecodeParams& params, dim3 grid, gpuStream_t stream) {
+gpuError_t launch_decode(const DecodeParams& params, const LaunchBlocks& blocks, gpuStream_t stream) {
+  const dim3 grid = heads_fastest<kMinBlocks>() ? dim3(blocks.head_tiles, blocks.splits, blocks.batch)
+                                                : dim3(blocks.splits, blocks.head_tiles, blocks.batch);
   decode_kernel<DT, D, GT, kMinBlocks, kTauStream><<<grid, kThreads, 0, stream>>>(params);
   return gpuGetLastError();
 }

@@ -92,8 +92,13 @@ sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_decode_plan*,
 // `favour_occupancy`: the launch holds one routed sequence; shapes built twice prefer more
 // resident blocks there. `tau_stream`: the build whose tau splits stream (16-token pages),
 // where the passes have one.
+// The blocks of one launch: a block per (split, kv-head x tile, batch entry); each build orders
+// them in the grid its own way (heads_fastest in decode_kernel.cuh).
+struct LaunchBlocks {
+  unsigned splits, head_tiles, batch;
+};
 struct DecodeKernel {
-  gpuError_t (*launch)(const DecodeParams& params, dim3 grid, gpuStream_t stream) = nullptr;
+  gpuError_t (*launch)(const DecodeParams& params, const LaunchBlocks& blocks, gpuStream_t stream) = nullptr;
   int32_t (*blocks_per_sm)() = nullptr;
 };
 // One dense sequence up to kFewBlocksUpTo tokens fills kDenseWaveBlocks blocks per SM, not every

@@ -158,13 +158,13 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
     p.splits = static_cast<int32_t>(splits);
     p.batch_offset = offset;
     p.batch = n;
-    const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(g.num_kv_heads * tiles), static_cast<unsigned>(n));
+    const LaunchBlocks blocks{static_cast<unsigned>(splits), static_cast<unsigned>(g.num_kv_heads * tiles), static_cast<unsigned>(n)};
     p.follow_up = 0;
-    sr_status st = check(kernel.launch(p, grid, stream), "launching the decode kernel", err);
+    sr_status st = check(kernel.launch(p, blocks, stream), "launching the decode kernel", err);
     if (st == SR_OK && p.enforce_budget) {
       p.follow_up = 1;
       // (dense: the general build)
-      st = check(kernel_for(favour_occupancy, false).launch(p, grid, stream), "launching the exact follow-up kernel", err);
+      st = check(kernel_for(favour_occupancy, false).launch(p, blocks, stream), "launching the exact follow-up kernel", err);
     }
     if (st != SR_OK) return st;
   }
