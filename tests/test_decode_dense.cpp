@@ -30,6 +30,9 @@ std::vector<DenseCase> all_cases() {
         for (int32_t group : {1, 4, 8}) {
           for (int32_t page : {16, 32, 64, 128}) cases.push_back({backend, dtype, head_dim, group, page});
         }
+        // Groups wider than one head tile (GPU: 8 q-heads), a partial last tile included, up
+        // to the widest supported (multi-query models put every q-head on one kv-head).
+        for (int32_t group : {12, 64}) cases.push_back({backend, dtype, head_dim, group, 16});
       }
     }
   }
@@ -49,6 +52,7 @@ TEST_P(DenseDecode, MatchesFloat64ReferenceOnMixedLengths) {
   shape.head_dim = c.head_dim;
   shape.page_tokens = c.page_tokens;
   shape.dtype = c.dtype;
+  shape.max_q_heads = shape.kv_heads * c.group;
   auto cache = make_cache(ctx.get(), shape);
   // Length 1, page-1, page+1, a length off the page grid, and one long enough for several splits.
   std::vector<int64_t> lengths = {1, c.page_tokens - 1, c.page_tokens + 1, 333, 2500 + static_cast<int64_t>(rng() % 600)};

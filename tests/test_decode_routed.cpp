@@ -25,17 +25,17 @@ class RoutedDecode : public ::testing::TestWithParam<sr_backend> {
 
   // A batch of synthetic contexts of the given kind and lengths, with their references.
   Context synthetic(bool sink_heavy, std::vector<int64_t> lengths, uint64_t seed, int32_t page_tokens = 16,
-                    sr_dtype dtype = SR_DTYPE_BF16) {
+                    sr_dtype dtype = SR_DTYPE_BF16, int32_t group = 4) {
     Context c;
     c.ctx = make_context(GetParam());
     c.shape.kv_heads = 4;
     c.shape.page_tokens = page_tokens;
     c.shape.dtype = dtype;
+    c.shape.max_q_heads = c.shape.kv_heads * group;
     int64_t total = 0;
     for (int64_t l : lengths) total += l + page_tokens;
     c.shape.capacity = total;
     c.cache = make_cache(c.ctx.get(), c.shape);
-    const int32_t group = 4;
     c.q_heads = c.shape.kv_heads * group;
     for (size_t i = 0; i < lengths.size(); ++i) {
       workloads::ContextSpec spec = sink_heavy ? workloads::sink_heavy_spec(lengths[i], seed + i)
@@ -185,6 +185,25 @@ TEST_P(RoutedDecode, BudgetModeNeverExceedsItsBudget) {
   Result loose = run(sink, SR_ROUTING_BUDGET, 0.f, 1e-2f);
   // Measured over 40+ seeds: 0.24 to 0.60 (the generator draws each head's kind), never near 0.
   EXPECT_GT(skip_fraction(loose), 0.15) << "budget 1e-2 on a sink-heavy context should skip plenty";
+}
+
+// 12 q-heads per kv-head: on the GPU a tile of 8 and a partial one of 4, each deciding its V
+// blocks on its own heads' logits; the bound and the budget must hold for every head all the same.
+TEST_P(RoutedDecode, WideGroupsKeepTheBoundAndTheBudget) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  auto c = synthetic(true, {9000, 2000}, seed, 16, SR_DTYPE_BF16, 12);
+  Result r = run(c, SR_ROUTING_TAU, 10.f, 0.f);
+  expect_bound_holds(r, "tau 10");
+  EXPECT_GT(skip_fraction(r), 0.3) << "a sink-heavy context should skip most far blocks at tau 10";
+  for (float budget : {1e-3f, 1e-2f}) {
+    Result b = run(c, SR_ROUTING_BUDGET, 0.f, budget);
+    expect_bound_holds(b, "budget");
+    for (size_t i = 0; i < b.bound.size(); ++i) {
+      EXPECT_LE(b.bound[i], budget) << "budget " << budget << " head " << i;
+      EXPECT_LE(b.errors[i], budget + kRounding) << "budget " << budget << " head " << i;
+    }
+  }
 }
 
 TEST_P(RoutedDecode, LargePagesAndF32CacheKeepTheBound) {

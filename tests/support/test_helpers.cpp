@@ -24,6 +24,7 @@ CachePtr make_cache(sr_context* ctx, const CacheShape& s) {
   o.capacity_tokens = s.capacity;
   o.dtype = s.dtype;
   o.max_batch = s.max_batch;
+  if (s.max_q_heads > 0) o.max_q_heads = s.max_q_heads;
   sr_kv_cache* cache = nullptr;
   EXPECT_EQ(sr_kv_cache_create(ctx, &o, &cache), SR_OK) << sr_last_error();
   return CachePtr(cache);

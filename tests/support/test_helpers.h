@@ -36,6 +36,7 @@ struct CacheShape {
   int64_t capacity = 1 << 16;
   sr_dtype dtype = SR_DTYPE_F32;
   int32_t max_batch = 64;
+  int32_t max_q_heads = 0;  // 0: the library's default (8 per kv-head)
 };
 CachePtr make_cache(sr_context* ctx, const CacheShape& shape);
 
