@@ -103,9 +103,10 @@ struct DecodeKernel {
 };
 // One dense sequence up to kFewBlocksUpTo tokens fills kDenseWaveBlocks blocks per SM, not every
 // resident slot: fewer, longer splits, each with two steps in flight (H100, stop 17: 1x4K 17.2
-// -> 15.7 us, 1x16K 36.3 -> 33.2, 1x32K 60.3 -> 58.6, 1x128K 204.8 -> 197.6; from 192K every
-// resident slot is faster again: 286.4 vs 291.6 us).
-constexpr int64_t kFewBlocksUpTo = 128 * 1024;
+// -> 15.7 us, 1x16K 36.3 -> 33.2, 1x32K 60.3 -> 58.6; stop 18, with the grid's heads fastest:
+// 1x64K 104.8 vs 107.9, equal at 96K, and from 128K every resident slot is faster: 193.0 vs
+// 197.4 at 128K, 280.9 vs 290.7 at 192K).
+constexpr int64_t kFewBlocksUpTo = 96 * 1024;
 constexpr int32_t kDenseWaveBlocks = 2;
 // Tau steps of one sequence over 16-token pages stream from this length: there most of V is
 // skipped and K streams without a bubble (H100, tau 12 at 1x128K: 170 -> 162 us on sink-heavy
