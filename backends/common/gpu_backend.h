@@ -87,16 +87,16 @@ sr_status sequence_update(sr_backend_storage*, int64_t slot, const int32_t* page
                           const int64_t* lengths, sr_backend_error*);
 sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_decode_plan*, sr_backend_error*);
 
-// One compiled decode kernel: its launcher and how many of its blocks fit on one SM. One table
-// per cache dtype (decode_<dtype>.cu); launch is nullptr for a shape not built.
-// `favour_occupancy`: the launch holds one routed sequence; shapes built twice prefer more
-// resident blocks there. `tau_stream`: the build whose tau splits stream (16-token pages),
-// where the passes have one.
 // The blocks of one launch: a block per (split, kv-head x tile, batch entry); each build orders
 // them in the grid its own way (heads_fastest in decode_kernel.cuh).
 struct LaunchBlocks {
   unsigned splits, head_tiles, batch;
 };
+// One compiled decode kernel: its launcher and how many of its blocks fit on one SM. One table
+// per cache dtype (decode_<dtype>.cu); launch is nullptr for a shape not built.
+// `favour_occupancy`: the launch holds one routed sequence; shapes built twice prefer more
+// resident blocks there. `tau_stream`: the build whose tau splits stream (16-token pages),
+// where the passes have one.
 struct DecodeKernel {
   gpuError_t (*launch)(const DecodeParams& params, const LaunchBlocks& blocks, gpuStream_t stream) = nullptr;
   int32_t (*blocks_per_sm)() = nullptr;
