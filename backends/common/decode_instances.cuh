@@ -56,7 +56,8 @@ inline int forced_blocks_per_sm() {
 // core passes), 4 resident blocks per SM are faster for one routed sequence (routed at 512K:
 // 4-10%; more blocks hide more latency in the chunked passes); 3 blocks, with registers for a
 // deeper pipeline, are faster for batches (12-15%) and for one dense sequence (at 2 blocks per
-// SM up to 128K: 1x32K 60.3 -> 58.6 us, 1x128K 204.8 -> 197.6; bench/NOTES.md, stop 17).
+// SM up to 96K, every slot beyond: 1x32K 60.3 -> 58.6 us, 1x128K 204.8 -> 193.0; bench/NOTES.md,
+// stops 17 and 18).
 template <int DT, int D>
 DecodeKernel pick_tile(int32_t tile_heads, bool favour_occupancy, bool tau_stream) {
   // The tensor-core passes of head_dim 256 keep q and the accumulators of 256 dims in registers

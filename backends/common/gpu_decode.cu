@@ -150,7 +150,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
     const int64_t wave = static_cast<int64_t>(device->sm_count) * wave_blocks;
     const int64_t groups = static_cast<int64_t>(n) * g.num_kv_heads * tiles;
     const int64_t max_splits = std::max<int64_t>(
-        1, std::min({(longest + p.min_split_tokens - 1) / p.min_split_tokens, storage->split_capacity / groups,
+        1, std::min({split_count(longest, p.min_split_tokens), storage->split_capacity / groups,
                      static_cast<int64_t>(kMaxMergeSplits)}));
     int64_t splits = pick_splits(groups, wave, max_splits);
     // Page-aligned splits can leave the last few of the longest sequence empty: launch none.
