@@ -256,6 +256,57 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
 template <int DT, int D, int GT, int kMinBlocks>
 using BlockFor = Block<DT, D, GT, (kMinBlocks < 4)>;
 
+// An adaptive launch (DecodeParams::adaptive_splits): block `flat` of the launch's groups x
+// p.splits, numbered group-major, finds its group (head tile), its split there and the group's
+// split count from the split weights of the sequence's last routed step (common/split_plan.h).
+// Every block reads the same weights (the last step's merge published them), so the blocks agree.
+inline __device__ void plan_adaptive_split(const DecodeParams& p, SharedState& sh, const uint16_t* stored_weights,
+                                    int64_t flat, int32_t groups) {
+  int32_t* weight = reinterpret_cast<int32_t*>(&sh.w[0][0]);  // scratch: no logits yet
+  for (int g = threadIdx.x; g < groups; g += kThreads) {
+    const uint32_t w = stored_weights[g / p.tiles];
+    weight[g] = w == 0 ? static_cast<int32_t>(kMinSplitWeight) : static_cast<int32_t>(w);  // 0: no routed step yet
+  }
+  __syncthreads();
+  const int64_t blocks = static_cast<int64_t>(groups) * p.splits;
+  for (int g = threadIdx.x; g < groups; g += kThreads) {
+    int64_t before = 0, total = 0;
+    for (int i = 0; i < groups; ++i) {
+      total += weight[i];
+      if (i < g) before += weight[i];
+    }
+    const int64_t first = planned_group_start(g, groups, blocks, before, total);
+    const int64_t next = planned_group_start(g + 1, groups, blocks, before + weight[g], total);
+    if (flat >= first && flat < next) {
+      sh.block_tile = g;
+      sh.block_split = static_cast<int32_t>(flat - first);
+      sh.group_splits = static_cast<int32_t>(next - first);
+      sh.group_first_slot = first;
+    }
+  }
+  __syncthreads();
+}
+
+// The last group of an adaptive launch (one sequence) to merge publishes every kv-head's split
+// weight, the largest of its tiles'. No block of the launch reads the weights any more: every
+// block arrived at its merge after planning its split. Out of line: inlined, the 4-blocks build
+// spilled more in its passes.
+static __device__ __noinline__ void publish_split_weights(const DecodeParams& p) {
+  __threadfence();
+  const DeviceTables* t = p.tables;
+  uint16_t* weights = t->split_weights + (static_cast<int64_t>(p.slots[0]) * t->num_layers + p.layer) * p.kv_heads;
+  const volatile uint32_t* next = p.next_weight;
+  for (int h = threadIdx.x; h < p.kv_heads; h += kThreads) {
+    uint32_t w = 0;
+    for (int i = 0; i < p.tiles; ++i) {
+      const uint32_t tile_weight = next[h * p.tiles + i];
+      w = tile_weight > w ? tile_weight : w;
+    }
+    weights[h] = static_cast<uint16_t>(w);
+  }
+  if (threadIdx.x == 0) *p.groups_merged = 0;
+}
+
 // How a build numbers its blocks (the launch builds the grid to match): the builds with
 // registers to spare (dense steps and batches) put the (kv-head, tile) pairs fastest, so a wave
 // spreads each kv-head's splits over the chip (H100, 1x512K dense: 732 -> 721 us); the 4-blocks
@@ -281,34 +332,39 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   __shared__ float reduce[GT * D];
 
   constexpr bool kHeadsFastest = heads_fastest<kMinBlocks>();
-  const int32_t split = kHeadsFastest ? blockIdx.y : blockIdx.x;
-  const unsigned head_tile = kHeadsFastest ? blockIdx.x : blockIdx.y;  // (unsigned, as blockIdx)
   const unsigned head_tiles = kHeadsFastest ? gridDim.x : gridDim.y;
-  const int32_t kv_head = head_tile / p.tiles;
-  const int32_t tile = head_tile % p.tiles;
   const int32_t b_local = blockIdx.z;
-  const int64_t group_slot = static_cast<int64_t>(b_local) * head_tiles + head_tile;
-  const int64_t split_slot = group_slot * p.splits + split;
-  if (p.follow_up && p.redo[group_slot] == 0) return;
-  const int routing = p.follow_up ? SR_ROUTING_OFF : p.routing;
-  const int32_t first_head = tile * GT;
-  const int32_t valid_heads = p.group - first_head < GT ? p.group - first_head : GT;
   const int64_t b = p.batch_offset + b_local;
+  // Where this block works: its (kv-head, tile) slot and its split there, from the grid or, in an
+  // adaptive launch, from the plan in shared memory. Read again where used rather than held in
+  // registers, which the 4-blocks build has none to spare (its spills doubled when held).
+  auto grid_tile_slot = [] { return kHeadsFastest ? blockIdx.x : blockIdx.y; };  // (unsigned, as blockIdx)
+  auto grid_split = [] { return static_cast<int32_t>(kHeadsFastest ? blockIdx.y : blockIdx.x); };
+  auto tile_slot = [&]() -> unsigned { return p.adaptive_splits ? static_cast<unsigned>(sh.block_tile) : grid_tile_slot(); };
+  auto split_index = [&]() -> int32_t { return p.adaptive_splits ? sh.block_split : grid_split(); };
+  // (A follow-up launch is never adaptive: its blocks are numbered as the grid says.)
+  if (p.follow_up && p.redo[static_cast<int64_t>(b_local) * head_tiles + grid_tile_slot()] == 0) return;
+  const int routing = p.follow_up ? SR_ROUTING_OFF : p.routing;
 
   const DeviceTables tables = *p.tables;
   const int32_t slot = p.slots[b_local];
   const int64_t length = tables.lengths[static_cast<int64_t>(slot) * tables.num_layers + p.layer];
+  if (p.adaptive_splits) {
+    plan_adaptive_split(p, sh, tables.split_weights + (static_cast<int64_t>(slot) * tables.num_layers + p.layer) * p.kv_heads,
+                        static_cast<int64_t>(grid_tile_slot()) * p.splits + grid_split(), static_cast<int32_t>(head_tiles));
+  }
+  const int32_t first_head = static_cast<int32_t>(tile_slot() % p.tiles) * GT;
+  Blk blk(p, sh, reduce, tables.pages + static_cast<int64_t>(slot) * tables.page_stride, length, tile_slot() / p.tiles,
+          p.group - first_head < GT ? p.group - first_head : GT);
 
-  Blk blk(p, sh, reduce, tables.pages + static_cast<int64_t>(slot) * tables.page_stride, length, kv_head, valid_heads);
-
-  // This split's tokens: the length read on the device, cut into p.splits page-aligned pieces.
-  const int64_t per_split = tokens_per_split(length, p.splits, p.min_split_tokens, p.page_tokens);
-  const int64_t begin = split * per_split;
+  // This split's tokens: the length read on the device, cut into the group's page-aligned pieces.
+  const int64_t per_split = tokens_per_split(length, p.adaptive_splits ? sh.group_splits : p.splits, p.min_split_tokens, p.page_tokens);
+  const int64_t begin = split_index() * per_split;
   const int64_t end = begin + per_split < length ? begin + per_split : length;
 
   typename Blk::Q q;
   typename Blk::O o;
-  blk.load_q(q, (b * p.num_q_heads + static_cast<int64_t>(kv_head) * p.group + first_head) * D, q_shared);
+  blk.load_q(q, (b * p.num_q_heads + static_cast<int64_t>(blk.kv_head) * p.group + first_head) * D, q_shared);
   blk.clear(o);
   if (threadIdx.x < GT) {
     sh.m[threadIdx.x] = -INFINITY;
@@ -360,6 +416,14 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   }
 
   // This split's partial state.
+  const unsigned head_tile = tile_slot();
+  const int32_t kv_head = head_tile / p.tiles;
+  const int32_t tile = head_tile % p.tiles;
+  const int32_t valid_heads = p.group - tile * GT < GT ? p.group - tile * GT : GT;
+  const int64_t group_slot = static_cast<int64_t>(b_local) * head_tiles + head_tile;
+  const int32_t group_splits = p.adaptive_splits ? sh.group_splits : p.splits;
+  const int64_t group_first_slot = p.adaptive_splits ? sh.group_first_slot : group_slot * p.splits;
+  const int64_t split_slot = group_first_slot + split_index();
   blk.reduce_to_shared(o);
   float* part_o = p.part_o + split_slot * kMaxTileHeads * D;
   for (int i = threadIdx.x; i < GT * D; i += kThreads) part_o[i] = reduce[i];
@@ -367,15 +431,9 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
     int h = threadIdx.x;
     p.part_state[split_slot * kMaxTileHeads + h] = make_float4(sh.m[h], sh.l[h], sh.skipped_l[h], sh.skipped_err[h]);
   }
-  if (threadIdx.x == 0 && p.stats && tile == 0) {
-    if (!p.follow_up) {
-      atomicAdd(&p.stats->blocks_total, static_cast<unsigned long long>(sh.blocks));
-      atomicAdd(&p.stats->blocks_v_skipped, static_cast<unsigned long long>(sh.skipped));
-      p.part_skipped[split_slot] = sh.skipped;
-    } else {
-      // The first pass's skips of this split were undone by the exact recompute.
-      atomicAdd(&p.stats->blocks_v_skipped, static_cast<unsigned long long>(-static_cast<long long>(p.part_skipped[split_slot])));
-    }
+  if (threadIdx.x == 0 && p.stats && tile == 0 && !p.follow_up) {
+    atomicAdd(&p.stats->blocks_total, static_cast<unsigned long long>(sh.blocks));
+    atomicAdd(&p.stats->blocks_v_skipped, static_cast<unsigned long long>(sh.skipped));
   }
   if (threadIdx.x == 0 && p.stats && !p.follow_up && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0) {
     if (p.batch_offset == 0) atomicAdd(&p.stats->steps, 1ull);
@@ -385,18 +443,21 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   // The last split of the group to arrive merges them all.
   __syncthreads();
   if (threadIdx.x == 0) {
+    if (routing != SR_ROUTING_OFF) {
+      atomicAdd(&p.group_tally[group_slot], static_cast<unsigned long long>(sh.blocks) << 32 | static_cast<uint32_t>(sh.skipped));
+    }
     __threadfence();
     unsigned int before = atomicAdd(&p.arrivals[group_slot], 1u);
-    sh.last = before == static_cast<unsigned int>(p.splits - 1);
+    sh.last = before == static_cast<unsigned int>(group_splits - 1);
     sh.over = 0;
   }
   __syncthreads();
   if (!sh.last) return;
   __threadfence();
 
-  const float* group_o = p.part_o + group_slot * p.splits * kMaxTileHeads * D;
-  const float4* group_state = p.part_state + group_slot * p.splits * kMaxTileHeads;
-  const int64_t out_row0 = (b * p.num_q_heads + static_cast<int64_t>(kv_head) * p.group + first_head) * D;
+  const float* group_o = p.part_o + group_first_slot * kMaxTileHeads * D;
+  const float4* group_state = p.part_state + group_first_slot * kMaxTileHeads;
+  const int64_t out_row0 = (b * p.num_q_heads + static_cast<int64_t>(kv_head) * p.group + tile * GT) * D;
   // Each split's weight in the frame of the group's largest logit (one warp per head, lanes
   // over splits), then the outputs as weighted sums over splits. The merge is a chain of L2
   // round trips, so every load of a round is issued before any is used: indices past the last
@@ -404,7 +465,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   float* split_scale = &sh.w[0][0];  // [GT][splits]: splits <= kMaxMergeSplits
   constexpr int kStatesPerLane = 4;
   constexpr int kStateRound = kWarp * kStatesPerLane;  // splits per round of state loads
-  const int last_split = p.splits - 1;
+  const int last_split = group_splits - 1;
   auto clamped = [last_split](int s) { return s < last_split ? s : last_split; };
   for (int h = warp_id(); h < valid_heads; h += kWarps) {
     // Lane's states of round s0 (m, l, skipped l, skipped error); one round holds them all up
@@ -417,21 +478,21 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
       }
     };
     float m = -INFINITY;
-    for (int s0 = 0; s0 < p.splits; s0 += kStateRound) {
+    for (int s0 = 0; s0 < group_splits; s0 += kStateRound) {
       load_round(s0);
 #pragma unroll
       for (int k = 0; k < kStatesPerLane; ++k) m = fmaxf(m, st[k].x);  // (clamped: a real split's m)
     }
     m = warp_max(m);
     float l = 0.f, skl = 0.f, ske = 0.f;
-    for (int s0 = 0; s0 < p.splits; s0 += kStateRound) {
-      if (p.splits > kStateRound) load_round(s0);
+    for (int s0 = 0; s0 < group_splits; s0 += kStateRound) {
+      if (group_splits > kStateRound) load_round(s0);
 #pragma unroll
       for (int k = 0; k < kStatesPerLane; ++k) {
         const int s = s0 + k * kWarp + blk.lane;
-        if (s < p.splits) {
+        if (s < group_splits) {
           const float c = rescale(st[k].x, m);
-          split_scale[h * p.splits + s] = c;
+          split_scale[h * group_splits + s] = c;
           l += st[k].y * c;
           skl += st[k].z * c;
           ske += st[k].w * c;
@@ -454,9 +515,9 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   for (int i = threadIdx.x; i < valid_heads * D / 4; i += kThreads) {
     const int h = 4 * i / D, d = 4 * i % D;
     const float* src = group_o + h * D + d;
-    const float* scale = split_scale + h * p.splits;
+    const float* scale = split_scale + h * group_splits;
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
-    for (int s0 = 0; s0 < p.splits; s0 += kInFlight) {
+    for (int s0 = 0; s0 < group_splits; s0 += kInFlight) {
       float4 x[kInFlight];
 #pragma unroll
       for (int k = 0; k < kInFlight; ++k) {
@@ -464,7 +525,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
       }
 #pragma unroll
       for (int k = 0; k < kInFlight; ++k) {
-        if (s0 + k < p.splits) {
+        if (s0 + k < group_splits) {
           const float c = scale[s0 + k];
           acc[0] = fmaf(c, x[k].x, acc[0]);
           acc[1] = fmaf(c, x[k].y, acc[1]);
@@ -489,7 +550,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
       float inv_l = 1.f / sh.l[h];
       float mass = sh.skipped_l[h] * inv_l;
       float bound = certified_relative_bound(sh.skipped_err[h] * inv_l, sqrtf(n2));
-      int64_t head = b * p.num_q_heads + static_cast<int64_t>(kv_head) * p.group + first_head + h;
+      int64_t head = b * p.num_q_heads + static_cast<int64_t>(kv_head) * p.group + tile * GT + h;
       if (p.head_skipped_mass) p.head_skipped_mass[head] = mass;
       if (p.head_error_bound) p.head_error_bound[head] = bound;
       sh.alpha[h] = mass;  // kept for the statistics below
@@ -500,17 +561,38 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   __syncthreads();
   if (threadIdx.x == 0) {
     p.arrivals[group_slot] = 0;
+    sh.publishes = 0;
     if (p.follow_up) {
       p.redo[group_slot] = 0;
-      if (p.stats) atomicAdd(&p.stats->heads_recomputed, static_cast<unsigned long long>(valid_heads));
-    } else if (sh.over) {
-      p.redo[group_slot] = 1;
+      if (p.stats) {
+        atomicAdd(&p.stats->heads_recomputed, static_cast<unsigned long long>(valid_heads));
+        // The first pass's skips of this group were undone by the exact recompute.
+        if (tile == 0) atomicAdd(&p.stats->blocks_v_skipped, static_cast<unsigned long long>(-static_cast<long long>(p.group_skipped[group_slot])));
+      }
+    } else {
+      if (sh.over) p.redo[group_slot] = 1;
+      if (routing != SR_ROUTING_OFF) {
+        const unsigned long long tally = atomicExch(&p.group_tally[group_slot], 0ull);
+        const uint32_t blocks = static_cast<uint32_t>(tally >> 32), skipped = static_cast<uint32_t>(tally);
+        p.group_skipped[group_slot] = skipped;
+        if (p.adaptive_splits) {
+          p.next_weight[group_slot] = split_weight(blocks, skipped);
+          __threadfence();
+          sh.publishes = atomicAdd(p.groups_merged, 1u) == head_tiles - 1;
+        }
+      }
     }
   }
   // Statistics hold each head's final result: a group the follow-up recomputes reports there.
   if (p.stats && threadIdx.x < valid_heads && (p.follow_up || !sh.over)) {
     atomic_max_nonneg(&p.stats->max_skipped_mass_bits, sh.alpha[threadIdx.x]);
     atomic_max_nonneg(&p.stats->max_error_bound_bits, sh.m_ref[threadIdx.x]);
+  }
+  // The last group of an adaptive launch to merge publishes every kv-head's split weight for the
+  // sequence's next routed step.
+  if (p.adaptive_splits) {
+    __syncthreads();
+    if (sh.publishes) publish_split_weights(p);
   }
 }
 

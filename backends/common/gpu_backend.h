@@ -44,7 +44,10 @@ struct sr_backend_storage {
   // Decode workspace, sized at creation.
   float* part_o = nullptr;
   float4* part_state = nullptr;
-  int32_t* part_skipped = nullptr;
+  unsigned long long* group_tally = nullptr;
+  uint32_t* group_skipped = nullptr;
+  uint32_t* next_weight = nullptr;
+  unsigned int* groups_merged = nullptr;
   unsigned int* arrivals = nullptr;
   unsigned int* redo = nullptr;
   int64_t group_capacity = 0;  // (batch entry, kv-head, head tile) slots of one launch

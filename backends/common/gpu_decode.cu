@@ -68,6 +68,23 @@ int64_t pick_splits(int64_t groups, int64_t wave, int64_t max_splits) {
   return best;
 }
 
+// SINKROUTER_CUDA_ADAPTIVE_SPLITS=0: every launch splits its groups equally (A/B tests).
+bool adaptive_splits_knob() {
+  static const bool value = tuning_knob("SINKROUTER_CUDA_ADAPTIVE_SPLITS", 1, 0) != 0;
+  return value;
+}
+
+// Whether a launch apportions its blocks among the groups by the split weights of the sequence's
+// last routed step (common/split_plan.h): the tau stream of one sequence, whose kv-heads may
+// read very different shares of V (H100, bench/NOTES.md stop 19: tau 12 at 1x512K mixed 557 ->
+// 451 us, at 1x128K sink 152 -> 134; the chunked passes lost, budget mode by up to 14%), with
+// splits of at least two chunks, few enough groups for one block's threads to plan
+// (decode_kernel.cuh) and no group over the merge's limit.
+bool adaptive_splits_fit(bool tau_stream, int64_t length, int64_t groups, int64_t splits) {
+  if (!adaptive_splits_knob() || !tau_stream || groups < 2 || groups > kThreads) return false;
+  return length >= splits * 2 * kChunk && max_planned_splits(groups, groups * splits) <= kMaxMergeSplits;
+}
+
 int32_t log2_exact(int32_t x) {
   int32_t s = 0;
   while ((1 << s) < x) ++s;
@@ -128,7 +145,10 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   p.stats = a.collect_stats ? device->stats : nullptr;
   p.part_o = storage->part_o;
   p.part_state = storage->part_state;
-  p.part_skipped = storage->part_skipped;
+  p.group_tally = storage->group_tally;
+  p.group_skipped = storage->group_skipped;
+  p.next_weight = storage->next_weight;
+  p.groups_merged = storage->groups_merged;
   p.arrivals = storage->arrivals;
   p.redo = storage->redo;
 
@@ -158,11 +178,13 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
     p.splits = static_cast<int32_t>(splits);
     p.batch_offset = offset;
     p.batch = n;
+    p.adaptive_splits = adaptive_splits_fit(tau_stream, longest, groups, splits) ? 1 : 0;
     const LaunchBlocks blocks{static_cast<unsigned>(splits), static_cast<unsigned>(g.num_kv_heads * tiles), static_cast<unsigned>(n)};
     p.follow_up = 0;
     sr_status st = check(kernel.launch(p, blocks, stream), "launching the decode kernel", err);
     if (st == SR_OK && p.enforce_budget) {
       p.follow_up = 1;
+      p.adaptive_splits = 0;  // the exact recompute splits as the dense path does (the same bits)
       // (dense: the general build)
       st = check(kernel_for(favour_occupancy, false).launch(p, blocks, stream), "launching the exact follow-up kernel", err);
     }

@@ -31,9 +31,13 @@ void free_all(sr_backend_storage* s) {
   (void)gpuFree(s->tables_device);
   (void)gpuFree(s->tables.pages);
   (void)gpuFree(s->tables.lengths);
+  (void)gpuFree(s->tables.split_weights);
   (void)gpuFree(s->part_o);
   (void)gpuFree(s->part_state);
-  (void)gpuFree(s->part_skipped);
+  (void)gpuFree(s->group_tally);
+  (void)gpuFree(s->group_skipped);
+  (void)gpuFree(s->next_weight);
+  (void)gpuFree(s->groups_merged);
   (void)gpuFree(s->arrivals);
   (void)gpuFree(s->redo);
 }
@@ -69,9 +73,13 @@ sr_status grow_tables(sr_backend_storage* s, int64_t slots, int64_t stride, sr_b
   stride = std::max(stride, s->tables.page_stride);
   if (slots == s->slot_capacity && stride == s->tables.page_stride) return SR_OK;
   sr_status st = check(gpuDeviceSynchronize(), "waiting before growing the page tables", err);
-  DeviceTables grown{nullptr, nullptr, stride, layers};
+  const int64_t weights_per_slot = static_cast<int64_t>(layers) * s->geometry.num_kv_heads;
+  DeviceTables grown{nullptr, nullptr, nullptr, stride, layers};
   if (st == SR_OK) st = device_alloc(&grown.pages, static_cast<size_t>(slots * stride), "allocating page tables", err);
   if (st == SR_OK) st = device_alloc(&grown.lengths, static_cast<size_t>(slots * layers), "allocating lengths", err);
+  if (st == SR_OK) {
+    st = device_alloc(&grown.split_weights, static_cast<size_t>(slots * weights_per_slot), "allocating split weights", err);
+  }
   if (st == SR_OK && s->slot_capacity > 0) {
     st = check(gpuMemcpy2D(grown.pages, stride * sizeof(int32_t), s->tables.pages,
                             s->tables.page_stride * sizeof(int32_t), s->tables.page_stride * sizeof(int32_t),
@@ -82,6 +90,11 @@ sr_status grow_tables(sr_backend_storage* s, int64_t slots, int64_t stride, sr_b
                            gpuMemcpyDeviceToDevice),
                  "copying lengths", err);
     }
+    if (st == SR_OK) {
+      st = check(gpuMemcpy(grown.split_weights, s->tables.split_weights,
+                           sizeof(uint16_t) * s->slot_capacity * weights_per_slot, gpuMemcpyDeviceToDevice),
+                 "copying split weights", err);
+    }
   }
   if (st == SR_OK) {
     st = check(gpuMemcpy(s->tables_device, &grown, sizeof grown, gpuMemcpyHostToDevice), "publishing page tables", err);
@@ -89,10 +102,12 @@ sr_status grow_tables(sr_backend_storage* s, int64_t slots, int64_t stride, sr_b
   if (st != SR_OK) {
     (void)gpuFree(grown.pages);
     (void)gpuFree(grown.lengths);
+    (void)gpuFree(grown.split_weights);
     return st;
   }
   (void)gpuFree(s->tables.pages);
   (void)gpuFree(s->tables.lengths);
+  (void)gpuFree(s->tables.split_weights);
   s->tables = grown;
   s->slot_capacity = slots;
   s->sent_pages.resize(static_cast<size_t>(slots));
@@ -147,7 +162,11 @@ sr_status storage_create(sr_backend_device* device, const sr_cache_geometry* g, 
   if (st == SR_OK) st = device_alloc(&s->tables_device, 1, "allocating the page-table directory", err);
   if (st == SR_OK) st = device_alloc(&s->part_o, partial_rows * g->head_dim, "allocating decode workspace", err);
   if (st == SR_OK) st = device_alloc(&s->part_state, partial_rows, "allocating decode workspace", err);
-  if (st == SR_OK) st = device_alloc(&s->part_skipped, static_cast<size_t>(s->split_capacity), "allocating decode workspace", err);
+  const size_t groups = static_cast<size_t>(s->group_capacity);
+  if (st == SR_OK) st = device_alloc(&s->group_tally, groups, "allocating decode workspace", err);
+  if (st == SR_OK) st = device_alloc(&s->group_skipped, groups, "allocating decode workspace", err);
+  if (st == SR_OK) st = device_alloc(&s->next_weight, groups, "allocating decode workspace", err);
+  if (st == SR_OK) st = device_alloc(&s->groups_merged, 1, "allocating decode workspace", err);
   if (st == SR_OK) st = device_alloc(&s->arrivals, static_cast<size_t>(s->group_capacity), "allocating decode workspace", err);
   if (st == SR_OK) st = device_alloc(&s->redo, static_cast<size_t>(s->group_capacity), "allocating decode workspace", err);
   if (st == SR_OK) {

@@ -14,6 +14,10 @@ namespace sr::gpu {
 struct DeviceTables {
   int32_t* pages;       // [slot_capacity][page_stride]: physical page of each logical page
   int64_t* lengths;     // [slot_capacity][num_layers]: tokens per layer
+  // [slot_capacity][num_layers][kv_heads]: each kv-head's split_weight (common/split_plan.h) in
+  // the last routed step of one sequence, 0 before the first; the next such step apportions its
+  // blocks by them.
+  uint16_t* split_weights;
   int64_t page_stride;  // entries per slot row
   int32_t num_layers;
 };
@@ -50,7 +54,9 @@ struct DecodeParams {
   int32_t group;          // q-heads per kv-head
   int32_t tiles;          // head tiles per kv-head
   int32_t num_q_heads;
-  int32_t splits;         // blocks per (sequence, head tile)
+  int32_t splits;         // blocks per (sequence, head tile), unless adaptive_splits
+  int32_t adaptive_splits;  // one routed sequence: the splits x tiles blocks are apportioned
+                            // among the tiles by the split weights of its last routed step
   int32_t min_split_tokens;
   int32_t prefetch_rows;  // rows ahead of the loads that are requested into the L2 (0: none)
   int32_t stream_dense;   // dense splits stream K and V without chunks where the passes can
@@ -75,7 +81,11 @@ struct DecodeParams {
   // Workspace (sized at cache creation).
   float* part_o;          // [group slot][split][kMaxTileHeads][head_dim]
   float4* part_state;     // [group slot][split][kMaxTileHeads]: m, l, skipped_l, skipped_err
-  int32_t* part_skipped;  // [group slot][split]: V blocks the first pass skipped
+  unsigned long long* group_tally;  // [group slot]: V blocks scored << 32 | skipped, summed
+                                    // by the splits, taken by the merge
+  uint32_t* group_skipped;  // [group slot]: V blocks the first pass skipped (for the follow-up)
+  uint32_t* next_weight;    // [group slot]: this step's split weight (adaptive launches)
+  unsigned int* groups_merged;  // [1]: groups of an adaptive launch merged (the last publishes)
   unsigned int* arrivals; // [group slot]: splits done (the last one merges and resets it)
   unsigned int* redo;     // [group slot]: set by the first pass, cleared by the follow-up
   int32_t slots[kLaunchBatch];

@@ -40,4 +40,39 @@ SR_HD int64_t tokens_per_split(int64_t length, int64_t splits, int64_t min_token
   return (per_split + page_tokens - 1) / page_tokens * page_tokens;
 }
 
+// ---------------------------------------------------------------- one routed sequence
+// Its kv-heads differ in how much of V they read (a sink head skips nearly all of it, a diffuse
+// one none), so equal splits leave the chip waiting on the heads that read V. Each step records
+// a weight per (sequence, layer, kv-head) from the bytes it read, and the next step of that
+// sequence gives each group of blocks a share of the launch's blocks in proportion (GPU
+// backend). Bytes, not time: the same calls give the same plans, so the same bits, every run.
+
+// Weight of a group that read K in full and `blocks - skipped` of `blocks` V blocks: the bytes
+// read, in units where K alone is kMinSplitWeight (so weights lie in [kMinSplitWeight,
+// kMaxSplitWeight]).
+constexpr uint32_t kMinSplitWeight = 256;
+constexpr uint32_t kMaxSplitWeight = 2 * kMinSplitWeight;
+SR_HD uint32_t split_weight(uint32_t blocks, uint32_t skipped) {
+  if (blocks == 0 || skipped > blocks) return kMinSplitWeight;
+  const uint64_t kept = blocks - skipped;
+  return kMinSplitWeight + static_cast<uint32_t>((kMinSplitWeight * kept + blocks / 2) / blocks);
+}
+
+// First block of group `group` when `blocks` blocks are shared by `groups` groups: one each,
+// and the other blocks - groups in proportion to the weights (weight_before: the weights of the
+// groups before this one; weight_total: all of them). Cutting at cumulative weights makes the
+// counts sum to `blocks` exactly; equal weights give every group blocks / groups.
+SR_HD int64_t planned_group_start(int64_t group, int64_t groups, int64_t blocks, int64_t weight_before,
+                                  int64_t weight_total) {
+  return group + (blocks - groups) * weight_before / weight_total;
+}
+
+// The most blocks planned_group_start gives one group with weights in [kMinSplitWeight,
+// kMaxSplitWeight]: 1 + (blocks - groups) * w / W + 1 with w / W <= r / (r + groups - 1), r the
+// ratio of the two.
+SR_HD int64_t max_planned_splits(int64_t groups, int64_t blocks) {
+  constexpr int64_t r = kMaxSplitWeight / kMinSplitWeight;
+  return 2 + (blocks - groups) * r / (groups + r - 1);
+}
+
 }  // namespace sr

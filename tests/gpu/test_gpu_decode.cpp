@@ -2,10 +2,12 @@
 // device memory, on the caller's stream) grow the sequence between replays; appends from
 // device pointers with strides and dtype conversion; long contexts split over many blocks
 // agree with the CPU backend and float64; the error budget holds on the device and the
-// follow-up recompute is counted. Skips when no CUDA device is present.
+// follow-up recompute is counted; routed steps split by the last step's reads stay exact. Skips
+// when no CUDA device is present.
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "test_helpers.h"
@@ -317,6 +319,67 @@ TEST_F(GpuDecode, FollowUpRecomputesHeadsOverBudget) {
   ASSERT_EQ(sr_context_stats(ctx.get(), &twice, sizeof twice), SR_OK);
   EXPECT_EQ(twice.heads_recomputed, 2 * stats.heads_recomputed);
   EXPECT_EQ(twice.blocks_v_skipped, 2 * stats.blocks_v_skipped);
+}
+
+// One routed sequence splits each tau step's blocks among its kv-heads by what they read in the
+// sequence's last routed step (a diffuse head reads all of V, a sink head little). Every step
+// after the first runs on such an uneven plan: it must still cover every token once (the block
+// count), agree with float64 within its bound, and leave budget mode (which splits evenly, and
+// follows a tau step here) within its budget.
+TEST_F(GpuDecode, RoutedStepsSplitByTheLastStepStayExact) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  CacheShape shape;
+  shape.kv_heads = 8;  // kinds interleave over the heads: 8 always hold a diffuse one
+  shape.dtype = SR_DTYPE_BF16;
+  // Long enough for the tau stream, whose launches move splits (gpu_decode.cu).
+  const int64_t length = 131072 + 77;
+  shape.capacity = length + 16;
+  const int32_t group = 4, q_heads = shape.kv_heads * group, D = shape.head_dim;
+  workloads::ContextSpec spec = workloads::mixed_spec(length, seed);
+  spec.kv_heads = shape.kv_heads;
+  spec.group = group;
+  workloads::SyntheticContext generator(spec);
+  bool diffuse = false, structured = false;
+  for (int32_t h = 0; h < shape.kv_heads; ++h) {
+    (generator.kind(h) == workloads::HeadKind::Diffuse ? diffuse : structured) = true;
+  }
+  ASSERT_TRUE(diffuse && structured) << "the heads must differ in how much V they read";
+  auto q = generator.query();
+  auto ctx = make_context(SR_BACKEND_CUDA);
+  auto cache = make_cache(ctx.get(), shape);
+  sr_seq_id seq = append_synthetic(cache.get(), generator);
+  auto ref = reference_outputs(cache.get(), {seq}, 0, q.data(), q_heads, shape, kScaleD128);
+  const int64_t pages_per_head = (length + shape.page_tokens - 1) / shape.page_tokens;
+
+  struct Mode {
+    sr_routing_mode mode;
+    float tau, budget;
+  };
+  for (Mode m : {Mode{SR_ROUTING_TAU, 12.f, 0.f}, Mode{SR_ROUTING_BUDGET, 12.f, 1e-3f}, Mode{SR_ROUTING_TAU, 8.f, 0.f}}) {
+    for (int step = 0; step < 3; ++step) {
+      SCOPED_TRACE("routing " + std::to_string(m.mode) + " tau " + std::to_string(m.tau) + " step " + std::to_string(step));
+      std::vector<float> out(q.size(), std::numeric_limits<float>::quiet_NaN()), bound(q_heads, -1.f);
+      const std::vector<sr_seq_id> batch = {seq};  // decode_args keeps a pointer to it
+      sr_decode_args args = decode_args(batch, q_heads, q.data(), out.data());
+      args.routing = m.mode;
+      args.tau = m.tau;
+      args.error_budget = m.budget;
+      args.head_error_bound = bound.data();
+      args.collect_stats = 1;
+      ASSERT_EQ(sr_context_reset_stats(ctx.get()), SR_OK);
+      ASSERT_EQ(decode_with_host_buffers(ctx.get(), cache.get(), args, D), SR_OK) << sr_last_error();
+      sr_decode_stats stats;
+      ASSERT_EQ(sr_context_stats(ctx.get(), &stats, sizeof stats), SR_OK);
+      EXPECT_EQ(stats.blocks_total, shape.kv_heads * pages_per_head) << "every page scored once";
+      EXPECT_GT(stats.blocks_v_skipped, 0);
+      auto errors = per_head_errors(out.data(), ref, q_heads, D);
+      for (int32_t h = 0; h < q_heads; ++h) {
+        EXPECT_LE(errors[h], bound[h] + 2e-5) << "head " << h;
+        if (m.mode == SR_ROUTING_BUDGET) EXPECT_LE(bound[h], m.budget) << "head " << h;
+      }
+    }
+  }
 }
 
 }  // namespace
