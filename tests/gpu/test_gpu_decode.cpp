@@ -184,6 +184,33 @@ TEST_F(GpuDecode, DevicePointerAppendMatchesHostAppend) {
   for (size_t i = 0; i < a_k.size(); ++i) ASSERT_NEAR(a_k[i], packed_k[i], std::fabs(packed_k[i]) * 4e-3 + 1e-30);
 }
 
+struct Mode {
+  sr_routing_mode mode;
+  float tau, budget;
+};
+
+// One decode step of `seq` in mode m, with host buffers (outputs poisoned first): the outputs,
+// each head's bound, and the step's statistics alone.
+struct Step {
+  std::vector<float> out, bound;
+  sr_decode_stats stats;
+};
+void run_step(sr_context* ctx, sr_kv_cache* cache, sr_seq_id seq, const std::vector<float>& q, int32_t q_heads,
+              int32_t head_dim, const Mode& m, Step* step) {
+  step->out.assign(q.size(), std::numeric_limits<float>::quiet_NaN());
+  step->bound.assign(static_cast<size_t>(q_heads), -1.f);
+  const std::vector<sr_seq_id> batch = {seq};  // decode_args keeps a pointer to it
+  sr_decode_args args = decode_args(batch, q_heads, q.data(), step->out.data());
+  args.routing = m.mode;
+  args.tau = m.tau;
+  args.error_budget = m.budget;
+  args.head_error_bound = step->bound.data();
+  args.collect_stats = 1;
+  ASSERT_EQ(sr_context_reset_stats(ctx), SR_OK);
+  ASSERT_EQ(decode_with_host_buffers(ctx, cache, args, head_dim), SR_OK) << sr_last_error();
+  ASSERT_EQ(sr_context_stats(ctx, &step->stats, sizeof step->stats), SR_OK);
+}
+
 struct LongCase {
   bool sink_heavy;
   int64_t length;
@@ -224,35 +251,24 @@ TEST_P(GpuLongContext, AgreesWithCpuAndFloat64) {
   }
   auto ref = reference_outputs(gpu.cache.get(), {gpu.seq}, 0, q.data(), q_heads, shape, kScaleD128);
 
-  struct Mode {
-    sr_routing_mode mode;
-    float tau, budget;
-  };
   for (Mode m : {Mode{SR_ROUTING_OFF, 12.f, 0.f}, Mode{SR_ROUTING_TAU, 12.f, 0.f}, Mode{SR_ROUTING_BUDGET, 12.f, 1e-3f},
                  Mode{SR_ROUTING_BUDGET, 12.f, 1e-2f}}) {
     SCOPED_TRACE("routing " + std::to_string(m.mode) + " budget " + std::to_string(m.budget));
     sr_decode_stats stats[2];
-    std::vector<float> outs[2];
     int i = 0;
     for (Backend* b : {&gpu, &cpu}) {
-      std::vector<float> out(q.size()), bound(q_heads);
-      const std::vector<sr_seq_id> batch = {b->seq};  // decode_args keeps a pointer to it
-      sr_decode_args args = decode_args(batch, q_heads, q.data(), out.data());
-      args.routing = m.mode;
-      args.tau = m.tau;
-      args.error_budget = m.budget;
-      args.head_error_bound = bound.data();
-      args.collect_stats = 1;
-      ASSERT_EQ(sr_context_reset_stats(b->ctx.get()), SR_OK);
-      ASSERT_EQ(decode_with_host_buffers(b->ctx.get(), b->cache.get(), args, D), SR_OK) << sr_last_error();
-      ASSERT_EQ(sr_context_stats(b->ctx.get(), &stats[i], sizeof stats[i]), SR_OK);
-      auto errors = per_head_errors(out.data(), ref, q_heads, D);
+      Step step;
+      run_step(b->ctx.get(), b->cache.get(), b->seq, q, q_heads, D, m, &step);
+      if (HasFatalFailure()) return;
+      stats[i] = step.stats;
+      const std::vector<float>& bound = step.bound;
+      auto errors = per_head_errors(step.out.data(), ref, q_heads, D);
       for (int32_t h = 0; h < q_heads; ++h) {
         EXPECT_LE(errors[h], bound[h] + 2e-5) << (i == 0 ? "gpu" : "cpu") << " head " << h;
         if (m.mode == SR_ROUTING_BUDGET) EXPECT_LE(bound[h], m.budget) << "head " << h;
         if (m.mode == SR_ROUTING_OFF) EXPECT_LT(errors[h], 1e-5) << "head " << h;
       }
-      outs[i++] = std::move(out);
+      ++i;
     }
     EXPECT_EQ(stats[0].blocks_total, stats[1].blocks_total);
     if (m.mode == SR_ROUTING_OFF) EXPECT_EQ(stats[0].blocks_v_skipped, 0);
@@ -352,28 +368,16 @@ TEST_F(GpuDecode, RoutedStepsSplitByTheLastStepStayExact) {
   auto ref = reference_outputs(cache.get(), {seq}, 0, q.data(), q_heads, shape, kScaleD128);
   const int64_t pages_per_head = (length + shape.page_tokens - 1) / shape.page_tokens;
 
-  struct Mode {
-    sr_routing_mode mode;
-    float tau, budget;
-  };
   for (Mode m : {Mode{SR_ROUTING_TAU, 12.f, 0.f}, Mode{SR_ROUTING_BUDGET, 12.f, 1e-3f}, Mode{SR_ROUTING_TAU, 8.f, 0.f}}) {
-    for (int step = 0; step < 3; ++step) {
-      SCOPED_TRACE("routing " + std::to_string(m.mode) + " tau " + std::to_string(m.tau) + " step " + std::to_string(step));
-      std::vector<float> out(q.size(), std::numeric_limits<float>::quiet_NaN()), bound(q_heads, -1.f);
-      const std::vector<sr_seq_id> batch = {seq};  // decode_args keeps a pointer to it
-      sr_decode_args args = decode_args(batch, q_heads, q.data(), out.data());
-      args.routing = m.mode;
-      args.tau = m.tau;
-      args.error_budget = m.budget;
-      args.head_error_bound = bound.data();
-      args.collect_stats = 1;
-      ASSERT_EQ(sr_context_reset_stats(ctx.get()), SR_OK);
-      ASSERT_EQ(decode_with_host_buffers(ctx.get(), cache.get(), args, D), SR_OK) << sr_last_error();
-      sr_decode_stats stats;
-      ASSERT_EQ(sr_context_stats(ctx.get(), &stats, sizeof stats), SR_OK);
-      EXPECT_EQ(stats.blocks_total, shape.kv_heads * pages_per_head) << "every page scored once";
-      EXPECT_GT(stats.blocks_v_skipped, 0);
-      auto errors = per_head_errors(out.data(), ref, q_heads, D);
+    for (int step_index = 0; step_index < 3; ++step_index) {
+      SCOPED_TRACE("routing " + std::to_string(m.mode) + " tau " + std::to_string(m.tau) + " step " + std::to_string(step_index));
+      Step step;
+      run_step(ctx.get(), cache.get(), seq, q, q_heads, D, m, &step);
+      if (HasFatalFailure()) return;
+      EXPECT_EQ(step.stats.blocks_total, shape.kv_heads * pages_per_head) << "every page scored once";
+      EXPECT_GT(step.stats.blocks_v_skipped, 0);
+      const std::vector<float>& bound = step.bound;
+      auto errors = per_head_errors(step.out.data(), ref, q_heads, D);
       for (int32_t h = 0; h < q_heads; ++h) {
         EXPECT_LE(errors[h], bound[h] + 2e-5) << "head " << h;
         if (m.mode == SR_ROUTING_BUDGET) EXPECT_LE(bound[h], m.budget) << "head " << h;
