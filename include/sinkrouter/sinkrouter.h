@@ -259,10 +259,11 @@ typedef struct sr_decode_args {
  * for the CPU backend, device for GPU backends. On a GPU backend sr_decode_step is
  * asynchronous on the stream, allocates nothing and never synchronises (it may be captured in
  * a CUDA/HIP graph); steps on one cache share its device workspace, so their streams must be
- * ordered (one stream, or events between them). A routed GPU step of one sequence divides its
- * work among the kv-heads by what each read in that sequence's previous routed step, so a
- * repeated routed step may differ from the last in the final bits, always within its bound.
- * The error bound covers what routing skipped, not f32 rounding. */
+ * ordered (one stream, or events between them). A long tau-mode GPU step of one sequence
+ * divides its work among the kv-heads by what each read in that sequence's previous routed
+ * step, so repeating a step may change its final bits (always within its bound); the same
+ * calls give the same bits in every run. The error bound covers what routing skipped, not f32
+ * rounding. */
 
 SR_API sr_status sr_decode_args_default(sr_decode_args* args, size_t struct_size);
 
