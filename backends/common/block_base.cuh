@@ -45,11 +45,11 @@ struct SharedState {
   int32_t blocks, skipped;
   int32_t last, over;
   NextRows after_k, after_v;  // the current chunk's (kept in shared memory to spare registers)
-  // This block's group of splits: how many, and the partial-state slot of its first split.
-  int32_t group_splits;
+  // An adaptive launch's plan for this block (plan_adaptive_split): its head tile, its split
+  // there, the group's split count and the partial-state slot of the group's first split.
+  int32_t block_tile, block_split, group_splits;
   int64_t group_first_slot;
-  int32_t block_split, block_tile;  // an adaptive launch's block: its split and head tile
-  int32_t publishes;                // this merge publishes the launch's split weights
+  int32_t publishes;  // this merge publishes the launch's split weights
 };
 
 // kAmpleRegisters: the build has registers to spare (all but the 4-blocks-per-SM one), so it

@@ -15,8 +15,8 @@ struct DeviceTables {
   int32_t* pages;       // [slot_capacity][page_stride]: physical page of each logical page
   int64_t* lengths;     // [slot_capacity][num_layers]: tokens per layer
   // [slot_capacity][num_layers][kv_heads]: each kv-head's split_weight (common/split_plan.h) in
-  // the last routed step of one sequence, 0 before the first; the next such step apportions its
-  // blocks by them.
+  // the sequence's last adaptive step, 0 before the first; the next one apportions its blocks
+  // by them.
   uint16_t* split_weights;
   int64_t page_stride;  // entries per slot row
   int32_t num_layers;
@@ -55,8 +55,8 @@ struct DecodeParams {
   int32_t tiles;          // head tiles per kv-head
   int32_t num_q_heads;
   int32_t splits;         // blocks per (sequence, head tile), unless adaptive_splits
-  int32_t adaptive_splits;  // one routed sequence: the splits x tiles blocks are apportioned
-                            // among the tiles by the split weights of its last routed step
+  int32_t adaptive_splits;  // the tau stream of one sequence: the splits x tiles blocks are
+                            // apportioned among the tiles by the split weights (DeviceTables)
   int32_t min_split_tokens;
   int32_t prefetch_rows;  // rows ahead of the loads that are requested into the L2 (0: none)
   int32_t stream_dense;   // dense splits stream K and V without chunks where the passes can
