@@ -45,10 +45,12 @@ struct SharedState {
   int32_t blocks, skipped;
   int32_t last, over;
   NextRows after_k, after_v;  // the current chunk's (kept in shared memory to spare registers)
-  // An adaptive launch's plan for this block (plan_adaptive_split): its head tile, its split
-  // there, the group's split count and the partial-state slot of the group's first split.
-  int32_t block_tile, block_split, group_splits;
+  // An adaptive launch's plan for this block (plan_adaptive_split): the group's split count and
+  // the partial-state slot of its first split, then this block's split and head tile. (This
+  // order was measured.)
+  int32_t group_splits;
   int64_t group_first_slot;
+  int32_t block_split, block_tile;
   int32_t publishes;  // this merge publishes the launch's split weights
 };
 
