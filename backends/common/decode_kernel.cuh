@@ -51,44 +51,88 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
   using Base::valid_heads;
   using Base::warp;
 
-  // Largest logit of each head over the anchor set (m_ref), then z = sum exp(s - m_ref) and,
-  // for budget mode, the norm of the anchor-only output.
+  // The anchor set's pages as the pages of one chunk (or a few, for a large anchor): the sinks'
+  // pages, then the window's, without the pages between. Scoring that chunk requests K of the
+  // whole anchor at once, where a range at a time cost a round trip each before a split could
+  // start. Pages stay whole, so a row keeps its offset in its page; rows that are not anchor
+  // tokens (the rest of a sink page, the start of the window's first page) are masked.
+  struct AnchorPages {
+    int32_t sink_pages;    // pages [0, sink_pages) of the sequence
+    int32_t window_first;  // then pages [window_first, last page]
+    int32_t count;         // pages listed
+    int32_t rows;          // rows of the list, up to the sequence's last token
+  };
+
+  __device__ AnchorPages anchor_pages(const AnchorSet& anchor) const {
+    const int32_t last_page = static_cast<int32_t>((length - 1) >> p.page_shift);
+    AnchorPages a;
+    a.sink_pages = static_cast<int32_t>((anchor.sink_end + p.page_tokens - 1) >> p.page_shift);
+    const int32_t window_page = static_cast<int32_t>(anchor.window_begin >> p.page_shift);
+    a.window_first = window_page > a.sink_pages ? window_page : a.sink_pages;
+    a.count = a.sink_pages + (last_page + 1 - a.window_first);
+    // The list ends on the sequence's last page (its tokens up to length) unless the window is
+    // empty and the sinks end earlier.
+    const bool ends_on_last_page = a.count > a.sink_pages || a.sink_pages == last_page + 1;
+    const int32_t last_rows = ends_on_last_page ? static_cast<int32_t>(length - (static_cast<int64_t>(last_page) << p.page_shift)) : p.page_tokens;
+    a.rows = a.count == 0 ? 0 : ((a.count - 1) << p.page_shift) + last_rows;
+    return a;
+  }
+
+  // Largest logit of each head over the anchor set (m_ref) and, for budget mode, z = sum
+  // exp(s - m_ref) and the norm of the anchor-only output.
   __device__ void score_anchor(const Q& q, O& o, const AnchorSet& anchor, bool budget) {
-    const int64_t ranges[2][2] = {{0, anchor.sink_end}, {anchor.window_begin, length}};
+    const AnchorPages a = anchor_pages(anchor);
+    const int chunk_pages = kChunk >> p.page_shift;
+    const int chunks = (a.count + chunk_pages - 1) / chunk_pages;
+    // Page and token of row `row` of chunk c of the list.
+    auto row_page = [&](int c, int row) {
+      const int32_t listed = c * chunk_pages + (row >> p.page_shift);
+      return listed < a.sink_pages ? listed : a.window_first + (listed - a.sink_pages);
+    };
+    auto row_token = [&](int c, int row) {
+      return (static_cast<int64_t>(row_page(c, row)) << p.page_shift) + (row & (p.page_tokens - 1));
+    };
+    auto is_anchor = [&](int64_t token) { return token < anchor.sink_end || token >= anchor.window_begin; };
     if (threadIdx.x < GT) {
       sh.m_ref[threadIdx.x] = -INFINITY;
       sh.z[threadIdx.x] = 0.f;
     }
-    for (int pass = 0; pass < 2; ++pass) {
-      for (int r = 0; r < 2; ++r) {
-        for (int64_t t0 = ranges[r][0]; t0 < ranges[r][1]; t0 += kChunk) {
-          int n = static_cast<int>(ranges[r][1] - t0 < kChunk ? ranges[r][1] - t0 : kChunk);
+    // Tau mode needs m_ref only; budget mode a second pass, which rescores only if the list
+    // took more than one chunk (the logits of one are still in shared memory).
+    for (int pass = 0; pass < (budget ? 2 : 1); ++pass) {
+      for (int c = 0; c < chunks; ++c) {
+        const int n = a.rows - c * kChunk < kChunk ? a.rows - c * kChunk : kChunk;
+        if (pass == 0 || chunks > 1) {
           __syncthreads();
-          int32_t first_page = load_pages(t0, n, false);
+          for (int i = threadIdx.x; i < ((n - 1) >> p.page_shift) + 1; i += kThreads) {
+            sh.page[i] = this->pages[row_page(c, i << p.page_shift)];
+          }
           __syncthreads();
-          score(q, t0, n, first_page);
-          __syncthreads();
-          for (int h = warp; h < GT; h += kWarps) {
-            if (pass == 0) {
-              float mx = -INFINITY;
-              for (int i = lane; i < n; i += kWarp) mx = fmaxf(mx, sh.w[h][i]);
-              mx = warp_max(mx);
-              if (lane == 0) sh.m_ref[h] = fmaxf(sh.m_ref[h], mx);
-            } else {
-              float m_ref = sh.m_ref[h], sum = 0.f;
-              for (int i = lane; i < n; i += kWarp) {
-                float w = __expf(sh.w[h][i] - m_ref);
-                sh.w[h][i] = w;
-                sum += w;
-              }
-              sum = warp_sum(sum);
-              if (lane == 0) sh.z[h] += sum;
+          score(q, 0, n, 0);
+        }
+        __syncthreads();
+        for (int h = warp; h < GT; h += kWarps) {
+          if (pass == 0) {
+            float mx = -INFINITY;
+            for (int i = lane; i < n; i += kWarp) {
+              if (is_anchor(row_token(c, i))) mx = fmaxf(mx, sh.w[h][i]);
             }
+            mx = warp_max(mx);
+            if (lane == 0) sh.m_ref[h] = fmaxf(sh.m_ref[h], mx);
+          } else {
+            float m_ref = sh.m_ref[h], sum = 0.f;
+            for (int i = lane; i < n; i += kWarp) {
+              float w = is_anchor(row_token(c, i)) ? __expf(sh.w[h][i] - m_ref) : 0.f;
+              sh.w[h][i] = w;
+              sum += w;
+            }
+            sum = warp_sum(sum);
+            if (lane == 0) sh.z[h] += sum;
           }
-          if (pass == 1 && budget) {
-            __syncthreads();
-            accumulate(o, t0, n, first_page, false);
-          }
+        }
+        if (pass == 1) {
+          __syncthreads();
+          accumulate(o, 0, n, 0, false);
         }
       }
     }

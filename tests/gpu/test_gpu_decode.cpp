@@ -187,6 +187,7 @@ TEST_F(GpuDecode, DevicePointerAppendMatchesHostAppend) {
 struct Mode {
   sr_routing_mode mode;
   float tau, budget;
+  int32_t sink_tokens = 4, window_tokens = 64;  // the anchor set (the API's defaults)
 };
 
 // One decode step of `seq` in mode m, with host buffers (outputs poisoned first): the outputs,
@@ -204,6 +205,8 @@ void run_step(sr_context* ctx, sr_kv_cache* cache, sr_seq_id seq, const std::vec
   args.routing = m.mode;
   args.tau = m.tau;
   args.error_budget = m.budget;
+  args.sink_tokens = m.sink_tokens;
+  args.window_tokens = m.window_tokens;
   args.head_error_bound = step->bound.data();
   args.collect_stats = 1;
   ASSERT_EQ(sr_context_reset_stats(ctx), SR_OK);
@@ -381,6 +384,68 @@ TEST_F(GpuDecode, RoutedStepsSplitByTheLastStepStayExact) {
       for (int32_t h = 0; h < q_heads; ++h) {
         EXPECT_LE(errors[h], bound[h] + 2e-5) << "head " << h;
         if (m.mode == SR_ROUTING_BUDGET) EXPECT_LE(bound[h], m.budget) << "head " << h;
+      }
+    }
+  }
+}
+
+// The GPU scores the anchor set as one list of pages (the sinks', then the window's): for anchor
+// sets of every shape (no sinks, no window, sinks over several pages, a window over more pages
+// than one chunk holds, a window reaching back to the sinks) and pages of 16 and 128 tokens,
+// every mode stays within its bound and budget, and tau mode skips as many V blocks as the CPU
+// backend (whose anchor is computed range by range) wherever the sinks are anchors.
+TEST_F(GpuDecode, RoutedAnchorSetsOfEveryShapeSkipAsTheCpuDoes) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  const int64_t length = 20000 + 13;
+  const int32_t group = 4;
+  struct Anchor {
+    int32_t sink, window;
+  };
+  for (int32_t page_tokens : {16, 128}) {
+    CacheShape shape;
+    shape.kv_heads = 4;
+    shape.page_tokens = page_tokens;
+    shape.dtype = SR_DTYPE_BF16;
+    shape.capacity = length + page_tokens;
+    const int32_t q_heads = shape.kv_heads * group, D = shape.head_dim;
+    workloads::ContextSpec spec = workloads::sink_heavy_spec(length, seed + page_tokens);
+    spec.kv_heads = shape.kv_heads;
+    spec.group = group;
+    workloads::SyntheticContext generator(spec);
+    auto q = generator.query();
+    auto gpu = make_context(SR_BACKEND_CUDA), cpu = make_context(SR_BACKEND_CPU);
+    auto gpu_cache = make_cache(gpu.get(), shape), cpu_cache = make_cache(cpu.get(), shape);
+    const sr_seq_id gpu_seq = append_synthetic(gpu_cache.get(), generator);
+    const sr_seq_id cpu_seq = append_synthetic(cpu_cache.get(), generator);
+    auto ref = reference_outputs(cpu_cache.get(), {cpu_seq}, 0, q.data(), q_heads, shape, kScaleD128);
+    for (Anchor anchor : {Anchor{4, 64}, Anchor{0, 64}, Anchor{4, 0}, Anchor{40, 700}, Anchor{4, 1500}, Anchor{600, 30},
+                          Anchor{3, 10}, Anchor{4, 30000}}) {
+      for (Mode m : {Mode{SR_ROUTING_TAU, 10.f, 0.f}, Mode{SR_ROUTING_BUDGET, 12.f, 1e-2f}}) {
+        m.sink_tokens = anchor.sink;
+        m.window_tokens = anchor.window;
+        SCOPED_TRACE("page " + std::to_string(page_tokens) + " sink " + std::to_string(anchor.sink) + " window " +
+                     std::to_string(anchor.window) + " routing " + std::to_string(m.mode));
+        Step on_gpu, on_cpu;
+        run_step(gpu.get(), gpu_cache.get(), gpu_seq, q, q_heads, D, m, &on_gpu);
+        run_step(cpu.get(), cpu_cache.get(), cpu_seq, q, q_heads, D, m, &on_cpu);
+        if (HasFatalFailure()) return;
+        auto errors = per_head_errors(on_gpu.out.data(), ref, q_heads, D);
+        for (int32_t h = 0; h < q_heads; ++h) {
+          EXPECT_LE(errors[h], on_gpu.bound[h] + 2e-5) << "head " << h;
+          if (m.mode == SR_ROUTING_BUDGET) EXPECT_LE(on_gpu.bound[h], m.budget) << "head " << h;
+        }
+        ASSERT_EQ(on_gpu.stats.blocks_total, on_cpu.stats.blocks_total);
+        if (m.mode == SR_ROUTING_TAU && anchor.sink > 0) {
+          // With the sinks in it, the anchor's reference decides nearly every block of a
+          // sink-heavy context; the split layouts (each split's running maximum) and the order of
+          // f32 sums move a few. (Without them, each split's own maximum decides: the split that
+          // holds the sinks skips far more than the rest, so the counts follow the layout.)
+          const double gpu_skips = static_cast<double>(on_gpu.stats.blocks_v_skipped);
+          const double cpu_skips = static_cast<double>(on_cpu.stats.blocks_v_skipped);
+          EXPECT_NEAR(gpu_skips, cpu_skips, 0.02 * static_cast<double>(on_cpu.stats.blocks_total) + 2)
+              << "gpu " << gpu_skips << " cpu " << cpu_skips << " of " << on_cpu.stats.blocks_total;
+        }
       }
     }
   }
