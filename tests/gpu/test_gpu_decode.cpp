@@ -393,11 +393,12 @@ TEST_F(GpuDecode, RoutedStepsSplitByTheLastStepStayExact) {
 // sets of every shape (no sinks, no window, sinks over several pages, a window over more pages
 // than one chunk holds, a window reaching back to the sinks) and pages of 16 and 128 tokens,
 // every mode stays within its bound and budget, and tau mode skips as many V blocks as the CPU
-// backend (whose anchor is computed range by range) wherever the sinks are anchors.
+// backend (whose anchor is computed range by range) wherever the sinks and the window are
+// anchors.
 TEST_F(GpuDecode, RoutedAnchorSetsOfEveryShapeSkipAsTheCpuDoes) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
-  const int64_t length = 20000 + 13;
+  const int64_t length = 12000 + 13;
   const int32_t group = 4;
   struct Anchor {
     int32_t sink, window;
@@ -420,7 +421,7 @@ TEST_F(GpuDecode, RoutedAnchorSetsOfEveryShapeSkipAsTheCpuDoes) {
     const sr_seq_id cpu_seq = append_synthetic(cpu_cache.get(), generator);
     auto ref = reference_outputs(cpu_cache.get(), {cpu_seq}, 0, q.data(), q_heads, shape, kScaleD128);
     for (Anchor anchor : {Anchor{4, 64}, Anchor{0, 64}, Anchor{4, 0}, Anchor{40, 700}, Anchor{4, 1500}, Anchor{600, 30},
-                          Anchor{3, 10}, Anchor{4, 30000}}) {
+                          Anchor{3, 10}, Anchor{4, 20000}}) {
       for (Mode m : {Mode{SR_ROUTING_TAU, 10.f, 0.f}, Mode{SR_ROUTING_BUDGET, 12.f, 1e-2f}}) {
         m.sink_tokens = anchor.sink;
         m.window_tokens = anchor.window;
@@ -436,11 +437,12 @@ TEST_F(GpuDecode, RoutedAnchorSetsOfEveryShapeSkipAsTheCpuDoes) {
           if (m.mode == SR_ROUTING_BUDGET) EXPECT_LE(on_gpu.bound[h], m.budget) << "head " << h;
         }
         ASSERT_EQ(on_gpu.stats.blocks_total, on_cpu.stats.blocks_total);
-        if (m.mode == SR_ROUTING_TAU && anchor.sink > 0) {
-          // With the sinks in it, the anchor's reference decides nearly every block of a
-          // sink-heavy context; the split layouts (each split's running maximum) and the order of
-          // f32 sums move a few. (Without them, each split's own maximum decides: the split that
-          // holds the sinks skips far more than the rest, so the counts follow the layout.)
+        if (m.mode == SR_ROUTING_TAU && anchor.sink > 0 && anchor.window > 0) {
+          // With the sinks and the window in it (where sink and local heads peak), the anchor's
+          // reference decides nearly every block of a sink-heavy context; the split layouts (each
+          // split's running maximum) and the order of f32 sums move a few. Without one of them,
+          // each split's own maximum decides for those heads, so the counts follow the layout
+          // (H100: 4-6% apart with no window).
           const double gpu_skips = static_cast<double>(on_gpu.stats.blocks_v_skipped);
           const double cpu_skips = static_cast<double>(on_cpu.stats.blocks_v_skipped);
           EXPECT_NEAR(gpu_skips, cpu_skips, 0.02 * static_cast<double>(on_cpu.stats.blocks_total) + 2)
