@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Everything the GPU machine runs, in one call from the repository root:
-#   bench/gpu/run_device.sh [tests] [sanitize] [bench] [quick] [e2e] [ab] [profile]
+#   bench/gpu/run_device.sh [tests] [sanitize] [bench] [quick] [e2e] [ab] [profile] [peers-profile]
 # (no phase named: tests, sanitize and bench). On the H100 `tests sanitize bench profile` takes
 # about 4 minutes; `e2e` (samples/python/e2e/run_gpu.sh) about 2.5 with the committed weights,
-# 6 when it trains. `ab` sweeps one tuning knob over a few cases. The build comes from this
+# 6 when it trains. `ab` sweeps one tuning knob over a few cases. `peers-profile` (about 1.5
+# minutes) puts the peers' kernels beside ours under ncu: grid, registers, shared memory, DRAM. The build comes from this
 # machine: build/cuda-run, a stripped copy of build/cuda (bench/gpu/pack_build.sh), carried
 # with .realattn. Logs and results go to $OUT; a short table is printed last.
 set -u
@@ -127,6 +128,24 @@ if want profile; then
   echo "ncu exit $?" >>"$summary"
   cuobjdump -sass -fun '_ZN2sr3gpu13decode_kernelILi2ELi128ELi4ELi4EEEvNS0_12DecodeParamsE' "$BUILD/lib/libsinkrouter-cuda.so" \
     >"$OUT/sass.txt" 2>&1
+fi
+
+if want peers-profile; then
+  # One SDPA call per peer and shape (bench/gpu/profile_peers.py), then our step on the same
+  # shape; the launch shape and the DRAM throughput of each kernel go to the summary.
+  echo "== peers' kernels beside ours (ncu, clocks locked)" | tee -a "$summary"
+  sections="--section SpeedOfLight --section LaunchStats --section Occupancy"
+  condense() { grep -E "^  [a-zA-Z_].*\(|Duration|DRAM Throughput|Registers Per|Dynamic Shared Memory Per|Static Shared Memory Per|Waves Per SM" | sed 's/  */ /g' | cut -c1-150; }
+  : >"$OUT/peers_profile.txt"
+  for c in "sdpa_cudnn 64 4096" "sdpa_cudnn 32 8192" "sdpa_flash 8 32768" "sdpa_flash 1 524288" "sdpa_flash 1 4096"; do
+    set -- $c
+    echo "-- $1 ${2}x$3" >>"$OUT/peers_profile.txt"
+    (cd "$ROOT/bench/gpu" && timeout 120 ncu --profile-from-start off $sections python3 profile_peers.py $1 $2 $3) 2>&1 | condense >>"$OUT/peers_profile.txt"
+    echo "-- ours ${2}x$3" >>"$OUT/peers_profile.txt"
+    timeout 120 ncu --kernel-name regex:decode_kernel --launch-skip 3 --launch-count 1 $sections "$BUILD/bench/gpu/sr_gpu_bench" \
+      --only "sink:$2:$3:dense" 2>&1 | condense >>"$OUT/peers_profile.txt"
+  done
+  cat "$OUT/peers_profile.txt" >>"$summary"
 fi
 
 cat "$summary"
