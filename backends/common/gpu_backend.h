@@ -112,9 +112,10 @@ struct DecodeKernel {
 constexpr int64_t kFewBlocksUpTo = 96 * 1024;
 constexpr int32_t kDenseWaveBlocks = 2;
 // Tau steps of one sequence over 16-token pages stream from this length: there most of V is
-// skipped and K streams without a bubble (H100, tau 12 at 1x128K: 170 -> 162 us on sink-heavy
-// data, 177 -> 175 on mixed; equal at 64K; 10% slower at 32K, where half of V is read).
-constexpr int64_t kTauStreamFrom = 128 * 1024;
+// skipped, K streams without a bubble, and the kv-heads' splits follow what each reads (H100,
+// tau 12, stop 20: at 1x96K 128.3 -> 112.3 us on sink-heavy data, 130.2 -> 124.5 on mixed;
+// equal at 64K; 9-11% slower at 32K, where half of V is read).
+constexpr int64_t kTauStreamFrom = 64 * 1024;
 
 // A tuning knob of the GPU backend (README): the environment variable `name` as an integer, or
 // `fallback` where it is unset or below `least`. Callers read it once and keep the value.

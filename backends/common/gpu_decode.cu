@@ -35,7 +35,7 @@ int32_t stream_dense() {
 
 // Tau steps of one sequence this long (tokens) or longer stream (over 16-token pages): where
 // most V is skipped, K then streams without a bubble; shorter or batched steps keep the chunked
-// passes, faster where more of V is read (H100, bench/NOTES.md stops 15 and 17).
+// passes, faster where more of V is read (H100, bench/NOTES.md stops 15, 17 and 20).
 // SINKROUTER_CUDA_TAU_STREAM_FROM overrides it (0: always; tests and tuning).
 int64_t tau_stream_from() {
   static const int64_t value = tuning_knob("SINKROUTER_CUDA_TAU_STREAM_FROM", kTauStreamFrom, 0);

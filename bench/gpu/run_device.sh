@@ -43,7 +43,7 @@ if want tests; then
   (cd "$BUILD" && timeout 420 ctest -j8 --timeout 300 --output-on-failure -E 'install_and_consume|python_e2e_cpu') >"$OUT/ctest.log" 2>&1
   echo "ctest exit $?" >>"$summary"
   grep -E "tests passed|tests failed|Failed|\*\*\*Failed|Timeout" "$OUT/ctest.log" | head -40 >>"$summary"
-  # The streamed tau kernel runs by default only for one sequence of 256K+ tokens: the routed
+  # The streamed tau kernel runs by default only for one sequence of 64K+ tokens: the routed
   # and real-attention tests again with it taken at every length.
   echo "== routed tests, tau streamed at every length (SINKROUTER_CUDA_TAU_STREAM_FROM=0)" | tee -a "$summary"
   SINKROUTER_CUDA_TAU_STREAM_FROM=0 SINKROUTER_TEST_BACKENDS=cuda timeout 300 "$BUILD/tests/sr_tests" --gtest_filter='*Routed*:*RealAttention*' \
