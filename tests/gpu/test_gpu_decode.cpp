@@ -286,7 +286,7 @@ TEST_P(GpuLongContext, AgreesWithCpuAndFloat64) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Contexts, GpuLongContext,
-                         // (262221 tokens: one sequence long enough that tau streams, gpu_decode.cu)
+                         // (65613 and 262221 tokens: one sequence long enough that tau streams, gpu_decode.cu)
                          ::testing::Values(LongCase{true, 65536 + 77, 16}, LongCase{true, 262144 + 77, 16}, LongCase{false, 40000, 64},
                                            LongCase{true, 20000, 128}, LongCase{true, 9000, 32}),
                          [](const ::testing::TestParamInfo<LongCase>& info) {
