@@ -338,7 +338,7 @@ inline __device__ void plan_adaptive_split(const DecodeParams& p, SharedState& s
 static __device__ __noinline__ void publish_split_weights(const DecodeParams& p) {
   __threadfence();
   const DeviceTables* t = p.tables;
-  uint16_t* weights = t->split_weights + (static_cast<int64_t>(p.slots[0]) * t->num_layers + p.layer) * p.kv_heads;
+  uint16_t* weights = t->split_weight_row(p.slots[0], p.layer, p.kv_heads);
   const volatile uint32_t* next = p.next_weight;
   for (int h = threadIdx.x; h < p.kv_heads; h += kThreads) {
     uint32_t w = 0;
@@ -394,7 +394,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   const int32_t slot = p.slots[b_local];
   const int64_t length = tables.lengths[static_cast<int64_t>(slot) * tables.num_layers + p.layer];
   if (p.adaptive_splits) {
-    plan_adaptive_split(p, sh, tables.split_weights + (static_cast<int64_t>(slot) * tables.num_layers + p.layer) * p.kv_heads,
+    plan_adaptive_split(p, sh, tables.split_weight_row(slot, p.layer, p.kv_heads),
                         static_cast<int64_t>(grid_tile_slot()) * p.splits + grid_split(), static_cast<int32_t>(head_tiles));
   }
   const int32_t first_head = static_cast<int32_t>(tile_slot() % p.tiles) * GT;

@@ -20,6 +20,11 @@ struct DeviceTables {
   uint16_t* split_weights;
   int64_t page_stride;  // entries per slot row
   int32_t num_layers;
+
+  // The split weights of sequence slot `slot` at `layer`: one per kv-head.
+  __device__ uint16_t* split_weight_row(int64_t slot, int32_t layer, int32_t kv_heads) const {
+    return split_weights + (slot * num_layers + layer) * kv_heads;
+  }
 };
 
 // Statistics summed on the device (sr_decode_stats); floats as their bits so atomicMax works
