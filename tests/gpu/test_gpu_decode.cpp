@@ -214,6 +214,18 @@ void run_step(sr_context* ctx, sr_kv_cache* cache, sr_seq_id seq, const std::vec
   ASSERT_EQ(sr_context_stats(ctx, &step->stats, sizeof step->stats), SR_OK);
 }
 
+// Every head of `step` (in mode m) agrees with float64 within its certified bound (plus f32
+// rounding), and in budget mode every bound is within the budget. Returns the true errors.
+std::vector<double> expect_within_bound(const Step& step, const std::vector<double>& ref, int32_t q_heads, int32_t head_dim,
+                                        const Mode& m, const char* who = "gpu") {
+  auto errors = per_head_errors(step.out.data(), ref, q_heads, head_dim);
+  for (int32_t h = 0; h < q_heads; ++h) {
+    EXPECT_LE(errors[h], step.bound[h] + 2e-5) << who << " head " << h;
+    if (m.mode == SR_ROUTING_BUDGET) EXPECT_LE(step.bound[h], m.budget) << who << " head " << h;
+  }
+  return errors;
+}
+
 struct LongCase {
   bool sink_heavy;
   int64_t length;
@@ -264,11 +276,8 @@ TEST_P(GpuLongContext, AgreesWithCpuAndFloat64) {
       run_step(b->ctx.get(), b->cache.get(), b->seq, q, q_heads, D, m, &step);
       if (HasFatalFailure()) return;
       stats[i] = step.stats;
-      const std::vector<float>& bound = step.bound;
-      auto errors = per_head_errors(step.out.data(), ref, q_heads, D);
+      auto errors = expect_within_bound(step, ref, q_heads, D, m, i == 0 ? "gpu" : "cpu");
       for (int32_t h = 0; h < q_heads; ++h) {
-        EXPECT_LE(errors[h], bound[h] + 2e-5) << (i == 0 ? "gpu" : "cpu") << " head " << h;
-        if (m.mode == SR_ROUTING_BUDGET) EXPECT_LE(bound[h], m.budget) << "head " << h;
         if (m.mode == SR_ROUTING_OFF) EXPECT_LT(errors[h], 1e-5) << "head " << h;
       }
       ++i;
@@ -379,12 +388,7 @@ TEST_F(GpuDecode, RoutedStepsSplitByTheLastStepStayExact) {
       if (HasFatalFailure()) return;
       EXPECT_EQ(step.stats.blocks_total, shape.kv_heads * pages_per_head) << "every page scored once";
       EXPECT_GT(step.stats.blocks_v_skipped, 0);
-      const std::vector<float>& bound = step.bound;
-      auto errors = per_head_errors(step.out.data(), ref, q_heads, D);
-      for (int32_t h = 0; h < q_heads; ++h) {
-        EXPECT_LE(errors[h], bound[h] + 2e-5) << "head " << h;
-        if (m.mode == SR_ROUTING_BUDGET) EXPECT_LE(bound[h], m.budget) << "head " << h;
-      }
+      expect_within_bound(step, ref, q_heads, D, m);
     }
   }
 }
@@ -431,11 +435,7 @@ TEST_F(GpuDecode, RoutedAnchorSetsOfEveryShapeSkipAsTheCpuDoes) {
         run_step(gpu.get(), gpu_cache.get(), gpu_seq, q, q_heads, D, m, &on_gpu);
         run_step(cpu.get(), cpu_cache.get(), cpu_seq, q, q_heads, D, m, &on_cpu);
         if (HasFatalFailure()) return;
-        auto errors = per_head_errors(on_gpu.out.data(), ref, q_heads, D);
-        for (int32_t h = 0; h < q_heads; ++h) {
-          EXPECT_LE(errors[h], on_gpu.bound[h] + 2e-5) << "head " << h;
-          if (m.mode == SR_ROUTING_BUDGET) EXPECT_LE(on_gpu.bound[h], m.budget) << "head " << h;
-        }
+        expect_within_bound(on_gpu, ref, q_heads, D, m);
         ASSERT_EQ(on_gpu.stats.blocks_total, on_cpu.stats.blocks_total);
         if (m.mode == SR_ROUTING_TAU && anchor.sink > 0 && anchor.window > 0) {
           // With the sinks and the window in it (where sink and local heads peak), the anchor's
