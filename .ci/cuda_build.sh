@@ -25,4 +25,8 @@ cmake -S . -B build/cuda-linked -G Ninja -DCMAKE_BUILD_TYPE=Release -DSR_BUILD_C
   -DSR_BUILD_BINDINGS=OFF -DSR_BUILD_SAMPLES=OFF -DSR_BUILD_BENCH=OFF
 cmake --build build/cuda-linked
 ctest --test-dir build/cuda-linked --output-on-failure --no-tests=error
-echo "cuda_build: libsinkrouter-cuda and the linked libsinkrouter built, their tests passed (GPU tests skip without a GPU)"
+# The tracing build (bench/gpu/trace_phases.py) keeps compiling: its backend only, sm_90 only.
+cmake -S . -B build/cuda-trace -G Ninja -DCMAKE_BUILD_TYPE=Release -DSR_BUILD_CUDA=ON -DSR_CUDA_PHASE_TRACE=ON \
+  -DCMAKE_CUDA_ARCHITECTURES=90 -DSR_BUILD_TESTS=OFF -DSR_BUILD_BINDINGS=OFF -DSR_BUILD_SAMPLES=OFF -DSR_BUILD_BENCH=OFF
+cmake --build build/cuda-trace --target sinkrouter-cuda
+echo "cuda_build: libsinkrouter-cuda and the linked libsinkrouter built, their tests passed (GPU tests skip without a GPU); the tracing build compiles"

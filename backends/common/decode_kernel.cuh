@@ -18,6 +18,7 @@
 #include "common/softmax_state.h"
 #include "common/split_plan.h"
 #include "cuda_core_passes.cuh"
+#include "phase_trace.cuh"
 #if SR_GPU_TENSOR_CORES
 #include "tensor_core_passes.cuh"
 #endif
@@ -370,6 +371,7 @@ constexpr bool heads_fastest() {
 template <int DT, int D, int GT, int kMinBlocks, bool kTauStream>
 __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GRID_CONSTANT DecodeParams params) {
   const DecodeParams& p = SR_KERNEL_PARAM_REF(params);
+  SR_TRACE(p, kTraceEntry);
   using Blk = BlockFor<DT, D, GT, kMinBlocks>;
   __shared__ uint4 q_shared[Blk::kQSharedSlots];  // q's operands (tensor-core passes)
   __shared__ SharedState sh;
@@ -423,6 +425,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   const AnchorSet anchor = anchor_set(length, p.sink_tokens, p.window_tokens);
   __syncthreads();
 
+  SR_TRACE(p, kTraceReady);
   bool streamed = false;
   if constexpr (kTauStream) {
     if (begin < end) blk.score_anchor(q, o, anchor, false);
@@ -459,6 +462,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
     }
   }
 
+  SR_TRACE(p, kTraceSplitDone);
   // This split's partial state.
   const unsigned head_tile = tile_slot();
   const int32_t kv_head = head_tile / p.tiles;
@@ -484,6 +488,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
     atomicAdd(&p.stats->heads, static_cast<unsigned long long>(p.batch) * p.num_q_heads);
   }
 
+  SR_TRACE(p, kTracePartialWritten);
   // The last split of the group to arrive merges them all.
   __syncthreads();
   if (threadIdx.x == 0) {
@@ -496,6 +501,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
     sh.over = 0;
   }
   __syncthreads();
+  SR_TRACE(p, kTraceArrived);
   if (!sh.last) return;
   __threadfence();
 
@@ -553,6 +559,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
     }
   }
   __syncthreads();
+  SR_TRACE(p, kTraceMergeStates);
   // A thread owns 4 consecutive outputs and keeps kInFlight splits' loads in flight; the sum
   // runs in split order (the same bits every run).
   constexpr int kInFlight = 16;
@@ -627,6 +634,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
       }
     }
   }
+  SR_TRACE(p, kTraceMergeEnd);
   // Statistics hold each head's final result: a group the follow-up recomputes reports there.
   if (p.stats && threadIdx.x < valid_heads && (p.follow_up || !sh.over)) {
     atomic_max_nonneg(&p.stats->max_skipped_mass_bits, sh.alpha[threadIdx.x]);

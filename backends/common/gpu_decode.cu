@@ -4,6 +4,8 @@
 // nothing and never synchronises, so a loop of steps can be captured in a graph.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 
 #include "common/split_plan.h"
 #include "decode_kernel.cuh"
@@ -32,6 +34,38 @@ int32_t stream_dense() {
   static const int32_t value = tuning_knob("SINKROUTER_CUDA_DENSE_STREAM", 1, 0) == 0 ? 0 : 1;
   return value;
 }
+
+#if defined(SR_PHASE_TRACE) && !defined(SR_GPU_HIP)
+// Developer builds (phase_trace.cuh): one buffer for the stamps, cleared before each launch.
+// After a launch that is not being captured, its stamps go to the file SINKROUTER_PHASE_TRACE
+// names, behind a synchronisation: a trace build is for tracing, not for timing calls.
+unsigned long long* phase_trace_buffer() {
+  static unsigned long long* const buffer = [] {
+    void* b = nullptr;
+    return cudaMalloc(&b, sizeof(unsigned long long) * kTraceBlocks * kTraceStamps) == cudaSuccess
+               ? static_cast<unsigned long long*>(b)
+               : nullptr;
+  }();
+  return buffer;
+}
+
+void write_phase_trace(cudaStream_t stream, const LaunchBlocks& blocks) {
+  const char* file = std::getenv("SINKROUTER_PHASE_TRACE");
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  if (!file || !phase_trace_buffer() || cudaStreamIsCapturing(stream, &capturing) != cudaSuccess ||
+      capturing != cudaStreamCaptureStatusNone || cudaStreamSynchronize(stream) != cudaSuccess) {
+    return;
+  }
+  static unsigned long long stamps[kTraceBlocks][kTraceStamps];
+  if (cudaMemcpy(stamps, phase_trace_buffer(), sizeof stamps, cudaMemcpyDeviceToHost) != cudaSuccess) return;
+  if (FILE* f = std::fopen(file, "wb")) {
+    const uint32_t grid[4] = {blocks.splits, blocks.head_tiles, blocks.batch, kTraceStamps};
+    std::fwrite(grid, sizeof grid, 1, f);
+    std::fwrite(stamps, sizeof stamps, 1, f);
+    std::fclose(f);
+  }
+}
+#endif
 
 // Tau steps of one sequence this long (tokens) or longer stream (over 16-token pages): where
 // most V is skipped, K then streams without a bubble; shorter or batched steps keep the chunked
@@ -181,7 +215,14 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
     p.adaptive_splits = adaptive_splits_fit(tau_stream, longest, groups, splits) ? 1 : 0;
     const LaunchBlocks blocks{static_cast<unsigned>(splits), static_cast<unsigned>(g.num_kv_heads * tiles), static_cast<unsigned>(n)};
     p.follow_up = 0;
+#if defined(SR_PHASE_TRACE) && !defined(SR_GPU_HIP)
+    p.phase_trace = phase_trace_buffer();
+    if (p.phase_trace) (void)cudaMemsetAsync(p.phase_trace, 0, sizeof(unsigned long long) * kTraceBlocks * kTraceStamps, stream);
+#endif
     sr_status st = check(kernel.launch(p, blocks, stream), "launching the decode kernel", err);
+#if defined(SR_PHASE_TRACE) && !defined(SR_GPU_HIP)
+    if (st == SR_OK) write_phase_trace(stream, blocks);
+#endif
     if (st == SR_OK && p.enforce_budget) {
       p.follow_up = 1;
       p.adaptive_splits = 0;  // the exact recompute splits as the dense path does (the same bits)

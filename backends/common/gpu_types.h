@@ -93,6 +93,9 @@ struct DecodeParams {
   unsigned int* groups_merged;  // [1]: groups of an adaptive launch merged (the last publishes)
   unsigned int* arrivals; // [group slot]: splits done (the last one merges and resets it)
   unsigned int* redo;     // [group slot]: set by the first pass, cleared by the follow-up
+#if defined(SR_PHASE_TRACE)
+  unsigned long long* phase_trace;  // [kTraceBlocks][kTraceStamps] (phase_trace.cuh)
+#endif
   int32_t slots[kLaunchBatch];
 };
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Everything the GPU machine runs, in one call from the repository root:
-#   bench/gpu/run_device.sh [tests] [sanitize] [bench] [quick] [e2e] [ab] [profile] [peers-profile]
+#   bench/gpu/run_device.sh [tests] [sanitize] [bench] [quick] [e2e] [ab] [trace] [profile] [peers-profile]
 # (no phase named: tests, sanitize and bench). On the H100 `tests sanitize bench profile` takes
 # about 4 minutes; `e2e` (samples/python/e2e/run_gpu.sh) about 2.5 with the committed weights,
-# 6 when it trains. `ab` sweeps one tuning knob over a few cases. `peers-profile` (about 1.5
+# 6 when it trains. `ab` sweeps one tuning knob over a few cases; `trace` prints each phase of
+# a launch per block from a tracing build (SR_TRACE_LIB). `peers-profile` (about 1.5
 # minutes) puts the peers' kernels beside ours under ncu: grid, registers, shared memory, DRAM. The build comes from this
 # machine: build/cuda-run, a stripped copy of build/cuda (bench/gpu/pack_build.sh), carried
 # with .realattn. Logs and results go to $OUT; a short table is printed last.
@@ -99,6 +100,19 @@ if want e2e; then
   (cd "$ROOT" && OUT=$OUT SINKROUTER_LIBRARY=$BUILD/lib/libsinkrouter.so bash samples/python/e2e/run_gpu.sh) >"$OUT/e2e_run.log" 2>&1
   echo "e2e exit $?" >>"$summary"
   tail -n 30 "$OUT/e2e_run.log" >>"$summary"
+fi
+
+if want trace; then
+  # Per-block phases of one launch per case (bench/gpu/trace_phases.py), from a tracing build of
+  # the CUDA backend: SR_TRACE_LIB names the folder of its libsinkrouter-cuda.so (built with
+  # -DSR_CUDA_PHASE_TRACE=ON), SR_TRACE_CASES the cases.
+  echo "== phase trace ($SR_TRACE_LIB)" | tee -a "$summary"
+  for case in ${SR_TRACE_CASES:-sink:1:4096:dense sink:1:131072:dense}; do
+    echo "-- $case" >>"$summary"
+    SINKROUTER_BACKEND_PATH=$SR_TRACE_LIB SINKROUTER_PHASE_TRACE=$OUT/trace.bin timeout 60 \
+      "$BUILD/bench/gpu/sr_gpu_bench" --only "$case" >/dev/null 2>>"$OUT/trace.log"
+    python3 "$ROOT/bench/gpu/trace_phases.py" "$OUT/trace.bin" >>"$summary" 2>&1
+  done
 fi
 
 if want ab; then
