@@ -4,7 +4,7 @@
 // over enough caches to defeat the L2, replayed; total time over the steps). One CSV row per
 // (data, shape, method) on stdout. The peers (SDPA, copy ceiling) run in peers.py.
 //
-//   sr_gpu_bench [--quick] [--realattn DIR] [--only DATA:BATCH:LENGTH:METHOD]   (profiling one case)
+//   sr_gpu_bench [--quick] [--realattn DIR] [--only DATA:BATCH:LENGTH:METHOD] [--page-tokens N]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -26,7 +26,10 @@
 
 namespace {
 
-constexpr int32_t kKvHeads = 8, kGroup = 4, kQHeads = 32, kDim = 128, kPage = 16;
+constexpr int32_t kKvHeads = 8, kGroup = 4, kQHeads = 32, kDim = 128;
+// Tokens per cache page: 16 (the tau stream's pages), or --page-tokens N to see what the paged
+// layout costs the dense path (a (page, kv-head) block of K is page_tokens * 256 contiguous bytes).
+int32_t g_page_tokens = 16;
 constexpr double kL2DefeatBytes = 200e6;  // rotate over caches until this much is in play
 
 void die(const char* what, const char* detail) {
@@ -146,8 +149,8 @@ std::vector<Row> run_case(const std::string& data_name, const HostContext& host,
     o.num_layers = 1;
     o.num_kv_heads = kKvHeads;
     o.head_dim = kDim;
-    o.page_tokens = kPage;
-    o.capacity_tokens = batch * (N + kPage);
+    o.page_tokens = g_page_tokens;
+    o.capacity_tokens = batch * (N + g_page_tokens);
     o.dtype = SR_DTYPE_BF16;
     o.max_batch = batch;
     o.max_q_heads = kQHeads;
@@ -301,6 +304,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     if (!std::strcmp(argv[i], "--realattn") && i + 1 < argc) real_dir = argv[++i];
     if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+    if (!std::strcmp(argv[i], "--page-tokens") && i + 1 < argc) g_page_tokens = std::atoi(argv[++i]);
   }
   std::vector<Method> methods = {{"dense", SR_ROUTING_OFF, 12.f, 0.f},
                                        {"tau12", SR_ROUTING_TAU, 12.f, 0.f},
