@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the GPU machine runs, in one call from the repository root:
-#   bench/gpu/run_device.sh [tests] [sanitize] [bench] [quick] [e2e] [ab] [trace] [profile] [peers-profile]
+#   bench/gpu/run_device.sh [tests] [sanitize] [bench] [quick] [e2e] [ab] [trace] [probe] [profile] [peers-profile]
 # (no phase named: tests, sanitize and bench). On the H100 `tests sanitize bench profile` takes
 # about 4 minutes; `e2e` (samples/python/e2e/run_gpu.sh) about 2.5 with the committed weights,
 # 6 when it trains. `ab` sweeps one tuning knob over a few cases; `trace` prints each phase of
@@ -100,6 +100,11 @@ if want e2e; then
   (cd "$ROOT" && OUT=$OUT SINKROUTER_LIBRARY=$BUILD/lib/libsinkrouter.so bash samples/python/e2e/run_gpu.sh) >"$OUT/e2e_run.log" 2>&1
   echo "e2e exit $?" >>"$summary"
   tail -n 30 "$OUT/e2e_run.log" >>"$summary"
+fi
+
+if want probe; then
+  echo "== staging probe (bench/gpu/staging_probe.cu)" | tee -a "$summary"
+  timeout 120 "$BUILD/bench/gpu/sr_staging_probe" >>"$summary" 2>&1
 fi
 
 if want trace; then
