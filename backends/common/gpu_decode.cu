@@ -85,15 +85,27 @@ int32_t wave_blocks_knob() {
 
 int32_t tile_heads_for(int32_t group) { return group <= 1 ? 1 : group <= 4 ? 4 : kMaxTileHeads; }
 
-// Splits per group: the count that finishes soonest when every block does 1/splits of a
-// group's work and the chip runs `wave` blocks at once (whole waves; no half-empty last one),
-// the smallest such count on ties.
-int64_t pick_splits(int64_t groups, int64_t wave, int64_t max_splits) {
+// What a block costs beyond its bytes, in the bytes one block streams meanwhile with every
+// slot busy (about 8 GB/s on the H100): its start, partial state and arrival take 4-5 us
+// (bench/NOTES.md, stop 21, the phase trace), about 40 KB. And each split of a group adds
+// about 0.035 us to the merge that ends the step (the merge reads every split's partial
+// output), about 256 bytes.
+constexpr double kBlockFixedBytes = 40 * 1024;
+constexpr double kMergeBytesPerSplit = 256;
+
+// Splits per group: the count that finishes soonest when every block streams 1/splits of a
+// group's tokens (`token_bytes` each) and pays kBlockFixedBytes, the chip runs `wave` blocks at
+// once (whole waves), and the merge pays kMergeBytesPerSplit per split; the smallest count on
+// ties. (Without the fixed costs, one long dense sequence took two waves of short splits over
+// one wave of long ones: at 1x128K 99 splits, 193.0 us, against 49, 185.9 us.)
+int64_t pick_splits(int64_t groups, int64_t wave, int64_t max_splits, int64_t length, int64_t token_bytes) {
   int64_t best = 1;
   double best_time = 1e300;
   const int64_t limit = std::min<int64_t>(max_splits, 4 * wave / groups + 1);
   for (int64_t s = 1; s <= limit; ++s) {
-    double time = static_cast<double>((groups * s + wave - 1) / wave) / static_cast<double>(s);
+    const double waves = static_cast<double>((groups * s + wave - 1) / wave);
+    const double split_bytes = static_cast<double>((length + s - 1) / s) * static_cast<double>(token_bytes);
+    const double time = waves * (split_bytes + kBlockFixedBytes) + static_cast<double>(s) * kMergeBytesPerSplit;
     if (time < best_time * (1 - 1e-9)) {
       best_time = time;
       best = s;
@@ -206,7 +218,8 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
     const int64_t max_splits = std::max<int64_t>(
         1, std::min({split_count(longest, p.min_split_tokens), storage->split_capacity / groups,
                      static_cast<int64_t>(kMaxMergeSplits)}));
-    int64_t splits = pick_splits(groups, wave, max_splits);
+    const int64_t token_bytes = 2 * static_cast<int64_t>(g.head_dim) * (g.dtype == SR_DTYPE_F32 ? 4 : 2);  // K and V
+    int64_t splits = pick_splits(groups, wave, max_splits, longest, token_bytes);
     // Page-aligned splits can leave the last few of the longest sequence empty: launch none.
     splits = split_count(longest, tokens_per_split(longest, splits, p.min_split_tokens, g.page_tokens));
     p.splits = static_cast<int32_t>(splits);
