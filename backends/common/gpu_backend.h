@@ -106,10 +106,10 @@ struct DecodeKernel {
 };
 // One dense sequence up to kFewBlocksUpTo tokens fills kDenseWaveBlocks blocks per SM, not every
 // resident slot: fewer, longer splits, each with two steps in flight (H100, stop 17: 1x4K 17.2
-// -> 15.7 us, 1x16K 36.3 -> 33.2, 1x32K 60.3 -> 58.6; stop 18, with the grid's heads fastest:
-// 1x64K 104.8 vs 107.9, equal at 96K, and from 128K every resident slot is faster: 193.0 vs
-// 197.4 at 128K, 280.9 vs 290.7 at 192K).
-constexpr int64_t kFewBlocksUpTo = 96 * 1024;
+// -> 15.7 us, 1x16K 36.3 -> 33.2). Since the split count prices each block's fixed cost
+// (stop 21), every resident slot is faster from 32K: 1x32K 58.5 -> 56.7 us, 1x48K 80.8 -> 77.9,
+// 1x64K 104.1 -> 98.7, 1x96K 150.5 -> 145.9; at 16K two blocks per SM stay faster (33.2 vs 35.0).
+constexpr int64_t kFewBlocksUpTo = 16 * 1024;
 constexpr int32_t kDenseWaveBlocks = 2;
 // Tau steps of one sequence over 16-token pages stream from this length: there most of V is
 // skipped, K streams without a bubble, and the kv-heads' splits follow what each reads (H100,
