@@ -218,7 +218,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
     const int64_t max_splits = std::max<int64_t>(
         1, std::min({split_count(longest, p.min_split_tokens), storage->split_capacity / groups,
                      static_cast<int64_t>(kMaxMergeSplits)}));
-    const int64_t token_bytes = 2 * static_cast<int64_t>(g.head_dim) * (g.dtype == SR_DTYPE_F32 ? 4 : 2);  // K and V
+    const int64_t token_bytes = 2 * static_cast<int64_t>(g.head_dim) * static_cast<int64_t>(storage->element_size);  // K and V
     int64_t splits = pick_splits(groups, wave, max_splits, longest, token_bytes);
     // Page-aligned splits can leave the last few of the longest sequence empty: launch none.
     splits = split_count(longest, tokens_per_split(longest, splits, p.min_split_tokens, g.page_tokens));
