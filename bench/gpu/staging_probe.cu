@@ -1,5 +1,5 @@
 // How fast a kernel can stream a buffer 40x the L2 from HBM, by staging design, on sm_90:
-// (a) register-staged loads, as our dense stream does (N 16-byte loads in flight per thread,
+// (a) register-staged loads, the dense stream's own (N 16-byte loads in flight per thread,
 // 128-thread blocks, B blocks per SM); (b) a producer warp feeding a ring of bulk copies
 // (cp.async.bulk + mbarrier) into shared memory, consumer warps reading it, one block per SM
 // (cuDNN's shape). The answer bounds what a change of staging could give the dense path
@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <vector>
+
+#include "compat.h"  // load_stream16: the very load the decode kernel streams K and V with
 
 #define CHECK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { std::printf("%s: %s\n", #x, cudaGetErrorString(e)); return 1; } } while (0)
 
@@ -29,11 +31,6 @@ __device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t b
                "r"(bytes), "r"(smem(bar))
                : "memory");
 }
-__device__ __forceinline__ uint4 load_stream(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-  return v;
-}
 
 // (a) Each block streams contiguous 2 KB-per-warp steps; a thread keeps N loads in flight.
 template <int N, int B>
@@ -41,14 +38,14 @@ __global__ void __launch_bounds__(128, B) registers(const uint4* data, size_t n1
   const size_t per_block_step = 128 * N;
   float acc = 0.f;
   for (size_t base = blockIdx.x * per_block_step; base < n16; base += gridDim.x * per_block_step) {
-    uint4 v[N];
+    sr::gpu::Bytes16 v[N];
 #pragma unroll
     for (int i = 0; i < N; ++i) {
       const size_t idx = base + i * 128 + threadIdx.x;
-      v[i] = idx < n16 ? load_stream(data + idx) : make_uint4(0, 0, 0, 0);
+      v[i] = idx < n16 ? sr::gpu::load_stream16(data + idx) : sr::gpu::Bytes16{{0u, 0u, 0u, 0u}};
     }
 #pragma unroll
-    for (int i = 0; i < N; ++i) acc += __uint_as_float(v[i].x ^ v[i].y ^ v[i].z ^ v[i].w);
+    for (int i = 0; i < N; ++i) acc += __uint_as_float(v[i].w[0] ^ v[i].w[1] ^ v[i].w[2] ^ v[i].w[3]);
   }
   if (acc == 1234.5f) out[0] = acc;
 }
