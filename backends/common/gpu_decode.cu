@@ -206,41 +206,57 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
       p.slots[i] = static_cast<int32_t>(plan->seqs[offset + i].slot);
       longest = std::max(longest, plan->seqs[offset + i].length);
     }
-    // One dense sequence up to kFewBlocksUpTo: kDenseWaveBlocks per SM of the build with two steps
-    // in flight. One routed sequence: every slot of the 4-blocks build.
-    const bool few_blocks = n == 1 && p.routing == SR_ROUTING_OFF && longest <= kFewBlocksUpTo;
-    const bool favour_occupancy = n == 1 && p.routing != SR_ROUTING_OFF;
-    const bool tau_stream = p.routing == SR_ROUTING_TAU && g.page_tokens == 16 && n == 1 && longest >= tau_stream_from();
-    const DecodeKernel kernel = kernel_for(favour_occupancy, tau_stream);
-    const int32_t wave_blocks = wave_blocks_knob() > 0 ? wave_blocks_knob() : few_blocks ? kDenseWaveBlocks : kernel.blocks_per_sm();
-    const int64_t wave = static_cast<int64_t>(device->sm_count) * wave_blocks;
     const int64_t groups = static_cast<int64_t>(n) * g.num_kv_heads * tiles;
-    const int64_t max_splits = std::max<int64_t>(
-        1, std::min({split_count(longest, p.min_split_tokens), storage->split_capacity / groups,
-                     static_cast<int64_t>(kMaxMergeSplits)}));
-    const int64_t token_bytes = 2 * static_cast<int64_t>(g.head_dim) * static_cast<int64_t>(storage->element_size);  // K and V
-    int64_t splits = pick_splits(groups, wave, max_splits, longest, token_bytes);
-    // Page-aligned splits can leave the last few of the longest sequence empty: launch none.
-    splits = split_count(longest, tokens_per_split(longest, splits, p.min_split_tokens, g.page_tokens));
-    p.splits = static_cast<int32_t>(splits);
+    // How a launch of this batch runs, routed or dense. One dense sequence up to kFewBlocksUpTo:
+    // kDenseWaveBlocks per SM of the build with two steps in flight. One routed sequence: every
+    // slot of the 4-blocks build.
+    struct Launch {
+      DecodeKernel kernel;
+      LaunchBlocks blocks;
+      int32_t splits, adaptive_splits;
+    };
+    auto configure = [&](bool routed) {
+      const bool few_blocks = n == 1 && !routed && longest <= kFewBlocksUpTo;
+      const bool favour_occupancy = n == 1 && routed;
+      const bool tau_stream = routed && p.routing == SR_ROUTING_TAU && g.page_tokens == 16 && n == 1 && longest >= tau_stream_from();
+      const DecodeKernel kernel = kernel_for(favour_occupancy, tau_stream);
+      const int32_t wave_blocks = wave_blocks_knob() > 0 ? wave_blocks_knob() : few_blocks ? kDenseWaveBlocks : kernel.blocks_per_sm();
+      const int64_t wave = static_cast<int64_t>(device->sm_count) * wave_blocks;
+      const int64_t max_splits = std::max<int64_t>(
+          1, std::min({split_count(longest, p.min_split_tokens), storage->split_capacity / groups,
+                       static_cast<int64_t>(kMaxMergeSplits)}));
+      const int64_t token_bytes = 2 * static_cast<int64_t>(g.head_dim) * static_cast<int64_t>(storage->element_size);  // K and V
+      int64_t splits = pick_splits(groups, wave, max_splits, longest, token_bytes);
+      // Page-aligned splits can leave the last few of the longest sequence empty: launch none.
+      splits = split_count(longest, tokens_per_split(longest, splits, p.min_split_tokens, g.page_tokens));
+      const LaunchBlocks blocks{static_cast<unsigned>(splits), static_cast<unsigned>(g.num_kv_heads * tiles), static_cast<unsigned>(n)};
+      return Launch{kernel, blocks, static_cast<int32_t>(splits), adaptive_splits_fit(tau_stream, longest, groups, splits) ? 1 : 0};
+    };
+    auto launch = [&](const Launch& l, int32_t follow_up, const char* what) {
+      p.splits = l.splits;
+      p.adaptive_splits = l.adaptive_splits;
+      p.follow_up = follow_up;
+#if defined(SR_PHASE_TRACE) && !defined(SR_GPU_HIP)
+      p.phase_trace = phase_trace_buffer();  // (a follow-up's stamps land over the first launch's)
+      if (p.phase_trace && !follow_up) (void)cudaMemsetAsync(p.phase_trace, 0, sizeof(unsigned long long) * kTraceBlocks * kTraceStamps, stream);
+#endif
+      sr_status st = check(l.kernel.launch(p, l.blocks, stream), what, err);
+#if defined(SR_PHASE_TRACE) && !defined(SR_GPU_HIP)
+      if (st == SR_OK && !follow_up) write_phase_trace(stream, l.blocks);
+#endif
+      return st;
+    };
     p.batch_offset = offset;
     p.batch = n;
-    p.adaptive_splits = adaptive_splits_fit(tau_stream, longest, groups, splits) ? 1 : 0;
-    const LaunchBlocks blocks{static_cast<unsigned>(splits), static_cast<unsigned>(g.num_kv_heads * tiles), static_cast<unsigned>(n)};
-    p.follow_up = 0;
-#if defined(SR_PHASE_TRACE) && !defined(SR_GPU_HIP)
-    p.phase_trace = phase_trace_buffer();
-    if (p.phase_trace) (void)cudaMemsetAsync(p.phase_trace, 0, sizeof(unsigned long long) * kTraceBlocks * kTraceStamps, stream);
-#endif
-    sr_status st = check(kernel.launch(p, blocks, stream), "launching the decode kernel", err);
-#if defined(SR_PHASE_TRACE) && !defined(SR_GPU_HIP)
-    if (st == SR_OK) write_phase_trace(stream, blocks);
-#endif
+    sr_status st = launch(configure(p.routing != SR_ROUTING_OFF), 0, "launching the decode kernel");
+    // The exact recompute of the flagged groups splits as this batch's dense step does (the same
+    // splits, so the same order of sums: a recomputed head holds the very bits of routing off),
+    // in the first launch's general build: the builds differ in loads in flight, not in
+    // arithmetic, and a second kernel after the first cost a budget step 2 us at 1x4K (H100).
     if (st == SR_OK && p.enforce_budget) {
-      p.follow_up = 1;
-      p.adaptive_splits = 0;  // the exact recompute splits as the dense path does (the same bits)
-      // (dense: the general build)
-      st = check(kernel_for(favour_occupancy, false).launch(p, blocks, stream), "launching the exact follow-up kernel", err);
+      Launch exact = configure(false);
+      exact.kernel = kernel_for(n == 1, false);
+      st = launch(exact, 1, "launching the exact follow-up kernel");
     }
     if (st != SR_OK) return st;
   }
