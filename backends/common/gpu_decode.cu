@@ -198,6 +198,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   p.arrivals = storage->arrivals;
   p.redo = storage->redo;
 
+  const int64_t token_bytes = 2 * static_cast<int64_t>(g.head_dim) * static_cast<int64_t>(storage->element_size);  // K and V
   std::lock_guard<std::mutex> lock(storage->decode_mutex);
   for (int32_t offset = 0; offset < a.batch; offset += kLaunchBatch) {
     const int32_t n = std::min(kLaunchBatch, a.batch - offset);
@@ -208,8 +209,9 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
     }
     const int64_t groups = static_cast<int64_t>(n) * g.num_kv_heads * tiles;
     // How a launch of this batch runs, routed or dense. One dense sequence up to kFewBlocksUpTo:
-    // kDenseWaveBlocks per SM of the build with two steps in flight. One routed sequence: every
-    // slot of the 4-blocks build.
+    // kDenseWaveBlocks per SM of the build with two steps in flight. One routed sequence favours
+    // occupancy: every slot of the 4-blocks build (where the shape has one).
+    auto favours_occupancy = [&](bool routed) { return n == 1 && routed; };
     struct Launch {
       DecodeKernel kernel;
       LaunchBlocks blocks;
@@ -217,15 +219,13 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
     };
     auto configure = [&](bool routed) {
       const bool few_blocks = n == 1 && !routed && longest <= kFewBlocksUpTo;
-      const bool favour_occupancy = n == 1 && routed;
       const bool tau_stream = routed && p.routing == SR_ROUTING_TAU && g.page_tokens == 16 && n == 1 && longest >= tau_stream_from();
-      const DecodeKernel kernel = kernel_for(favour_occupancy, tau_stream);
+      const DecodeKernel kernel = kernel_for(favours_occupancy(routed), tau_stream);
       const int32_t wave_blocks = wave_blocks_knob() > 0 ? wave_blocks_knob() : few_blocks ? kDenseWaveBlocks : kernel.blocks_per_sm();
       const int64_t wave = static_cast<int64_t>(device->sm_count) * wave_blocks;
       const int64_t max_splits = std::max<int64_t>(
           1, std::min({split_count(longest, p.min_split_tokens), storage->split_capacity / groups,
                        static_cast<int64_t>(kMaxMergeSplits)}));
-      const int64_t token_bytes = 2 * static_cast<int64_t>(g.head_dim) * static_cast<int64_t>(storage->element_size);  // K and V
       int64_t splits = pick_splits(groups, wave, max_splits, longest, token_bytes);
       // Page-aligned splits can leave the last few of the longest sequence empty: launch none.
       splits = split_count(longest, tokens_per_split(longest, splits, p.min_split_tokens, g.page_tokens));
@@ -255,7 +255,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
     // arithmetic, and a second kernel after the first cost a budget step 2 us at 1x4K (H100).
     if (st == SR_OK && p.enforce_budget) {
       Launch exact = configure(false);
-      exact.kernel = kernel_for(n == 1, false);
+      exact.kernel = kernel_for(favours_occupancy(true), false);
       st = launch(exact, 1, "launching the exact follow-up kernel");
     }
     if (st != SR_OK) return st;
