@@ -48,6 +48,15 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   // In pipeline step s of a tile, thread (g, t) loads piece 8s + g of tokens 4t .. 4t + 3.
   static constexpr int kVTile = 16;
   static constexpr int kVUnits = D / 64;
+  // With at most 4 heads the weights' terms share the MMA's 8 columns: column c of MMA j holds
+  // term 2j + c / 4 of head c % 4, so three terms take two MMAs, not three (fewer instructions
+  // and a shorter chain per byte of V). The two column halves are summed once per split
+  // (reduce_to_shared). Only with q packed (kPacked): then the threads of rows g and g + 4 both
+  // hold head g % 4's logits (tile_logits), so each builds its own column's weights.
+  static constexpr bool kPackedWeights = kPacked;
+  static constexpr int kVMmas = kPackedWeights ? (Mma::kTerms + 1) / 2 : Mma::kTerms;
+  // The head whose weights column c (or the B operand of row group g) carries.
+  static __device__ int column_head(int c) { return kPackedWeights ? c & 3 : c; }
 
   // q's A operands live in shared memory (the block's heads are the same for every warp), one
   // 16-byte operand per lane and (piece j, half h, operand f): lane-major, so no bank is shared.
@@ -166,7 +175,8 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   // The accumulators into the frame of the chunk's new running maximum.
   __device__ void rescale(O& o) const {
     const int t = thread_in_group();
-    scale_heads(o, 2 * t < GT ? sh.alpha[2 * t] : 0.f, 2 * t + 1 < GT ? sh.alpha[2 * t + 1] : 0.f);
+    const int h0 = column_head(2 * t), h1 = column_head(2 * t + 1);
+    scale_heads(o, h0 < GT ? sh.alpha[h0] : 0.f, h1 < GT ? sh.alpha[h1] : 0.f);
   }
 
   // Step `unit` of a score tile: k's 16-byte pieces t + 4j are the B operands of two k-steps
@@ -236,46 +246,59 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   }
 
   // B operand of the V pass: the weights of tokens 4t .. 4t + 3 of the tile for head g, as terms.
-  __device__ void load_weights(uint32_t (&b)[Mma::kTerms][2], int tile, int n) const {
+  __device__ void load_weights(uint32_t (&b)[kVMmas][2], int tile, int n) const {
     const int g = group(), t = thread_in_group();
     const int row = tile * kVTile + 4 * t;
+    const int head = column_head(g);
     float w[4] = {0.f, 0.f, 0.f, 0.f};
-    if (g < GT) {
+    if (head < GT) {
       if (row + 4 <= n) {
-        const float4 v = *reinterpret_cast<const float4*>(&sh.w[g][row]);
+        const float4 v = *reinterpret_cast<const float4*>(&sh.w[head][row]);
         w[0] = v.x;
         w[1] = v.y;
         w[2] = v.z;
         w[3] = v.w;
       } else {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) w[e] = row + e < n ? sh.w[g][row + e] : 0.f;
+        for (int e = 0; e < 4; ++e) w[e] = row + e < n ? sh.w[head][row + e] : 0.f;
       }
     }
     weight_operands(b, w);
   }
 
   // The B operand of the V MMA from a thread's 4 weights (k slots 2t, 2t + 1, 2t + 8, 2t + 9):
-  // scaled, then split into 16-bit terms, one MMA each.
-  static __device__ void weight_operands(uint32_t (&b)[Mma::kTerms][2], float (&w)[4]) {
+  // scaled, then split into 16-bit terms, one MMA each (packed: this column's terms).
+  __device__ void weight_operands(uint32_t (&b)[kVMmas][2], float (&w)[4]) const {
 #pragma unroll
     for (int e = 0; e < 4; ++e) w[e] *= Mma::kWeightScale;
+    const bool upper = kPackedWeights && group() >= 4;  // packed: this column's terms are 1, 3, ...
 #pragma unroll
     for (int i = 0; i < Mma::kTerms; ++i) {
-      b[i][0] = Mma::take(w[0], w[1]);
-      b[i][1] = Mma::take(w[2], w[3]);
+      const uint32_t first = Mma::take(w[0], w[1]), second = Mma::take(w[2], w[3]);
+      if constexpr (kPackedWeights) {
+        if ((i & 1) == 0) {  // (a lower column's term, or zero for an upper one past the last)
+          b[i / 2][0] = upper ? 0u : first;
+          b[i / 2][1] = upper ? 0u : second;
+        } else if (upper) {
+          b[i / 2][0] = first;
+          b[i / 2][1] = second;
+        }
+      } else {
+        b[i][0] = first;
+        b[i][1] = second;
+      }
     }
   }
 
   // acc += V^T w for one step: v holds one 16-byte piece of the 4 tokens of k slots 2t, 2t + 1,
   // 2t + 8, 2t + 9; A rows g, g + 8 are dims 2u, 2u + 1 of the piece; b holds the weights' terms.
-  static __device__ void multiply_v(float (&acc)[4][4], const Bytes16 (&v)[4], const uint32_t (&b)[Mma::kTerms][2]) {
+  static __device__ void multiply_v(float (&acc)[4][4], const Bytes16 (&v)[4], const uint32_t (&b)[kVMmas][2]) {
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
       const uint32_t a[4] = {low_halves(v[0].w[u], v[1].w[u]), high_halves(v[0].w[u], v[1].w[u]),
                              low_halves(v[2].w[u], v[3].w[u]), high_halves(v[2].w[u], v[3].w[u])};
 #pragma unroll
-      for (int i = 0; i < Mma::kTerms; ++i) Mma::mma(acc[u], a, b[i][0], b[i][1]);
+      for (int i = 0; i < kVMmas; ++i) Mma::mma(acc[u], a, b[i][0], b[i][1]);
     }
   }
 
@@ -287,7 +310,7 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     const int tiles = (n + kVTile - 1) / kVTile;
     const int units = warp < tiles ? (tiles - warp + kWarps - 1) / kWarps * kVUnits : 0;
     auto tile_kept = [&](int tile) { return !(use_skip && sh.skip[(tile * kVTile) >> p.page_shift]); };
-    uint32_t b[Mma::kTerms][2] = {};
+    uint32_t b[kVMmas][2] = {};
     auto load = [&](int k, Bytes16(&buf)[4]) {
       const int tile = warp + k / kVUnits * kWarps, s = k % kVUnits;
       const bool kept = tile_kept(tile);
@@ -356,7 +379,7 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     const int tiles = static_cast<int>((end - begin + kVTile - 1) / kVTile);
     float m_run = -INFINITY, l_run = 0.f;  // head g's, this warp's (l: this thread's part)
     float c[2][4];
-    uint32_t b[Mma::kTerms][2] = {};
+    uint32_t b[kVMmas][2] = {};
     // buf[0]: the step in use; buf[1 .. kAhead]: the next steps, in flight.
     Bytes16 buf[kAhead + 1][4] = {};
     // Where a tile's rows start (a tile lies in one page: pages hold >= 16 tokens, splits start
@@ -386,7 +409,11 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
         if (u < kKUnits) {
           const int half = u / kScoreUnits, un = u % kScoreUnits;
           if (un == 0) c[half][0] = c[half][1] = c[half][2] = c[half][3] = 0.f;
-          multiply_k(c[half], c[half], q, un, cur);
+          // Two accumulation chains of half the depth: a step's second k-steps go to c_odd.
+          float c_odd[4] = {0.f, 0.f, 0.f, 0.f};
+          multiply_k(c[half], c_odd, q, un, cur);
+#pragma unroll
+          for (int r = 0; r < 4; ++r) c[half][r] += c_odd[r];
           if (u == kKUnits - 1) online_softmax(q, c, rows, m_run, l_run, b, o);
         } else {
           multiply_v(o.c[u - kKUnits], cur, b);
@@ -485,7 +512,7 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     Stream st;
     float c[2][4] = {};
     float w[4];
-    uint32_t b[Mma::kTerms][2] = {};
+    uint32_t b[kVMmas][2] = {};
     int skipped = 0;
     // buf[0]: the step in use; buf[1 .. kAhead]: the next steps, in flight.
     Bytes16 buf[kAhead + 1][4] = {};
@@ -605,12 +632,12 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   // A tile's logits (head g, tokens 2t, 2t + 1, 8 + 2t, 9 + 2t) into the warp's running max and
   // sum, the accumulators rescaled, and the weights as the B operand of the V steps.
   __device__ void online_softmax(const Q& q, const float (&c)[2][4], int rows, float& m_run, float& l_run,
-                                 uint32_t (&b)[Mma::kTerms][2], O& o) const {
+                                 uint32_t (&b)[kVMmas][2], O& o) const {
     const int g = group(), t = thread_in_group();
     float s[4];
     const float m_tile = tile_logits(q, c, rows, s);
     const float m_new = fmaxf(m_run, m_tile);
-    const bool live = g < GT;
+    const bool live = column_head(g) < GT;
     const float alpha = live ? sr::rescale(m_run, m_new) : 1.f;
     m_run = m_new;
     float w[4];
@@ -623,7 +650,7 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     l_run = l_run * alpha + sum;
     weight_operands(b, w);
     if (warp_ballot(alpha != 1.f)) {
-      // The accumulators hold heads 2t and 2t + 1, whose factors live in groups 2t and 2t + 1.
+      // The accumulators hold columns 2t and 2t + 1, whose factors live in groups 2t and 2t + 1.
       const float a0 = shfl(alpha, 8 * t), a1 = shfl(alpha, 8 * t + 4);
       scale_heads(o, a0, a1);
     }
@@ -637,7 +664,7 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     float s[4];
     const float m_tile = tile_logits(q, c, rows, s);
     const float m_new = fmaxf(st.m, m_tile);
-    const bool live = g < GT;
+    const bool live = column_head(g) < GT;
     const float alpha = live ? sr::rescale(st.m, m_new) : 1.f;
     st.m = m_new;
     float sum = 0.f;
@@ -651,7 +678,7 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     st.skipped_l *= alpha;
     st.skipped_err *= alpha;
     if (warp_ballot(alpha != 1.f)) {
-      // The accumulators hold heads 2t and 2t + 1, whose factors live in groups 2t and 2t + 1.
+      // The accumulators hold columns 2t and 2t + 1, whose factors live in groups 2t and 2t + 1.
       const float a0 = shfl(alpha, 8 * t), a1 = shfl(alpha, 8 * t + 4);
       scale_heads(o, a0, a1);
     }
@@ -674,7 +701,7 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     float scale[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-      const int h = 2 * t + i;
+      const int h = column_head(2 * t + i);
       float m = -INFINITY;
       if (h < GT) {
         for (int w = 0; w < kWarps; ++w) m = fmaxf(m, warp_m[h][w]);
@@ -698,6 +725,17 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   // shared, then every thread sums one register of one lane over the warps. Called by all
   // threads once the logits are no longer needed.
   __device__ void reduce_to_shared(O& o) {
+    if constexpr (kPackedWeights) {
+      // Columns c + 4 (threads t + 2) into columns c: each head's terms in one sum.
+#pragma unroll
+      for (int s = 0; s < kVUnits; ++s) {
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+#pragma unroll
+          for (int r = 0; r < 4; ++r) o.c[s][u][r] += shfl_xor(o.c[s][u][r], 2);
+        }
+      }
+    }
     float* stage = &sh.w[0][0];  // [kWarps][16 registers][kWarp lanes]
     static_assert(kWarps * 16 * kWarp <= kMaxTileHeads * kLogitStride, "the stage fits the logit buffer");
 #pragma unroll
