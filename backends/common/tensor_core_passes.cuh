@@ -351,6 +351,16 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   static constexpr int kTileUnits = kKUnits + kVUnits;
   // Steps in flight: two where the build has registers to spare (not the 4-blocks-per-SM one).
   static constexpr int kAhead = kAmpleRegisters ? 2 : 1;
+  // The dense stream's ring of step buffers: the fewest slots (at least kAhead + 1) that divide
+  // a tile's steps, so each step's slot is fixed at compile time. (kAhead + 1 slots rotated
+  // after each step cost 32-41 register moves per tile where they do not divide it.)
+  static constexpr int ring_slots(int steps, int at_least) {
+    int n = at_least;
+    while (steps % n != 0) ++n;
+    return n;
+  }
+  static_assert(kAhead < kTileUnits, "a tile's steps hold the steps in flight (and ring_slots ends)");
+  static constexpr int kRing = ring_slots(kTileUnits, kAhead + 1);
   // A K step's MMAs in two accumulation chains (H100: dense batches 0.3-0.5% faster), except
   // where the 8 heads of a 256-wide row leave no registers for the second (it spilled).
   static constexpr bool kTwoKChains = D * GT <= 1024;
@@ -385,8 +395,9 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     float m_run = -INFINITY, l_run = 0.f;  // head g's, this warp's (l: this thread's part)
     float c[2][4];
     uint32_t b[kVMmas][2] = {};
-    // buf[0]: the step in use; buf[1 .. kAhead]: the next steps, in flight.
-    Bytes16 buf[kAhead + 1][4] = {};
+    // Step u of every tile uses buf[u % kRing]: kAhead steps in flight beside the one in use, in
+    // registers fixed at compile time.
+    Bytes16 buf[kRing][4] = {};
     // Where a tile's rows start (a tile lies in one page: pages hold >= 16 tokens, splits start
     // on a page boundary); the page of the warp's next tile is looked up one tile early.
     auto tile_token = [&](int tile) { return begin + static_cast<int64_t>(tile) * kVTile; };
@@ -406,11 +417,11 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
 #pragma unroll
       for (int u = 0; u < kTileUnits; ++u) {
         if (u + kAhead < kTileUnits) {
-          load_tile_unit(u + kAhead, row0, rows, buf[kAhead]);
+          load_tile_unit(u + kAhead, row0, rows, buf[(u + kAhead) % kRing]);
         } else if (more) {
-          load_tile_unit(u + kAhead - kTileUnits, next_row0, tile_rows(tile + kWarps), buf[kAhead]);
+          load_tile_unit(u + kAhead - kTileUnits, next_row0, tile_rows(tile + kWarps), buf[(u + kAhead) % kRing]);
         }
-        const Bytes16(&cur)[4] = buf[0];
+        const Bytes16(&cur)[4] = buf[u % kRing];
         if (u < kKUnits) {
           const int half = u / kScoreUnits, un = u % kScoreUnits;
           if (un == 0) c[half][0] = c[half][1] = c[half][2] = c[half][3] = 0.f;
@@ -426,11 +437,6 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
           if (u == kKUnits - 1) online_softmax(q, c, rows, m_run, l_run, b, o);
         } else {
           multiply_v(o.c[u - kKUnits], cur, b);
-        }
-#pragma unroll
-        for (int a = 0; a < kAhead; ++a) {
-#pragma unroll
-          for (int i = 0; i < 4; ++i) buf[a][i] = buf[a + 1][i];
         }
       }
       page = next_page;
