@@ -8,7 +8,8 @@
 // and q's A operand is built once with the same permutation. For w.V the k index is the token:
 // a thread loads the same 16-byte piece of 4 tokens and interleaves them with byte permutes.
 // q and the weights are f32; they enter as a sum of 16-bit terms (tensor_core.cuh) placed in
-// spare rows of the A operand or summed by repeated MMAs, so the result keeps f32 precision.
+// spare rows of the A operand (q), spare columns of the B operand (the weights) or summed by
+// repeated MMAs, so the result keeps f32 precision.
 #pragma once
 
 #include <float.h>
@@ -78,7 +79,7 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     }
   };
   struct O {
-    float c[kVUnits][4][4];  // C fragments: dims 8(8s + g) + 2u (+1) x heads 2t, 2t + 1
+    float c[kVUnits][4][4];  // C fragments: dims 8(8s + g) + 2u (+1) x columns 2t, 2t + 1 (column_head)
   };
 
   __device__ int group() const { return lane >> 2; }
@@ -158,7 +159,7 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     }
   }
 
-  // Multiplies this thread's accumulators of head 2t by a0 and of head 2t + 1 by a1.
+  // Multiplies this thread's accumulators of column 2t by a0 and of column 2t + 1 by a1.
   static __device__ void scale_heads(O& o, float a0, float a1) {
 #pragma unroll
     for (int s = 0; s < kVUnits; ++s) {
