@@ -248,14 +248,15 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
     };
     p.batch_offset = offset;
     p.batch = n;
-    sr_status st = launch(configure(p.routing != SR_ROUTING_OFF), 0, "launching the decode kernel");
+    const bool routed = p.routing != SR_ROUTING_OFF;
+    sr_status st = launch(configure(routed), 0, "launching the decode kernel");
     // The exact recompute of the flagged groups splits as this batch's dense step does (the same
     // splits, so the same order of sums: a recomputed head holds the very bits of routing off),
     // in the first launch's general build: the builds differ in loads in flight, not in
     // arithmetic, and a second kernel after the first cost a budget step 2 us at 1x4K (H100).
     if (st == SR_OK && p.enforce_budget) {
       Launch exact = configure(false);
-      exact.kernel = kernel_for(favours_occupancy(true), false);
+      exact.kernel = kernel_for(favours_occupancy(routed), false);
       st = launch(exact, 1, "launching the exact follow-up kernel");
     }
     if (st != SR_OK) return st;

@@ -272,7 +272,9 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   __device__ void weight_operands(uint32_t (&b)[kVMmas][2], float (&w)[4]) const {
 #pragma unroll
     for (int e = 0; e < 4; ++e) w[e] *= Mma::kWeightScale;
-    const bool upper = kPackedWeights && group() >= 4;  // packed: this column's terms are 1, 3, ...
+    // Packed, each term goes to its MMA as it is made (upper columns: terms 1, 3, ...). Making
+    // them all first and selecting with term() spilled the 4-blocks build (36 -> 60 bytes).
+    const bool upper = kPackedWeights && group() >= 4;
 #pragma unroll
     for (int i = 0; i < Mma::kTerms; ++i) {
       const uint32_t first = Mma::take(w[0], w[1]), second = Mma::take(w[2], w[3]);
