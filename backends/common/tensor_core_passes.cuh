@@ -647,11 +647,21 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     return m_tile;
   }
 
+  // The accumulators into the frame of a new running maximum (alpha: the factor of this thread's
+  // group's head), skipped where no head's maximum moved. The accumulators hold columns 2t and
+  // 2t + 1, whose factors live in groups 2t and 2t + 1.
+  __device__ void rescale_where_moved(O& o, float alpha) const {
+    if (warp_ballot(alpha != 1.f)) {
+      const int t = thread_in_group();
+      scale_heads(o, shfl(alpha, 8 * t), shfl(alpha, 8 * t + 4));
+    }
+  }
+
   // A tile's logits (head g, tokens 2t, 2t + 1, 8 + 2t, 9 + 2t) into the warp's running max and
   // sum, the accumulators rescaled, and the weights as the B operand of the V steps.
   __device__ void online_softmax(const Q& q, const float (&c)[2][4], int rows, float& m_run, float& l_run,
                                  uint32_t (&b)[kVMmas][2], O& o) const {
-    const int g = group(), t = thread_in_group();
+    const int g = group();
     float s[4];
     const float m_tile = tile_logits(q, c, rows, s);
     const float m_new = fmaxf(m_run, m_tile);
@@ -667,18 +677,14 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     }
     l_run = l_run * alpha + sum;
     weight_operands(b, w);
-    if (warp_ballot(alpha != 1.f)) {
-      // The accumulators hold columns 2t and 2t + 1, whose factors live in groups 2t and 2t + 1.
-      const float a0 = shfl(alpha, 8 * t), a1 = shfl(alpha, 8 * t + 4);
-      scale_heads(o, a0, a1);
-    }
+    rescale_where_moved(o, alpha);
   }
 
   // A tile's logits (head g, tokens 2t, 2t + 1, 8 + 2t, 9 + 2t) into the warp's running max and
   // sums, the accumulators and the pending weights rescaled; w: the tile's weights. Returns the
   // tile's largest logit of head g.
   __device__ float tau_online_softmax(const Q& q, const float (&c)[2][4], int rows, Stream& st, float (&w)[4], O& o) const {
-    const int g = group(), t = thread_in_group();
+    const int g = group();
     float s[4];
     const float m_tile = tile_logits(q, c, rows, s);
     const float m_new = fmaxf(st.m, m_tile);
@@ -695,11 +701,7 @@ struct TensorCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     st.l = st.l * alpha + sum;
     st.skipped_l *= alpha;
     st.skipped_err *= alpha;
-    if (warp_ballot(alpha != 1.f)) {
-      // The accumulators hold columns 2t and 2t + 1, whose factors live in groups 2t and 2t + 1.
-      const float a0 = shfl(alpha, 8 * t), a1 = shfl(alpha, 8 * t + 4);
-      scale_heads(o, a0, a1);
-    }
+    rescale_where_moved(o, alpha);
     return m_tile;
   }
 
