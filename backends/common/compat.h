@@ -213,6 +213,16 @@ __device__ __forceinline__ float4 load_coherent4(const float* p) {
 #endif
 }
 
+// Programmatic dependent launch (sm_90; a no-op elsewhere and on HIP). A kernel launched with
+// programmatic serialization may start while the kernel before it in the stream finishes (or,
+// if that kernel releases its dependents early, while it still runs): wait_for_prior_grids()
+// holds it until that kernel has completed and its writes are visible.
+__device__ __forceinline__ void wait_for_prior_grids() {
+#if !(defined(__HIPCC__) || defined(SR_GPU_HIP)) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // Two packed f16 values (low half first) widened to f32 by the hardware.
 __device__ __forceinline__ float2 half2_bits_to_float2(uint32_t bits) {
   __half2 h;

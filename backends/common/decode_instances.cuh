@@ -7,10 +7,28 @@
 
 namespace sr::gpu {
 
+// `programmatic`: the launch may overlap the previous kernel in the stream (the kernel waits
+// for it before reading anything: wait_for_prior_grids).
 template <int DT, int D, int GT, int kMinBlocks, bool kTauStream>
-gpuError_t launch_decode(const DecodeParams& params, const LaunchBlocks& blocks, gpuStream_t stream) {
+gpuError_t launch_decode(const DecodeParams& params, const LaunchBlocks& blocks, gpuStream_t stream, bool programmatic) {
   const dim3 grid = heads_fastest<kMinBlocks>() ? dim3(blocks.head_tiles, blocks.splits, blocks.batch)
                                                 : dim3(blocks.splits, blocks.head_tiles, blocks.batch);
+#if !defined(SR_GPU_HIP)
+  if (programmatic) {
+    cudaLaunchAttribute overlap[1];
+    overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    overlap[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config{};
+    config.gridDim = grid;
+    config.blockDim = dim3(kThreads);
+    config.stream = stream;
+    config.attrs = overlap;
+    config.numAttrs = 1;
+    return cudaLaunchKernelEx(&config, decode_kernel<DT, D, GT, kMinBlocks, kTauStream>, params);
+  }
+#else
+  (void)programmatic;
+#endif
   decode_kernel<DT, D, GT, kMinBlocks, kTauStream><<<grid, kThreads, 0, stream>>>(params);
   return gpuGetLastError();
 }

@@ -370,6 +370,10 @@ constexpr bool heads_fastest() {
 // declared inside a pass shared by two kernels) cost the dense stream 5% (bench/NOTES.md).
 template <int DT, int D, int GT, int kMinBlocks, bool kTauStream>
 __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GRID_CONSTANT DecodeParams params) {
+  // Nothing earlier in the stream is read before this: q, the tables and the cache may all have
+  // been written by the kernel before. (The next step's launch begins as this one's blocks
+  // exit: releasing it earlier measured slower, bench/NOTES.md stop 24.)
+  wait_for_prior_grids();
   const DecodeParams& p = SR_KERNEL_PARAM_REF(params);
   SR_TRACE(p, kTraceEntry);
   using Blk = BlockFor<DT, D, GT, kMinBlocks>;

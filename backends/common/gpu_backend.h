@@ -19,6 +19,9 @@ struct sr_backend_device {
   gpuStream_t stream = nullptr;  // the context's stream (nullptr: the default stream)
   std::string name;
   int32_t sm_count = 1;
+  // Decode launches overlap the previous kernel's tail (programmatic dependent launch, sm_90 and
+  // later on CUDA; SINKROUTER_CUDA_PDL=0 turns it off).
+  bool programmatic_launch = false;
   sr::gpu::DeviceStats* stats = nullptr;  // device memory
 };
 
@@ -101,7 +104,8 @@ struct LaunchBlocks {
 // resident blocks there. `tau_stream`: the build whose tau splits stream (16-token pages),
 // where the passes have one.
 struct DecodeKernel {
-  gpuError_t (*launch)(const DecodeParams& params, const LaunchBlocks& blocks, gpuStream_t stream) = nullptr;
+  gpuError_t (*launch)(const DecodeParams& params, const LaunchBlocks& blocks, gpuStream_t stream,
+                       bool programmatic) = nullptr;
   int32_t (*blocks_per_sm)() = nullptr;
 };
 // One dense sequence up to kFewBlocksUpTo tokens fills kDenseWaveBlocks blocks per SM, not every

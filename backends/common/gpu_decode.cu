@@ -240,7 +240,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
       p.phase_trace = phase_trace_buffer();  // (a follow-up's stamps land over the first launch's)
       if (p.phase_trace && !follow_up) (void)cudaMemsetAsync(p.phase_trace, 0, sizeof(unsigned long long) * kTraceBlocks * kTraceStamps, stream);
 #endif
-      sr_status st = check(l.kernel.launch(p, l.blocks, stream), what, err);
+      sr_status st = check(l.kernel.launch(p, l.blocks, stream, device->programmatic_launch), what, err);
 #if defined(SR_PHASE_TRACE) && !defined(SR_GPU_HIP)
       if (st == SR_OK && !follow_up) write_phase_trace(stream, l.blocks);
 #endif

@@ -1,5 +1,6 @@
 // CUDA-only behaviour: a decode loop captured in a CUDA graph and replayed while appends (from
-// device memory, on the caller's stream) grow the sequence between replays; appends from
+// device memory, on the caller's stream) grow the sequence between replays; a step behind a
+// kernel that lets it launch early and writes its q late reads the new q; appends from
 // device pointers with strides and dtype conversion; long contexts split over many blocks
 // agree with the CPU backend and float64; the error budget holds on the device and the
 // follow-up recompute is counted; routed steps split by the last step's reads stay exact. Skips
@@ -10,6 +11,7 @@
 #include <limits>
 #include <random>
 
+#include "early_writer.h"
 #include "test_helpers.h"
 
 namespace sr::testing {
@@ -128,6 +130,71 @@ TEST_F(GpuDecode, GraphReplayFollowsAppendsBetweenReplays) {
   EXPECT_EQ(stats.heads, 41 * q_heads);
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
+  cache.reset();
+  ctx.reset();
+  cudaStreamDestroy(stream);
+}
+
+// A step reads q only after the kernel before it in the stream has finished, even where that
+// kernel lets its dependents launch early and writes q late (decode launches overlap the
+// previous kernel: programmatic dependent launch on sm_90).
+TEST_F(GpuDecode, StepWaitsForTheKernelBeforeItThatWritesQ) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  cudaStream_t stream;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  sr_context_options o;
+  sr_context_options_default(&o, sizeof o);
+  o.backend = SR_BACKEND_CUDA;
+  o.stream = stream;
+  sr_context* raw = nullptr;
+  ASSERT_EQ(sr_context_create(&o, &raw), SR_OK) << sr_last_error();
+  ContextPtr ctx(raw);
+  CacheShape shape;
+  shape.kv_heads = 2;
+  shape.dtype = SR_DTYPE_BF16;
+  shape.capacity = 8192;
+  auto cache = make_cache(ctx.get(), shape);
+  const int32_t q_heads = 8, D = shape.head_dim;
+  sr_seq_id seq;
+  ASSERT_EQ(sr_seq_add(cache.get(), &seq), SR_OK);
+  const int64_t length = 4000;
+  auto k = gaussian(rng, length * shape.kv_heads * D);
+  auto v = gaussian(rng, k.size());
+  append_f32(cache.get(), seq, 0, length, k.data(), v.data());
+
+  DeviceArray<float> q(q_heads * D), q_next(q_heads * D), out(q_heads * D), bound(q_heads);
+  const auto q_old = gaussian(rng, q.n, 1.5f), q_new = gaussian(rng, q.n, 1.5f);
+  q.upload(q_old);
+  q_next.upload(q_new);
+  const auto ref = reference_outputs(cache.get(), {seq}, 0, q_new.data(), q_heads, shape, kScaleD128);
+  const std::vector<sr_seq_id> batch = {seq};  // decode_args keeps a pointer to it
+  for (sr_routing_mode mode : {SR_ROUTING_OFF, SR_ROUTING_BUDGET}) {
+    SCOPED_TRACE(mode == SR_ROUTING_OFF ? "routing off" : "budget 1e-2");
+    CUDA_OK(cudaMemset(bound.p, 0xff, sizeof(float) * bound.n));
+    sr_decode_args args = decode_args(batch, q_heads, q.p, out.p);
+    args.routing = mode;
+    args.error_budget = mode == SR_ROUTING_BUDGET ? 1e-2f : 0.f;
+    args.head_error_bound = bound.p;
+    args.stream = stream;
+    // A first step and copy load the kernels (lazy loading synchronises, which would hide a
+    // missing wait), then q is reset to its old values.
+    ASSERT_EQ(sr_decode_step(ctx.get(), cache.get(), &args), SR_OK) << sr_last_error();
+    CUDA_OK(launch_early_release_copy(out.p, q_next.p, static_cast<int>(q.n), 0, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    q.upload(q_old);
+    CUDA_OK(cudaMemset(out.p, 0xff, sizeof(float) * out.n));
+    // About a millisecond between the writer's release and its write: the step's kernel would
+    // have long finished on the old q.
+    CUDA_OK(launch_early_release_copy(q.p, q_next.p, static_cast<int>(q.n), 2000000, stream));
+    ASSERT_EQ(sr_decode_step(ctx.get(), cache.get(), &args), SR_OK) << sr_last_error();
+    CUDA_OK(cudaStreamSynchronize(stream));
+    const auto got = out.download();
+    const auto got_bound = bound.download();
+    const auto errors = per_head_errors(got.data(), ref, q_heads, D);
+    for (int32_t h = 0; h < q_heads; ++h) EXPECT_LE(errors[h], got_bound[h] + 2e-5) << "head " << h;
+  }
   cache.reset();
   ctx.reset();
   cudaStreamDestroy(stream);
