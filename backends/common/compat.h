@@ -104,6 +104,43 @@ gpuError_t occupancy_blocks_per_sm(int* blocks, Kernel kernel, int threads) {
 #endif
 }
 
+// Launches kernel(params) on `stream`, one block of `threads` per cell of `grid`. `programmatic`:
+// the launch may overlap the end of the kernel before it in the stream (CUDA's programmatic
+// dependent launch, sm_90 and later; the kernel must wait_for_prior_grids() before reading
+// anything). HIP has no such launch: there it is an ordinary one. (For the GPU compilers only.)
+#if defined(__CUDACC__) || defined(__HIPCC__)
+template <class Params>
+gpuError_t launch_kernel(void (*kernel)(Params), dim3 grid, int threads, gpuStream_t stream, bool programmatic,
+                         const Params& params) {
+#if defined(__HIPCC__) || defined(SR_GPU_HIP)
+  (void)programmatic;
+  kernel<<<grid, threads, 0, stream>>>(params);
+  return hipGetLastError();
+#else
+  cudaLaunchAttribute overlap[1];
+  overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  overlap[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = dim3(threads);
+  config.stream = stream;
+  config.attrs = overlap;
+  config.numAttrs = programmatic ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, params);
+#endif
+}
+#endif
+
+// Whether a device can launch kernels as programmatic dependents (launch_kernel).
+inline bool programmatic_launch_supported(const gpuDeviceProp& prop) {
+#if defined(__HIPCC__) || defined(SR_GPU_HIP)
+  (void)prop;
+  return false;
+#else
+  return prop.major >= 9;
+#endif
+}
+
 // The logical warp every kernel is written for. On 64-wide wavefronts the shuffles below stay
 // inside each half, so a reduction over 32 lanes means the same thing on both vendors.
 constexpr int kWarp = 32;

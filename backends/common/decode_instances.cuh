@@ -13,24 +13,7 @@ template <int DT, int D, int GT, int kMinBlocks, bool kTauStream>
 gpuError_t launch_decode(const DecodeParams& params, const LaunchBlocks& blocks, gpuStream_t stream, bool programmatic) {
   const dim3 grid = heads_fastest<kMinBlocks>() ? dim3(blocks.head_tiles, blocks.splits, blocks.batch)
                                                 : dim3(blocks.splits, blocks.head_tiles, blocks.batch);
-#if !defined(SR_GPU_HIP)
-  if (programmatic) {
-    cudaLaunchAttribute overlap[1];
-    overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    overlap[0].val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t config{};
-    config.gridDim = grid;
-    config.blockDim = dim3(kThreads);
-    config.stream = stream;
-    config.attrs = overlap;
-    config.numAttrs = 1;
-    return cudaLaunchKernelEx(&config, decode_kernel<DT, D, GT, kMinBlocks, kTauStream>, params);
-  }
-#else
-  (void)programmatic;
-#endif
-  decode_kernel<DT, D, GT, kMinBlocks, kTauStream><<<grid, kThreads, 0, stream>>>(params);
-  return gpuGetLastError();
+  return launch_kernel(decode_kernel<DT, D, GT, kMinBlocks, kTauStream>, grid, kThreads, stream, programmatic, params);
 }
 
 // Resident blocks per SM, asked of the runtime once per kernel.

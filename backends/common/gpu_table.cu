@@ -39,9 +39,7 @@ sr_status device_open(int32_t index, int32_t, void* stream, sr_backend_device** 
   device->index = index;
   device->stream = static_cast<gpuStream_t>(stream);
   device->sm_count = prop.multiProcessorCount;
-#if !defined(SR_GPU_HIP)
-  device->programmatic_launch = prop.major >= 9 && tuning_knob("SINKROUTER_CUDA_PDL", 1, 0) != 0;
-#endif
+  device->programmatic_launch = programmatic_launch_supported(prop) && tuning_knob("SINKROUTER_CUDA_PDL", 1, 0) != 0;
   char name[512];
   std::snprintf(name, sizeof name, "%s %d: %s, %d SMs, %.1f GiB", SR_GPU_VENDOR, index, prop.name,
                 prop.multiProcessorCount, static_cast<double>(prop.totalGlobalMem) / (1u << 30));
