@@ -51,33 +51,53 @@ struct DeviceArray {
   }
 };
 
+// A context on a stream of its own and one bf16 sequence of `tokens` random tokens in a cache
+// of 2 kv-heads (8 q-heads read it), for the tests of what a stream orders.
+class GpuStreamDecode : public GpuDecode {
+ protected:
+  void SetUp() override {
+    GpuDecode::SetUp();
+    if (IsSkipped()) return;
+    ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+    sr_context_options o;
+    sr_context_options_default(&o, sizeof o);
+    o.backend = SR_BACKEND_CUDA;
+    o.stream = stream;
+    sr_context* raw = nullptr;
+    ASSERT_EQ(sr_context_create(&o, &raw), SR_OK) << sr_last_error();
+    ctx.reset(raw);
+    shape.kv_heads = 2;
+    shape.dtype = SR_DTYPE_BF16;
+    shape.capacity = 8192;
+    cache = make_cache(ctx.get(), shape);
+    ASSERT_EQ(sr_seq_add(cache.get(), &seq), SR_OK);
+  }
+  void TearDown() override {
+    cache.reset();
+    ctx.reset();
+    if (stream) cudaStreamDestroy(stream);
+  }
+  void append_random(int64_t tokens) {
+    auto k = gaussian(rng, tokens * shape.kv_heads * D);
+    auto v = gaussian(rng, k.size());
+    append_f32(cache.get(), seq, 0, tokens, k.data(), v.data());
+  }
+
+  const uint64_t seed = fresh_seed();
+  std::mt19937_64 rng{seed};
+  cudaStream_t stream = nullptr;
+  ContextPtr ctx;
+  CacheShape shape;
+  CachePtr cache;
+  sr_seq_id seq = 0;
+  const int32_t q_heads = 8, D = CacheShape{}.head_dim;
+};
+
 // A decode step captured once in a graph follows the sequence as appends grow it between
 // replays (the split boundaries come from the device-side length).
-TEST_F(GpuDecode, GraphReplayFollowsAppendsBetweenReplays) {
-  const uint64_t seed = fresh_seed();
+TEST_F(GpuStreamDecode, GraphReplayFollowsAppendsBetweenReplays) {
   SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937_64 rng(seed);
-  cudaStream_t stream;
-  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  sr_context_options o;
-  sr_context_options_default(&o, sizeof o);
-  o.backend = SR_BACKEND_CUDA;
-  o.stream = stream;
-  sr_context* raw = nullptr;
-  ASSERT_EQ(sr_context_create(&o, &raw), SR_OK) << sr_last_error();
-  ContextPtr ctx(raw);
-  CacheShape shape;
-  shape.kv_heads = 2;
-  shape.dtype = SR_DTYPE_BF16;
-  shape.capacity = 8192;
-  auto cache = make_cache(ctx.get(), shape);
-  const int32_t q_heads = 8, D = shape.head_dim;
-  sr_seq_id seq;
-  ASSERT_EQ(sr_seq_add(cache.get(), &seq), SR_OK);
-  const int64_t start = 3001;
-  auto k0 = gaussian(rng, start * shape.kv_heads * D);
-  auto v0 = gaussian(rng, k0.size());
-  append_f32(cache.get(), seq, 0, start, k0.data(), v0.data());
+  append_random(3001);
 
   DeviceArray<float> q(q_heads * D), out(q_heads * D), bound(q_heads), token_k(shape.kv_heads * D),
       token_v(shape.kv_heads * D);
@@ -130,39 +150,14 @@ TEST_F(GpuDecode, GraphReplayFollowsAppendsBetweenReplays) {
   EXPECT_EQ(stats.heads, 41 * q_heads);
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
-  cache.reset();
-  ctx.reset();
-  cudaStreamDestroy(stream);
 }
 
 // A step reads q only after the kernel before it in the stream has finished, even where that
 // kernel lets its dependents launch early and writes q late (decode launches overlap the
 // previous kernel: programmatic dependent launch on sm_90).
-TEST_F(GpuDecode, StepWaitsForTheKernelBeforeItThatWritesQ) {
-  const uint64_t seed = fresh_seed();
+TEST_F(GpuStreamDecode, StepWaitsForTheKernelBeforeItThatWritesQ) {
   SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937_64 rng(seed);
-  cudaStream_t stream;
-  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  sr_context_options o;
-  sr_context_options_default(&o, sizeof o);
-  o.backend = SR_BACKEND_CUDA;
-  o.stream = stream;
-  sr_context* raw = nullptr;
-  ASSERT_EQ(sr_context_create(&o, &raw), SR_OK) << sr_last_error();
-  ContextPtr ctx(raw);
-  CacheShape shape;
-  shape.kv_heads = 2;
-  shape.dtype = SR_DTYPE_BF16;
-  shape.capacity = 8192;
-  auto cache = make_cache(ctx.get(), shape);
-  const int32_t q_heads = 8, D = shape.head_dim;
-  sr_seq_id seq;
-  ASSERT_EQ(sr_seq_add(cache.get(), &seq), SR_OK);
-  const int64_t length = 4000;
-  auto k = gaussian(rng, length * shape.kv_heads * D);
-  auto v = gaussian(rng, k.size());
-  append_f32(cache.get(), seq, 0, length, k.data(), v.data());
+  append_random(4000);
 
   DeviceArray<float> q(q_heads * D), q_next(q_heads * D), out(q_heads * D), bound(q_heads);
   const auto q_old = gaussian(rng, q.n, 1.5f), q_new = gaussian(rng, q.n, 1.5f);
@@ -195,9 +190,6 @@ TEST_F(GpuDecode, StepWaitsForTheKernelBeforeItThatWritesQ) {
     const auto errors = per_head_errors(got.data(), ref, q_heads, D);
     for (int32_t h = 0; h < q_heads; ++h) EXPECT_LE(errors[h], got_bound[h] + 2e-5) << "head " << h;
   }
-  cache.reset();
-  ctx.reset();
-  cudaStreamDestroy(stream);
 }
 
 // Appends from device memory with strides and f32 -> bf16 conversion store exactly what the
