@@ -19,8 +19,8 @@ struct sr_backend_device {
   gpuStream_t stream = nullptr;  // the context's stream (nullptr: the default stream)
   std::string name;
   int32_t sm_count = 1;
-  // Decode launches overlap the previous kernel's tail (programmatic dependent launch, sm_90 and
-  // later on CUDA; SINKROUTER_CUDA_PDL=0 turns it off).
+  // Decode launches overlap the end of the kernel before them (programmatic dependent launch,
+  // sm_90 and later on CUDA; SINKROUTER_CUDA_PDL=0 turns it off).
   bool programmatic_launch = false;
   sr::gpu::DeviceStats* stats = nullptr;  // device memory
 };
