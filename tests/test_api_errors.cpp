@@ -276,6 +276,12 @@ TEST_F(ApiErrorsWithCache, DecodeStep) {
          a.window_tokens = 0;
        },
        SR_ERR_INVALID_ARGUMENT, "anchor set"},
+      {[](sr_decode_args& a) { a.route_from_tokens = -2; }, SR_ERR_OUT_OF_RANGE, "route_from_tokens = -2"},
+      {[](sr_decode_args& a) {
+         a.routing = SR_ROUTING_BUDGET;
+         a.route_from_tokens = INT64_MIN;
+       },
+       SR_ERR_OUT_OF_RANGE, "route_from_tokens = -9223372036854775808"},
       {[](sr_decode_args& a) { a.seq_ids = &unknown; }, SR_ERR_UNKNOWN_SEQUENCE, "sequence 4242"},
       {[](sr_decode_args& a) { a.layer = 1; }, SR_ERR_INVALID_ARGUMENT, "holds no tokens at layer 1"},
   };

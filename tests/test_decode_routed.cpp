@@ -1,7 +1,9 @@
 // Routed decode: routing off and tau = +inf are the dense result; the true error never exceeds
 // the certified bound on random, sink-structured and mixed inputs; sink-structured contexts
 // skip most V blocks, diffuse ones skip little; an error budget is never exceeded.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "test_helpers.h"
@@ -57,7 +59,7 @@ class RoutedDecode : public ::testing::TestWithParam<sr_backend> {
     sr_decode_stats stats{};
   };
 
-  Result run(Context& c, sr_routing_mode mode, float tau, float budget) {
+  Result run(Context& c, sr_routing_mode mode, float tau, float budget, int64_t route_from_tokens = 0) {
     Result r;
     const int64_t rows = static_cast<int64_t>(c.seqs.size()) * c.q_heads;
     r.out.resize(static_cast<size_t>(rows) * c.shape.head_dim);
@@ -67,6 +69,7 @@ class RoutedDecode : public ::testing::TestWithParam<sr_backend> {
     a.routing = mode;
     a.tau = tau;
     a.error_budget = budget;
+    a.route_from_tokens = route_from_tokens;
     a.head_skipped_mass = r.mass.data();
     a.head_error_bound = r.bound.data();
     a.collect_stats = 1;
@@ -240,6 +243,65 @@ TEST_P(RoutedDecode, StatisticsAccumulateAndReset) {
   ASSERT_EQ(sr_context_stats(c.ctx.get(), &s, sizeof s), SR_OK);
   EXPECT_EQ(s.steps, 0);
   EXPECT_EQ(s.blocks_total, 0);
+}
+
+// A routed step whose longest sequence is shorter than route_from_tokens runs dense: the very
+// bits of routing off, nothing skipped, bound 0, counted in steps_run_dense. At the threshold
+// itself it routes.
+TEST_P(RoutedDecode, StepsBelowRouteFromTokensRunDense) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  auto c = synthetic(true, {3000, 1200}, seed);
+  Result dense = run(c, SR_ROUTING_OFF, 0.f, 0.f, 1 << 20);
+  EXPECT_EQ(dense.stats.steps_run_dense, 0) << "a dense step is not a routed one run dense";
+  struct Mode {
+    sr_routing_mode mode;
+    float tau, budget;
+  };
+  for (const Mode m : {Mode{SR_ROUTING_TAU, 8.f, 0.f}, Mode{SR_ROUTING_TAU, 8.f, 1e-2f}, Mode{SR_ROUTING_BUDGET, 0.f, 1e-2f}}) {
+    SCOPED_TRACE("routing " + std::to_string(m.mode) + " budget " + std::to_string(m.budget));
+    Result below = run(c, m.mode, m.tau, m.budget, 3001);
+    EXPECT_EQ(std::memcmp(dense.out.data(), below.out.data(), dense.out.size() * sizeof(float)), 0)
+        << "below the threshold a routed step must be the dense result";
+    for (size_t i = 0; i < below.mass.size(); ++i) {
+      EXPECT_EQ(below.mass[i], 0.f) << "head " << i;
+      EXPECT_EQ(below.bound[i], 0.f) << "head " << i;
+    }
+    EXPECT_EQ(below.stats.blocks_v_skipped, 0);
+    EXPECT_EQ(below.stats.heads_recomputed, 0);
+    EXPECT_EQ(below.stats.steps, 1);
+    EXPECT_EQ(below.stats.steps_run_dense, 1);
+    Result at = run(c, m.mode, m.tau, m.budget, 3000);
+    expect_bound_holds(at, "at the threshold");
+    EXPECT_GT(at.stats.blocks_v_skipped, 0) << "at the threshold the step routes";
+    EXPECT_EQ(at.stats.steps_run_dense, 0);
+  }
+}
+
+// route_from_tokens = -1 (the default) is the backend's threshold: the CPU routes at every
+// length; a GPU from 65536 tokens (below, every routed mode measured slower than dense).
+TEST_P(RoutedDecode, DefaultThresholdIsTheBackends) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  const int64_t threshold = GetParam() == SR_BACKEND_CPU ? 0 : 65536;
+  sr_decode_args defaults;
+  ASSERT_EQ(sr_decode_args_default(&defaults, sizeof defaults), SR_OK);
+  EXPECT_EQ(defaults.route_from_tokens, -1);
+  // At the threshold, and one token short of it.
+  const int64_t length = std::max<int64_t>(threshold, 3000);
+  auto c = synthetic(true, {length}, seed);
+  Result at = run(c, SR_ROUTING_TAU, 8.f, 0.f, -1);
+  expect_bound_holds(at, "default threshold");
+  EXPECT_GT(at.stats.blocks_v_skipped, 0);
+  EXPECT_EQ(at.stats.steps_run_dense, 0);
+  if (threshold == 0) return;
+  ASSERT_EQ(sr_seq_truncate(c.cache.get(), c.seqs[0], length - 1), SR_OK) << sr_last_error();
+  c.ref = reference_outputs(c.cache.get(), c.seqs, 0, c.q.data(), c.q_heads, c.shape, 1.0 / std::sqrt(128.0));
+  Result below = run(c, SR_ROUTING_TAU, 8.f, 0.f, -1);
+  EXPECT_EQ(below.stats.blocks_v_skipped, 0);
+  EXPECT_EQ(below.stats.steps_run_dense, 1);
+  for (size_t i = 0; i < below.bound.size(); ++i) EXPECT_EQ(below.bound[i], 0.f) << "head " << i;
+  for (double e : below.errors) EXPECT_LT(e, 1e-5);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RoutedDecode, ::testing::ValuesIn(test_backends()), backend_param_name);

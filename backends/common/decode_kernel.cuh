@@ -489,6 +489,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   }
   if (threadIdx.x == 0 && p.stats && !p.follow_up && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0) {
     if (p.batch_offset == 0) atomicAdd(&p.stats->steps, 1ull);
+    if (p.batch_offset == 0 && p.run_dense) atomicAdd(&p.stats->steps_run_dense, 1ull);
     atomicAdd(&p.stats->heads, static_cast<unsigned long long>(p.batch) * p.num_q_heads);
   }
 

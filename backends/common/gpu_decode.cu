@@ -189,6 +189,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   p.head_skipped_mass = a.head_skipped_mass;
   p.head_error_bound = a.head_error_bound;
   p.stats = a.collect_stats ? device->stats : nullptr;
+  p.run_dense = plan->run_dense;
   p.part_o = storage->part_o;
   p.part_state = storage->part_state;
   p.group_tally = storage->group_tally;

@@ -15,6 +15,12 @@ sr_status check(gpuError_t status, const char* what, sr_backend_error* err) {
 
 namespace {
 
+// Below this length a routed step runs dense unless the caller says otherwise. H100, pipelined
+// (bench/RESULTS.md, stop 24): at 1x4K and 1x32K, 32x8K and 64x4K every routed mode was slower
+// than dense on every kind of data, tau 12 even where it skipped half of V (1x32K: 57.9 against
+// 55.7 us); from 128K tau 12 gains 1.4-1.8x. HIP shares the figure, unmeasured.
+constexpr int64_t kRouteFromTokens = 65536;
+
 int32_t device_count() {
   int count = 0;
   if (gpuGetDeviceCount(&count) != gpuSuccess) {
@@ -86,6 +92,7 @@ sr_status stats_read(sr_backend_device* device, sr_decode_stats* out, sr_backend
   r.heads_recomputed = static_cast<int64_t>(d.heads_recomputed);
   r.max_skipped_mass = bits_float(d.max_skipped_mass_bits);
   r.max_error_bound = bits_float(d.max_error_bound_bits);
+  r.steps_run_dense = static_cast<int64_t>(d.steps_run_dense);
   *out = r;
   return SR_OK;
 }
@@ -96,7 +103,7 @@ sr_status stats_reset(sr_backend_device* device, sr_backend_error* err) {
 }
 
 const sr_backend_i kTable = {
-    SR_BACKEND_IFACE_VERSION, SR_GPU_VENDOR, device_count,   device_open, device_close,   device_name,
+    SR_BACKEND_IFACE_VERSION, SR_GPU_VENDOR, kRouteFromTokens, device_count, device_open, device_close, device_name,
     device_threads,           storage_create, storage_destroy, write_tokens, read_tokens,  copy_page,
     trim_page,                sequence_update, decode,         stats_read,  stats_reset,
 };

@@ -37,6 +37,7 @@ struct DeviceStats {
   unsigned long long heads_recomputed;
   unsigned int max_skipped_mass_bits;
   unsigned int max_error_bound_bits;
+  unsigned long long steps_run_dense;
 };
 
 // Up to this many batch entries travel inside one launch's parameters (their cache slots), so
@@ -81,6 +82,7 @@ struct DecodeParams {
   float* head_skipped_mass;
   float* head_error_bound;
   DeviceStats* stats;     // null: no statistics for this step
+  int32_t run_dense;      // routing was asked for, but the step is below route_from_tokens
   int32_t batch_offset;   // first batch entry of this launch (q, out, head arrays)
   int32_t batch;          // entries in this launch
   // Workspace (sized at cache creation).

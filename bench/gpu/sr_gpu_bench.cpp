@@ -117,6 +117,7 @@ struct Method {
   const char* name;
   sr_routing_mode routing;
   float tau, budget;
+  int64_t route_from_tokens = 0;  // 0: the routed kernels at every length; -1: the backend's policy
 };
 
 struct Row {
@@ -211,6 +212,7 @@ std::vector<Row> run_case(const std::string& data_name, const HostContext& host,
       a.routing = m.routing;
       a.tau = m.tau;
       a.error_budget = m.budget;
+      a.route_from_tokens = m.route_from_tokens;
       a.stream = stream;
       if (extras) {
         a.head_error_bound = dbound;
@@ -309,7 +311,9 @@ int main(int argc, char** argv) {
   std::vector<Method> methods = {{"dense", SR_ROUTING_OFF, 12.f, 0.f},
                                        {"tau12", SR_ROUTING_TAU, 12.f, 0.f},
                                        {"budget1e-3", SR_ROUTING_BUDGET, 12.f, 1e-3f},
-                                       {"budget1e-2", SR_ROUTING_BUDGET, 12.f, 1e-2f}};
+                                       {"budget1e-2", SR_ROUTING_BUDGET, 12.f, 1e-2f},
+                                       // What a caller gets with the defaults: dense below 64K.
+                                       {"budget1e-3-default", SR_ROUTING_BUDGET, 12.f, 1e-3f, -1}};
   struct Shape {
     int32_t batch;
     int64_t length;

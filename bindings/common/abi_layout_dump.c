@@ -50,6 +50,7 @@ int main(void) {
   printf("field sr_decode_args.head_error_bound %zu\n", offsetof(sr_decode_args, head_error_bound));
   printf("field sr_decode_args.collect_stats %zu\n", offsetof(sr_decode_args, collect_stats));
   printf("field sr_decode_args.stream %zu\n", offsetof(sr_decode_args, stream));
+  printf("field sr_decode_args.route_from_tokens %zu\n", offsetof(sr_decode_args, route_from_tokens));
   printf("struct sr_decode_stats %zu\n", sizeof(sr_decode_stats));
   printf("field sr_decode_stats.struct_size %zu\n", offsetof(sr_decode_stats, struct_size));
   printf("field sr_decode_stats.steps %zu\n", offsetof(sr_decode_stats, steps));
@@ -59,6 +60,7 @@ int main(void) {
   printf("field sr_decode_stats.heads_recomputed %zu\n", offsetof(sr_decode_stats, heads_recomputed));
   printf("field sr_decode_stats.max_skipped_mass %zu\n", offsetof(sr_decode_stats, max_skipped_mass));
   printf("field sr_decode_stats.max_error_bound %zu\n", offsetof(sr_decode_stats, max_error_bound));
+  printf("field sr_decode_stats.steps_run_dense %zu\n", offsetof(sr_decode_stats, steps_run_dense));
   printf("enum sr_status.SR_OK %d\n", (int)SR_OK);
   printf("enum sr_status.SR_ERR_INVALID_ARGUMENT %d\n", (int)SR_ERR_INVALID_ARGUMENT);
   printf("enum sr_status.SR_ERR_OUT_OF_RANGE %d\n", (int)SR_ERR_OUT_OF_RANGE);

@@ -66,7 +66,8 @@ func bindingABI() []string {
 		"head_skipped_mass", unsafe.Offsetof(da.head_skipped_mass),
 		"head_error_bound", unsafe.Offsetof(da.head_error_bound),
 		"collect_stats", unsafe.Offsetof(da.collect_stats),
-		"stream", unsafe.Offsetof(da.stream))
+		"stream", unsafe.Offsetof(da.stream),
+		"route_from_tokens", unsafe.Offsetof(da.route_from_tokens))
 	var ds C.sr_decode_stats
 	structure("sr_decode_stats", unsafe.Sizeof(ds),
 		"struct_size", unsafe.Offsetof(ds.struct_size),
@@ -76,7 +77,8 @@ func bindingABI() []string {
 		"blocks_v_skipped", unsafe.Offsetof(ds.blocks_v_skipped),
 		"heads_recomputed", unsafe.Offsetof(ds.heads_recomputed),
 		"max_skipped_mass", unsafe.Offsetof(ds.max_skipped_mass),
-		"max_error_bound", unsafe.Offsetof(ds.max_error_bound))
+		"max_error_bound", unsafe.Offsetof(ds.max_error_bound),
+		"steps_run_dense", unsafe.Offsetof(ds.steps_run_dense))
 
 	enum := func(name string, value int32) {
 		lines = append(lines, fmt.Sprintf("enum %s %d", name, value))

@@ -29,6 +29,10 @@ type DecodeOptions struct {
 	SinkTokens   int32       // anchor set: the first tokens
 	WindowTokens int32       // anchor set: the last tokens
 	ErrorBudget  float32     // relative error: required (> 0) for RoutingBudget, optional cap for RoutingTau
+	// RouteFromTokens: routing applies from this length on; a routed step whose longest sequence
+	// is shorter runs dense (exact, counted in DecodeStats.StepsRunDense). -1 (the default) = the
+	// backend's own threshold (CPU 0, CUDA/HIP 65536); 0 = route every step.
+	RouteFromTokens int64
 	// Optional per-head outputs, [batch][num_q_heads] each when not nil.
 	HeadSkippedMass []float32 // softmax mass whose V was skipped
 	HeadErrorBound  []float32 // certified bound on ||o - o'|| / ||o||
@@ -42,13 +46,14 @@ func DefaultDecodeOptions() DecodeOptions {
 		return C.sr_decode_args_default(&a, C.size_t(unsafe.Sizeof(a)))
 	})
 	return DecodeOptions{
-		Scale:        float32(a.scale),
-		Routing:      RoutingMode(a.routing),
-		Tau:          float32(a.tau),
-		SinkTokens:   int32(a.sink_tokens),
-		WindowTokens: int32(a.window_tokens),
-		ErrorBudget:  float32(a.error_budget),
-		CollectStats: a.collect_stats != 0,
+		Scale:           float32(a.scale),
+		Routing:         RoutingMode(a.routing),
+		Tau:             float32(a.tau),
+		SinkTokens:      int32(a.sink_tokens),
+		WindowTokens:    int32(a.window_tokens),
+		ErrorBudget:     float32(a.error_budget),
+		RouteFromTokens: int64(a.route_from_tokens),
+		CollectStats:    a.collect_stats != 0,
 	}
 }
 
@@ -120,6 +125,7 @@ func decodeArgs(op string, layer, batch, numQHeads int, o DecodeOptions) (C.sr_d
 	a.sink_tokens = C.int32_t(o.SinkTokens)
 	a.window_tokens = C.int32_t(o.WindowTokens)
 	a.error_budget = C.float(o.ErrorBudget)
+	a.route_from_tokens = C.int64_t(o.RouteFromTokens)
 	a.collect_stats = 0
 	if o.CollectStats {
 		a.collect_stats = 1

@@ -2,6 +2,7 @@ package sinkrouter
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -104,6 +105,16 @@ func TestDecodeErrors(t *testing.T) {
 	requireError(t, decode(H*group, q, out, func(o *DecodeOptions) {
 		o.Routing, o.SinkTokens, o.WindowTokens = RoutingBudget, 0, 0
 	}), StatusInvalidArgument, "sink_tokens")
+	// route_from_tokens below -1 is refused, and the refused step writes nothing.
+	poisoned := filled(len(out), float32(math.NaN()))
+	requireError(t, decode(H*group, q, poisoned, func(o *DecodeOptions) {
+		o.Routing, o.ErrorBudget, o.RouteFromTokens = RoutingBudget, 1e-2, -2
+	}), StatusOutOfRange, "route_from_tokens = -2")
+	for i, x := range poisoned {
+		if !math.IsNaN(float64(x)) {
+			t.Fatalf("a refused step wrote out[%d] = %g", i, x)
+		}
+	}
 	requireError(t, decode(H*group, q, out, func(o *DecodeOptions) { o.HeadErrorBound = make([]float32, 3) }),
 		StatusInvalidArgument, "len(HeadErrorBound) = 3")
 	requireError(t, ctx.Decode(cache, 1, seqs, H*group, q, out, nil), StatusOutOfRange, "layer = 1")

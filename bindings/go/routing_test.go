@@ -121,6 +121,56 @@ func TestBudgetRoutingNeverExceedsTheBudget(t *testing.T) {
 	}
 }
 
+// The default is the library's: -1, the backend's threshold (0 on the CPU).
+func TestRouteFromTokensDefaultsToTheBackendsThreshold(t *testing.T) {
+	if got := DefaultDecodeOptions().RouteFromTokens; got != -1 {
+		t.Fatalf("DefaultDecodeOptions().RouteFromTokens = %d, want the library's -1", got)
+	}
+}
+
+// A routed step whose sequence is shorter than RouteFromTokens runs dense: the very bits of
+// routing off, nothing skipped, bound 0, counted in StepsRunDense. At the threshold it routes,
+// and so does -1 (the CPU's threshold is 0).
+func TestRouteFromTokensRunsShorterRoutedStepsDense(t *testing.T) {
+	f := newSinkFixture(t)
+	length := int64(f.data.Tokens)
+	run := func(routeFromTokens int64) (routedStep, DecodeStats) {
+		t.Helper()
+		if err := f.ctx.ResetStats(); err != nil {
+			t.Fatal(err)
+		}
+		options := DefaultDecodeOptions()
+		options.Routing, options.ErrorBudget, options.CollectStats = RoutingBudget, 1e-2, true
+		options.RouteFromTokens = routeFromTokens
+		step := f.decode(t, options)
+		return step, must(f.ctx.Stats())(t)
+	}
+
+	below, stats := run(length + 1)
+	for i, x := range below.out {
+		if math.Float32bits(x) != math.Float32bits(f.dense[i]) {
+			t.Fatalf("out[%d] = %g run dense, %g with routing off", i, x, f.dense[i])
+		}
+	}
+	for h := range below.skippedMass {
+		if below.skippedMass[h] != 0 || below.errorBound[h] != 0 {
+			t.Fatalf("head %d run dense: skipped mass %g, bound %g; want 0, 0", h, below.skippedMass[h], below.errorBound[h])
+		}
+	}
+	if stats.Steps != 1 || stats.StepsRunDense != 1 || stats.BlocksVSkipped != 0 || stats.MaxSkippedMass != 0 ||
+		stats.MaxErrorBound != 0 {
+		t.Fatalf("stats %+v: want 1 step, run dense, nothing skipped", stats)
+	}
+
+	for _, routeFromTokens := range []int64{length, -1} {
+		at, stats := run(routeFromTokens)
+		if stats.StepsRunDense != 0 || stats.BlocksVSkipped <= 0 {
+			t.Fatalf("RouteFromTokens %d: stats %+v: want routed (V blocks skipped, none run dense)", routeFromTokens, stats)
+		}
+		f.checkBounds(t, at)
+	}
+}
+
 func TestRoutingStatistics(t *testing.T) {
 	f := newSinkFixture(t)
 	if err := f.ctx.ResetStats(); err != nil {

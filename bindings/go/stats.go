@@ -14,6 +14,7 @@ type DecodeStats struct {
 	HeadsRecomputed int64   // q-heads recomputed exactly because their bound passed the budget
 	MaxSkippedMass  float64 // largest skipped softmax mass of any (sequence, q-head)
 	MaxErrorBound   float64 // largest certified relative error bound of any (sequence, q-head)
+	StepsRunDense   int64   // routed steps run dense: shorter than DecodeOptions.RouteFromTokens
 }
 
 // SkipFraction is BlocksVSkipped / BlocksTotal, 0 when nothing was scored.
@@ -46,6 +47,7 @@ func (c *Context) Stats() (DecodeStats, error) {
 		HeadsRecomputed: int64(s.heads_recomputed),
 		MaxSkippedMass:  float64(s.max_skipped_mass),
 		MaxErrorBound:   float64(s.max_error_bound),
+		StepsRunDense:   int64(s.steps_run_dense),
 	}, nil
 }
 

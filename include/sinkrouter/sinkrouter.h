@@ -254,6 +254,13 @@ typedef struct sr_decode_args {
   float* head_error_bound;   /* optional [batch][num_q_heads]: certified relative error bound */
   int32_t collect_stats;     /* nonzero: add this step to the context's statistics */
   void* stream;              /* GPU: NULL = the context's stream */
+  int64_t route_from_tokens; /* routing applies from this length on: a routed step whose longest
+                                sequence is shorter runs dense (exact: nothing skipped, bound 0,
+                                counted in sr_decode_stats.steps_run_dense), because there
+                                routing's fixed costs outweigh what skipping saves. -1
+                                (default) = the backend's own threshold: CPU 0, CUDA and HIP
+                                65536 (H100: below it every routed mode was slower than dense,
+                                bench/RESULTS.md); 0 = route every step */
 } sr_decode_args;
 /* Buffers q, out, head_skipped_mass and head_error_bound live in the context's memory: host
  * for the CPU backend, device for GPU backends. On a GPU backend sr_decode_step is
@@ -263,7 +270,8 @@ typedef struct sr_decode_args {
  * divides its work among the kv-heads by what each read in that sequence's previous routed
  * step, so repeating a step may change its final bits (always within its bound); the same
  * calls give the same bits in every run. The error bound covers what routing skipped, not f32
- * rounding. */
+ * rounding. Whether a step routes (route_from_tokens) is decided when it is called, from the
+ * lengths then: a replayed graph keeps the choice made at capture. */
 
 SR_API sr_status sr_decode_args_default(sr_decode_args* args, size_t struct_size);
 
@@ -281,6 +289,7 @@ typedef struct sr_decode_stats {
   int64_t heads_recomputed;  /* q-heads recomputed exactly because the bound passed the budget */
   double max_skipped_mass;   /* largest skipped softmax mass of any (sequence, q-head) */
   double max_error_bound;    /* largest certified relative error bound of any (sequence, q-head) */
+  int64_t steps_run_dense;   /* routed steps run dense: shorter than route_from_tokens */
 } sr_decode_stats;
 
 /* Read the statistics (GPU: waits for the context's stream). */

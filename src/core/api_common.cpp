@@ -41,6 +41,7 @@ void decode_args_defaults(sr_decode_args* o) {
   o->sink_tokens = 4;
   o->window_tokens = 64;
   o->error_budget = 1e-3f;
+  o->route_from_tokens = -1;  // the backend's threshold
 }
 
 void decode_stats_defaults(sr_decode_stats* o) {

@@ -1,5 +1,6 @@
 // sr_decode_step: checks every argument, resolves the batch's sequences into page tables, and
 // hands the backend a plan with nothing left to validate.
+#include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <vector>
@@ -60,6 +61,10 @@ sr_decode_args resolve_args(const sr_kv_cache& cache, const sr_decode_args* in) 
   if (a.routing == SR_ROUTING_BUDGET && !(a.error_budget > 0.f)) {
     fail(SR_ERR_OUT_OF_RANGE, "error_budget = %g must be > 0 in SR_ROUTING_BUDGET mode", a.error_budget);
   }
+  if (a.route_from_tokens < -1) {
+    fail(SR_ERR_OUT_OF_RANGE, "route_from_tokens = %lld must be >= 0, or -1 for the backend's threshold",
+         static_cast<long long>(a.route_from_tokens));
+  }
   return a;
 }
 
@@ -78,6 +83,7 @@ extern "C" sr_status sr_decode_step(sr_context* context, const sr_kv_cache* cach
     sr_decode_args a = sr::resolve_args(*cache, args);
     std::shared_lock<std::shared_mutex> lock(cache->mutex);
     std::vector<sr_decode_seq> seqs(static_cast<size_t>(a.batch));
+    int64_t longest = 0;
     for (int32_t b = 0; b < a.batch; ++b) {
       const sr::Sequence& s = sr::find_sequence(*cache, a.seq_ids[b]);
       int64_t length = s.lengths[a.layer];
@@ -86,8 +92,13 @@ extern "C" sr_status sr_decode_step(sr_context* context, const sr_kv_cache* cach
                  static_cast<long long>(a.seq_ids[b]), b, a.layer);
       }
       seqs[b] = sr_decode_seq{s.pages.data(), length, s.slot};
+      longest = std::max(longest, length);
     }
-    sr_decode_plan plan{&a, seqs.data(), a.num_q_heads / cache->geometry.num_kv_heads};
+    // Below the threshold a routed step runs dense: exact, nothing skipped, bound 0.
+    const int64_t route_from = a.route_from_tokens >= 0 ? a.route_from_tokens : context->iface->route_from_tokens;
+    const int32_t run_dense = a.routing != SR_ROUTING_OFF && longest < route_from;
+    if (run_dense) a.routing = SR_ROUTING_OFF;
+    sr_decode_plan plan{&a, seqs.data(), a.num_q_heads / cache->geometry.num_kv_heads, run_dense};
     sr_backend_error err{};
     sr::check_backend(context->iface->decode(context->device, cache->storage, &plan, &err), err, "decode");
   });

@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-#define SR_BACKEND_IFACE_VERSION 1u
+#define SR_BACKEND_IFACE_VERSION 2u
 
 typedef struct sr_backend_device sr_backend_device;    // one opened device
 typedef struct sr_backend_storage sr_backend_storage;  // one cache's page pool
@@ -45,6 +45,8 @@ typedef struct sr_decode_plan {
   const sr_decode_args* args;  // full-size copy, defaults applied, scale resolved
   const sr_decode_seq* seqs;   // [args->batch]
   int32_t group;               // q-heads per kv-head
+  int32_t run_dense;           // routing was asked for, but the step is below route_from_tokens
+                               // (args->routing is SR_ROUTING_OFF): count it in steps_run_dense
 } sr_decode_plan;
 
 // Backends write a message here on failure; the core forwards it to sr_last_error().
@@ -55,6 +57,9 @@ typedef struct sr_backend_error {
 typedef struct sr_backend_i {
   uint32_t iface_version;  // SR_BACKEND_IFACE_VERSION
   const char* name;        // "cpu", "cuda", "hip"
+  // A routed step whose longest sequence is shorter runs dense, unless the caller sets
+  // sr_decode_args.route_from_tokens: where this backend's routing costs more than it saves.
+  int64_t route_from_tokens;
 
   // Devices this backend can open (0: library loads but finds no device).
   int32_t (*device_count)(void);

@@ -55,7 +55,9 @@ sr_status stats_reset(sr_backend_device* device, sr_backend_error*) {
 }
 
 const sr_backend_i kTable = {
-    SR_BACKEND_IFACE_VERSION, "cpu",  device_count, device_open, device_close,
+    SR_BACKEND_IFACE_VERSION, "cpu",
+    0 /* route_from_tokens: skipping V saves the CPU its work at every length */,
+    device_count, device_open, device_close,
     device_name,              device_threads,       storage_create, storage_destroy,
     write_tokens,             read_tokens,          copy_page,      trim_page,
     nullptr /* sequence_update */,                  decode,         stats_read,

@@ -172,6 +172,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
     std::lock_guard<std::mutex> lock(device->stats_mutex);
     sr_decode_stats& s = device->stats;
     s.steps += 1;
+    s.steps_run_dense += plan->run_dense;
     s.heads += static_cast<int64_t>(a.batch) * a.num_q_heads;
     s.blocks_total += blocks;
     s.blocks_v_skipped += skipped;

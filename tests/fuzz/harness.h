@@ -44,6 +44,8 @@ struct ContextSlot {
   int32_t threads = 0;
   int64_t stats_steps = 0;  // what sr_context_stats must report
   int64_t stats_heads = 0;
+  int64_t stats_run_dense = 0;   // routed steps below route_from_tokens
+  bool run_dense_known = true;   // false after a step whose backend threshold the harness can't know
 };
 
 struct CacheSlot {

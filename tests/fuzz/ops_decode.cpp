@@ -1,6 +1,7 @@
 // sr_decode_step, dense and routed, with arbitrary options; on success the outputs are checked
 // against a float64 reference over the shadow model's K/V: dense within rounding, routed within
 // the certified bound (and the error budget where the mode promises it).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -197,6 +198,24 @@ void Harness::decode_step() {
   if (flags & 0x80) slot->contents_dirty = true;  // re-read the cache: decode must not change it
   a.struct_size = pick_struct_size(sizeof a, e);
   ValueSource values(in_.u8() + 977 * calls_, in_.u8());
+  // Where routing starts: the backend's threshold, every length, past every sequence, or invalid.
+  b = in_.u8();
+  const int64_t route_from[8] = {-1, -1, -1, 0, 0, 5, 1 << 20, -2};
+  a.route_from_tokens = b % 8 == 7 && (b & 0x80) ? std::numeric_limits<int64_t>::min() : route_from[b % 8];
+  if (a.route_from_tokens < -1 && a.struct_size == sizeof a) e.must_fail({SR_ERR_OUT_OF_RANGE, SR_ERR_INVALID_ARGUMENT});
+  // The threshold this step runs under, where the harness can know it (-1: it cannot).
+  int64_t threshold = a.struct_size == sizeof a ? a.route_from_tokens : -1;
+  sr_backend backend = SR_BACKEND_AUTO;
+  if (threshold == -1 && context.handle && sr_context_backend(context.handle, &backend) == SR_OK &&
+      backend == SR_BACKEND_CPU) {
+    threshold = 0;  // the CPU backend routes at every length
+  }
+  int64_t longest = 0;
+  for (int32_t i = 0; i < batch; ++i) {
+    if (seqs[i] && layer_ok) longest = std::max<int64_t>(longest, model.length(*seqs[i], a.layer));
+  }
+  const bool threshold_known = threshold >= 0;
+  const bool run_dense = routed && threshold_known && longest < threshold;
 
   const int32_t D = o.head_dim;
   const size_t elements = static_cast<size_t>(batch) * q_heads * D;
@@ -226,11 +245,14 @@ void Harness::decode_step() {
   if (a.collect_stats) {
     context.stats_steps += 1;
     context.stats_heads += static_cast<int64_t>(a.batch) * a.num_q_heads;
+    context.stats_run_dense += run_dense ? 1 : 0;
+    if (routed && !threshold_known) context.run_dense_known = false;
   }
 
   const int32_t group = a.num_q_heads / kv;
   const double scale = a.scale == 0.f ? 1.0 / std::sqrt(static_cast<double>(D)) : a.scale;
   const bool budget_promised = routing == SR_ROUTING_BUDGET || (routing == SR_ROUTING_TAU && a.error_budget > 0.f);
+  const bool exact = !routed || run_dense;  // a routed step below route_from_tokens runs dense
   for (int32_t i = 0; i < a.batch; ++i) {
     for (int32_t h = 0; h < a.num_q_heads; ++h) {
       const size_t head = static_cast<size_t>(i) * a.num_q_heads + h;
@@ -246,22 +268,22 @@ void Harness::decode_step() {
       const double err = std::sqrt(err2);
       if (want_mass) {
         FUZZ_CHECK(mass[head] >= 0.f && mass[head] <= 1.f + 1e-5f, "skipped mass %g of head %zu", mass[head], head);
-        if (!routed || a.tau == INFINITY) {
-          FUZZ_CHECK(mass[head] == 0.f || (routed && routing != SR_ROUTING_TAU),
+        if (exact || a.tau == INFINITY) {
+          FUZZ_CHECK(mass[head] == 0.f || (!exact && routing != SR_ROUTING_TAU),
                      "skipped mass %g with nothing to skip", mass[head]);
         }
       }
       double allowed = INFINITY;
       if (want_bound) {
         FUZZ_CHECK(bound[head] >= 0.f, "per-head error bound %g of head %zu is not >= 0", bound[head], head);
-        if (!routed) FUZZ_CHECK(bound[head] == 0.f, "error bound %g with routing off", bound[head]);
+        if (exact) FUZZ_CHECK(bound[head] == 0.f, "error bound %g with routing off or below its threshold", bound[head]);
         if (budget_promised) {
           FUZZ_CHECK(bound[head] <= a.error_budget, "error bound %g exceeds the budget %g", bound[head],
                      a.error_budget);
         }
         allowed = bound[head];
       }
-      if (!routed) allowed = 0;
+      if (exact) allowed = 0;
       if (budget_promised) allowed = std::fmin(allowed, a.error_budget);
       if (std::isfinite(allowed)) {
         FUZZ_CHECK(err <= allowed * ref.norm * (1 + 1e-3) + ref.tolerance,

@@ -65,7 +65,10 @@ void Harness::stats() {
   if (!c.handle || b % 4 == 3) e.must_fail({SR_ERR_INVALID_ARGUMENT});
   sr_context* handle = b % 4 == 3 ? nullptr : c.handle;
   if (b % 4 == 2) {
-    if (e.check(sr_context_reset_stats(handle), "sr_context_reset_stats")) c.stats_steps = c.stats_heads = 0;
+    if (e.check(sr_context_reset_stats(handle), "sr_context_reset_stats")) {
+      c.stats_steps = c.stats_heads = c.stats_run_dense = 0;
+      c.run_dense_known = true;
+    }
     return;
   }
   const size_t size = pick_struct_size(sizeof(sr_decode_stats), e);
@@ -86,6 +89,9 @@ void Harness::stats() {
              "stats: %lld steps / %lld heads, the harness counted %lld / %lld", static_cast<long long>(s.steps),
              static_cast<long long>(s.heads), static_cast<long long>(c.stats_steps),
              static_cast<long long>(c.stats_heads));
+  FUZZ_CHECK(!c.run_dense_known || s.steps_run_dense == c.stats_run_dense,
+             "stats: %lld steps run dense, the harness counted %lld", static_cast<long long>(s.steps_run_dense),
+             static_cast<long long>(c.stats_run_dense));
   FUZZ_CHECK(s.blocks_v_skipped >= 0 && s.blocks_v_skipped <= s.blocks_total && s.heads_recomputed >= 0 &&
                  s.heads_recomputed <= s.heads,
              "stats: blocks %lld, skipped %lld, recomputed %lld of %lld heads", static_cast<long long>(s.blocks_total),

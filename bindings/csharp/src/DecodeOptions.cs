@@ -1,6 +1,7 @@
 // How a decode step runs: routing, its parameters and what it reports. A new instance holds the
 // C library's defaults (sr_decode_args_default): dense, tau 12, 4 sink and 64 window tokens,
-// error budget 1e-3, scale 1/sqrt(head_dim), no statistics.
+// error budget 1e-3, route from the backend's threshold (-1), scale 1/sqrt(head_dim), no
+// statistics.
 using SinkRouter.Native;
 
 namespace SinkRouter
@@ -18,6 +19,10 @@ namespace SinkRouter
         /// <summary>Relative output error allowed: required (> 0) for Budget, an optional cap
         /// (0 = none) for Tau.</summary>
         public float ErrorBudget { get; set; }
+        /// <summary>Routing applies from this length on: a routed step whose longest sequence is
+        /// shorter runs dense (exact, counted in DecodeStats.StepsRunDense). -1 (default) = the
+        /// backend's own threshold (CPU 0, CUDA/HIP 65536); 0 = route every step.</summary>
+        public long RouteFromTokens { get; set; }
         /// <summary>Softmax scale; 0 = 1/sqrt(head_dim).</summary>
         public float Scale { get; set; }
         /// <summary>Add this step to the context's statistics (Context.Stats()).</summary>
@@ -31,6 +36,7 @@ namespace SinkRouter
             SinkTokens = native.sink_tokens;
             WindowTokens = native.window_tokens;
             ErrorBudget = native.error_budget;
+            RouteFromTokens = native.route_from_tokens;
             Scale = native.scale;
             CollectStats = native.collect_stats != 0;
         }
@@ -44,6 +50,7 @@ namespace SinkRouter
             native.sink_tokens = SinkTokens;
             native.window_tokens = WindowTokens;
             native.error_budget = ErrorBudget;
+            native.route_from_tokens = RouteFromTokens;
             native.scale = Scale;
             native.collect_stats = CollectStats ? 1 : 0;
             return native;

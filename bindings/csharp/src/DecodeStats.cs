@@ -19,6 +19,9 @@ namespace SinkRouter
         public double MaxSkippedMass { get; }
         /// <summary>Largest certified relative error bound of any (sequence, q-head).</summary>
         public double MaxErrorBound { get; }
+        /// <summary>Routed steps run dense because their longest sequence was shorter than
+        /// DecodeOptions.RouteFromTokens.</summary>
+        public long StepsRunDense { get; }
 
         /// <summary>BlocksVSkipped / BlocksTotal (0 when nothing was scored).</summary>
         public double VSkipFraction => BlocksTotal == 0 ? 0.0 : (double)BlocksVSkipped / BlocksTotal;
@@ -32,15 +35,16 @@ namespace SinkRouter
             HeadsRecomputed = native.heads_recomputed;
             MaxSkippedMass = native.max_skipped_mass;
             MaxErrorBound = native.max_error_bound;
+            StepsRunDense = native.steps_run_dense;
         }
 
         public override string ToString()
         {
             return string.Format(
                 "steps {0}, heads {1}, V blocks skipped {2}/{3} ({4:P1}), heads recomputed {5}, " +
-                "max skipped mass {6:G3}, max error bound {7:G3}",
+                "max skipped mass {6:G3}, max error bound {7:G3}, steps run dense {8}",
                 Steps, Heads, BlocksVSkipped, BlocksTotal, VSkipFraction, HeadsRecomputed, MaxSkippedMass,
-                MaxErrorBound);
+                MaxErrorBound, StepsRunDense);
         }
     }
 }

@@ -64,6 +64,7 @@ namespace SinkRouter.Native
         public IntPtr head_error_bound;
         public int collect_stats;
         public IntPtr stream;
+        public long route_from_tokens;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -77,5 +78,6 @@ namespace SinkRouter.Native
         public long heads_recomputed;
         public double max_skipped_mass;
         public double max_error_bound;
+        public long steps_run_dense;
     }
 }

@@ -86,6 +86,64 @@ namespace SinkRouter.Tests
         }
 
         [Test]
+        public static void RouteFromTokensDefaultsToTheBackendsThreshold()
+        {
+            Check.Equal(-1L, new DecodeOptions().RouteFromTokens, "default RouteFromTokens (the library's)");
+        }
+
+        [Test]
+        public static void RoutedStepsShorterThanRouteFromTokensRunDense()
+        {
+            var data = new SinkStructuredContext(4096, 2, 4, 128, 7);
+            using (Context context = TestData.CpuContext())
+            using (KvCache cache = CacheHolding(context, data))
+            {
+                long[] seq = { cache.AddSequence() };
+                cache.Append(seq[0], 0, data.Keys, data.Values);
+                int heads = data.QHeads;
+                var dense = new float[heads * data.HeadDim];
+                cache.Decode(0, seq, heads, data.Query, dense, null);
+
+                // Shorter than the threshold: the very bits of routing off, nothing skipped, bound 0.
+                foreach (long routeFromTokens in new[] { data.Length + 1L, data.Length, -1L })
+                {
+                    string what = "RouteFromTokens " + routeFromTokens;
+                    var options = new DecodeOptions
+                    {
+                        Routing = RoutingMode.Budget, ErrorBudget = 1e-2f, CollectStats = true, RouteFromTokens = routeFromTokens,
+                    };
+                    context.ResetStats();
+                    var routed = TestData.Filled(dense.Length, float.NaN);
+                    var skippedMass = TestData.Filled(heads, float.NaN);
+                    var bound = TestData.Filled(heads, float.NaN);
+                    cache.Decode(0, seq, heads, data.Query, routed, skippedMass, bound, options);
+                    DecodeStats stats = context.Stats();
+                    Check.Equal(1L, stats.Steps, what + ": steps");
+                    if (routeFromTokens > data.Length)
+                    {
+                        Check.True(routed.Select(Bits).SequenceEqual(dense.Select(Bits)), what + ": output bit-equal to routing off");
+                        Check.True(skippedMass.All(m => m == 0f) && bound.All(b => b == 0f),
+                                   what + ": per-head skipped mass and bound are 0");
+                        Check.Equal(1L, stats.StepsRunDense, what + ": steps run dense");
+                        Check.Equal(0L, stats.BlocksVSkipped, what + ": V blocks skipped");
+                        Check.Equal(0.0, stats.MaxErrorBound, what + ": largest bound");
+                        Check.Equal(0.0, stats.MaxSkippedMass, what + ": largest skipped mass");
+                    }
+                    else // at the threshold, and -1 (the CPU's threshold is 0): routed
+                    {
+                        Check.Equal(0L, stats.StepsRunDense, what + ": steps run dense");
+                        Check.True(stats.BlocksVSkipped > 0, what + ": some V blocks were skipped: " + stats);
+                        for (int h = 0; h < heads; h++)
+                        {
+                            double error = ReferenceAttention.RelativeError(routed, dense, h * data.HeadDim, data.HeadDim);
+                            Check.AtMost(bound[h] + 1e-5, error, what + ": true error of q-head " + h + " against its bound");
+                        }
+                    }
+                }
+            }
+        }
+
+        [Test]
         public static void TauOfInfinityIsTheDensePath()
         {
             var data = new SinkStructuredContext(1024, 2, 4, 128, 8);
@@ -170,6 +228,11 @@ namespace SinkRouter.Tests
                 Check.True(viaSpan.SequenceEqual(viaPointer), "outputs of the two overloads");
                 Check.True(boundViaPointer.All(b => b >= 0f && b <= 1e-2f), "bounds written through the pointer");
             }
+        }
+
+        private static int Bits(float value)
+        {
+            return BitConverter.ToInt32(BitConverter.GetBytes(value), 0);
         }
 
         private static KvCache CacheHolding(Context context, SinkStructuredContext data)

@@ -92,6 +92,15 @@ namespace SinkRouter.Tests
                                 () => cache.Decode(0, seq, qHeads, q, output,
                                                    new DecodeOptions { Routing = RoutingMode.Tau, SinkTokens = 0, WindowTokens = 0 }),
                                 "routing without anchors");
+                var untouched = TestData.Filled(q.Length, float.NaN);
+                Check.FailsWith(Status.OutOfRange, "route_from_tokens = -2",
+                                () => cache.Decode(0, seq, qHeads, q, untouched,
+                                                   new DecodeOptions
+                                                   {
+                                                       Routing = RoutingMode.Budget, ErrorBudget = 1e-2f, RouteFromTokens = -2,
+                                                   }),
+                                "route_from_tokens below -1");
+                Check.True(Array.TrueForAll(untouched, float.IsNaN), "a refused step wrote its output");
                 float[] threeHeads = new float[3 * HeadDim];
                 Check.FailsWith(Status.InvalidArgument, "num_q_heads",
                                 () => cache.Decode(0, seq, 3, threeHeads, threeHeads, null), "3 q-heads on 2 kv-heads");

@@ -130,6 +130,7 @@ class sr_decode_args(ctypes.Structure):
         ("head_error_bound", c_void_p),
         ("collect_stats", c_int32),
         ("stream", c_void_p),
+        ("route_from_tokens", c_int64),
     ]
 
 
@@ -143,6 +144,7 @@ class sr_decode_stats(ctypes.Structure):
         ("heads_recomputed", c_int64),
         ("max_skipped_mass", c_double),
         ("max_error_bound", c_double),
+        ("steps_run_dense", c_int64),
     ]
 
 

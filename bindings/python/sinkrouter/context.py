@@ -23,6 +23,7 @@ class DecodeStats:
     heads_recomputed: int
     max_skipped_mass: float
     max_error_bound: float
+    steps_run_dense: int  # routed steps run dense: shorter than Routing.route_from_tokens
 
     @property
     def v_skip_fraction(self) -> float:

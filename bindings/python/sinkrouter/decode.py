@@ -7,7 +7,7 @@ import numpy as np
 
 from . import _abi
 from ._abi import RoutingMode
-from ._structs import defaults, int32
+from ._structs import defaults, int32, int64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,6 +18,10 @@ class Routing:
     error stays within error_budget; RoutingMode.TAU skips pages whose logits all sit more than
     tau below the anchor reference (error_budget then caps the error, 0 = no cap). The anchor
     set is the first sink_tokens and the last window_tokens of each sequence.
+
+    route_from_tokens: routing applies from this length on; a step whose longest sequence is
+    shorter runs dense (exact, counted in DecodeStats.steps_run_dense). -1 (the library's
+    default) = the backend's own threshold (CPU 0, CUDA/HIP 65536); 0 = route every step.
     """
 
     mode: RoutingMode = RoutingMode.BUDGET
@@ -25,6 +29,7 @@ class Routing:
     sink_tokens: int | None = None
     window_tokens: int | None = None
     error_budget: float | None = None
+    route_from_tokens: int | None = None
 
 
 def sequence_ids(seq_ids) -> np.ndarray:
@@ -54,6 +59,8 @@ def decode_args(layer: int, ids: np.ndarray, num_q_heads: int, routing: Routing 
         value = getattr(routing, field)
         if value is not None:
             setattr(args, field, int32(value, field) if field.endswith("_tokens") else value)
+    if routing.route_from_tokens is not None:
+        args.route_from_tokens = int64(routing.route_from_tokens, "route_from_tokens")
     args.collect_stats = 1 if collect_stats else 0
     args.stream = stream or None
     return args

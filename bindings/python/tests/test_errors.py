@@ -115,6 +115,13 @@ def test_decode_options(cache, seq, routing, scale, status, words):
         cache.decode(seq, 0, q_for(1), routing=routing, scale=scale)
 
 
+def test_route_from_tokens_below_minus_one_writes_nothing(cache, seq):
+    out = np.full((1, 4, 64), np.nan, dtype=np.float32)
+    with raises_c_error(S.OUT_OF_RANGE, "route_from_tokens = -2"):
+        cache.decode(seq, 0, q_for(1), out, routing=sr.Routing(error_budget=1e-2, route_from_tokens=-2))
+    assert np.all(np.isnan(out))
+
+
 def test_decode_batch_and_heads(cache, seq):
     with raises_c_error(S.INVALID_ARGUMENT, "num_q_heads = 3"):
         cache.decode(seq, 0, q_for(1, heads=3))

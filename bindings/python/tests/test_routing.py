@@ -9,6 +9,7 @@ import pytest
 
 import sinkrouter as sr
 from conftest import make_cache
+from sinkrouter.decode import decode_args
 from sinkrouter.testing import attention_reference, relative_error, sink_structured_context
 
 KV_HEADS, GROUP, LENGTH = 2, 4, 4096
@@ -92,6 +93,28 @@ def test_routing_that_cannot_skip_equals_dense_exactly(sink_cache):
         assert stats.blocks_v_skipped == 0
 
 
+def test_route_from_tokens_defaults_to_the_backends_threshold():
+    args = decode_args(0, np.zeros(1, np.int64), 4, sr.Routing(), None, False, stream=0)
+    assert sr.Routing().route_from_tokens is None and args.route_from_tokens == -1
+
+
+def test_routed_steps_shorter_than_route_from_tokens_run_dense(sink_cache):
+    """Shorter than route_from_tokens: the very bits of routing off, nothing skipped, bound 0,
+    counted in steps_run_dense. At the threshold, and at -1 (the CPU's threshold is 0), it routes."""
+    cache, ids, q, _ = sink_cache
+    dense = cache.decode(ids, 0, q)
+    out, mass, bound, stats = routed(cache, ids, q, sr.Routing(error_budget=1e-2, route_from_tokens=LENGTH + 1))
+    np.testing.assert_array_equal(out.view(np.uint32), dense.view(np.uint32))
+    np.testing.assert_array_equal(mass, 0.0)
+    np.testing.assert_array_equal(bound, 0.0)
+    assert stats.steps == 1 and stats.steps_run_dense == 1, stats
+    assert stats.blocks_v_skipped == 0 and stats.max_skipped_mass == 0 and stats.max_error_bound == 0, stats
+    for route_from_tokens in (LENGTH, -1):
+        out, mass, bound, stats = routed(cache, ids, q, sr.Routing(error_budget=1e-2, route_from_tokens=route_from_tokens))
+        assert stats.steps_run_dense == 0 and stats.blocks_v_skipped > 0 and np.any(mass > 0), stats
+        assert np.all(bound <= 1e-2)
+
+
 def test_random_keys_leave_nothing_to_skip(context, rng):
     with make_cache(context, num_layers=1, head_dim=128, capacity_tokens=LENGTH) as cache:
         seq = cache.add_sequence()
@@ -108,7 +131,7 @@ def test_stats_add_up_and_reset(sink_cache):
     cache, ids, q, _ = sink_cache
     context = cache.context
     context.reset_stats()
-    assert context.stats() == sr.DecodeStats(0, 0, 0, 0, 0, 0.0, 0.0)
+    assert context.stats() == sr.DecodeStats(0, 0, 0, 0, 0, 0.0, 0.0, 0)
     routing = sr.Routing(error_budget=1e-2)
     for _ in range(3):
         cache.decode(ids, 0, q, routing=routing, collect_stats=True)

@@ -34,9 +34,12 @@ class Mode:
 
 
 def default_modes(budgets: list[float], tau: float) -> list[Mode]:
+    # Routed at every length (route_from_tokens=0): this sample measures what routing does to the
+    # model, also at contexts where a GPU backend would otherwise run the step dense.
     return ([Mode("reference", reference=True), Mode("dense")]
-            + [Mode(f"budget {b:g}", sr.Routing(sr.RoutingMode.BUDGET, error_budget=b)) for b in budgets]
-            + [Mode(f"tau {tau:g}", sr.Routing(sr.RoutingMode.TAU, tau=tau, error_budget=0.0))])
+            + [Mode(f"budget {b:g}", sr.Routing(sr.RoutingMode.BUDGET, error_budget=b, route_from_tokens=0))
+               for b in budgets]
+            + [Mode(f"tau {tau:g}", sr.Routing(sr.RoutingMode.TAU, tau=tau, error_budget=0.0, route_from_tokens=0))])
 
 
 @dataclasses.dataclass

@@ -149,6 +149,9 @@ c_structs! {
         collect_stats: i32,
         /// GPU: NULL = the context's stream
         stream: *mut c_void,
+        /// routing applies from this longest-sequence length on; a shorter routed step runs
+        /// dense (exact). -1 (default) = the backend's threshold; 0 = route every step
+        route_from_tokens: i64,
     }
 
     /// Statistics summed over the steps run with collect_stats since the last reset.
@@ -161,5 +164,7 @@ c_structs! {
         heads_recomputed: i64,
         max_skipped_mass: f64,
         max_error_bound: f64,
+        /// routed steps run dense: shorter than route_from_tokens
+        steps_run_dense: i64,
     }
 }

@@ -55,6 +55,13 @@ pub struct DecodeOptions {
     /// Relative output error ||o - o'|| / ||o||: required (> 0) for `Budget`, optional cap
     /// (0 = none) for `Tau`.
     pub error_budget: f32,
+    /// Routing applies from this length on: a routed step whose longest sequence is shorter
+    /// runs dense (exact: nothing skipped, bound 0, counted in [`DecodeStats::steps_run_dense`]).
+    /// -1 (the default) = the backend's own threshold (CPU 0, CUDA/HIP 65536); 0 = route every
+    /// step.
+    ///
+    /// [`DecodeStats::steps_run_dense`]: crate::DecodeStats::steps_run_dense
+    pub route_from_tokens: i64,
     /// Softmax scale; 0 = 1 / sqrt(head_dim).
     pub scale: f32,
     /// Add the step to the context's statistics ([`Context::stats`]).
@@ -70,6 +77,7 @@ impl DecodeOptions {
             sink_tokens: raw.sink_tokens,
             window_tokens: raw.window_tokens,
             error_budget: raw.error_budget,
+            route_from_tokens: raw.route_from_tokens,
             scale: raw.scale,
             collect_stats: raw.collect_stats != 0,
         })
@@ -183,6 +191,7 @@ impl Context {
         args.sink_tokens = options.sink_tokens;
         args.window_tokens = options.window_tokens;
         args.error_budget = options.error_budget;
+        args.route_from_tokens = options.route_from_tokens;
         args.head_skipped_mass = step.head_skipped_mass.map_or(null_mut(), |b| b.as_mut_ptr());
         args.head_error_bound = step.head_error_bound.map_or(null_mut(), |b| b.as_mut_ptr());
         args.collect_stats = i32::from(options.collect_stats);

@@ -22,6 +22,9 @@ pub struct DecodeStats {
     pub max_skipped_mass: f64,
     /// Largest certified relative error bound of any (sequence, q-head).
     pub max_error_bound: f64,
+    /// Routed steps run dense because their longest sequence was shorter than
+    /// `DecodeOptions::route_from_tokens`.
+    pub steps_run_dense: i64,
 }
 
 impl DecodeStats {
@@ -53,6 +56,7 @@ impl Context {
             heads_recomputed: raw.heads_recomputed,
             max_skipped_mass: raw.max_skipped_mass,
             max_error_bound: raw.max_error_bound,
+            steps_run_dense: raw.steps_run_dense,
         })
     }
 

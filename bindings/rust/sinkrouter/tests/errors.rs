@@ -156,6 +156,22 @@ fn decode_arguments_the_library_rejects() {
 }
 
 #[test]
+fn route_from_tokens_below_minus_one_is_rejected_and_writes_nothing() {
+    let (context, cache, seq, data) = setup();
+    let mut out = vec![f32::NAN; data.q.len()];
+    let options = DecodeOptions {
+        routing: RoutingMode::Budget,
+        error_budget: 1e-2,
+        route_from_tokens: -2,
+        ..DecodeOptions::new().unwrap()
+    };
+    let seqs = [seq];
+    let step = DecodeStep::new(0, &seqs, SHAPE.q_heads() as i32, &data.q, &mut out);
+    assert_error(context.decode(&cache, step, &options), Status::OutOfRange, &["route_from_tokens = -2"]);
+    assert!(out.iter().all(|x| x.is_nan()), "a rejected step wrote its output");
+}
+
+#[test]
 fn a_full_pool_appends_nothing() {
     let (_context, cache, seq, data) = setup();
     let before: Pages = cache.pages().unwrap();

@@ -98,6 +98,42 @@ fn budget_routing_never_passes_its_budget() {
     }
 }
 
+/// The default is the library's: -1, the backend's threshold (0 on the CPU).
+#[test]
+fn route_from_tokens_defaults_to_the_backends_threshold() {
+    assert_eq!(DecodeOptions::new().unwrap().route_from_tokens, -1, "the library's default");
+}
+
+/// A routed step whose sequence is shorter than `route_from_tokens` runs dense: the very bits
+/// of routing off, nothing skipped, bound 0, counted in `steps_run_dense`. At the threshold it
+/// routes, and so does -1 (the CPU's threshold is 0).
+#[test]
+fn route_from_tokens_runs_shorter_routed_steps_dense() {
+    let data = sink_structured(SHAPE, 16);
+    let (context, cache, seq) = setup(&data);
+    let dense = run(&context, &cache, seq, &data.q, dense_options());
+    assert_eq!(dense.stats.steps_run_dense, 0, "a dense step is not a routed one run dense");
+    let budget = DecodeOptions { routing: RoutingMode::Budget, error_budget: 1e-2, ..DecodeOptions::new().unwrap() };
+    let length = SHAPE.tokens as i64;
+
+    let below = run(&context, &cache, seq, &data.q, DecodeOptions { route_from_tokens: length + 1, ..budget });
+    let bits = |out: &[f32]| out.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert!(bits(&below.out) == bits(&dense.out), "a step run dense differs from routing off");
+    assert!(below.skipped_mass.iter().all(|&m| m == 0.0), "skipped mass {:?}", below.skipped_mass);
+    assert!(below.error_bound.iter().all(|&b| b == 0.0), "error bound {:?}", below.error_bound);
+    assert_eq!(below.stats.steps_run_dense, 1, "{:?}", below.stats);
+    assert_eq!(below.stats.blocks_v_skipped, 0, "{:?}", below.stats);
+    assert_eq!((below.stats.max_skipped_mass, below.stats.max_error_bound), (0.0, 0.0), "{:?}", below.stats);
+
+    for route_from_tokens in [length, -1] {
+        let at = run(&context, &cache, seq, &data.q, DecodeOptions { route_from_tokens, ..budget });
+        let what = format!("route_from_tokens {route_from_tokens}");
+        assert!(at.stats.blocks_v_skipped > 0, "{what} skipped no V block: {:?}", at.stats);
+        assert_eq!(at.stats.steps_run_dense, 0, "{what}: {:?}", at.stats);
+        assert_within_bound(&at, &dense, &what);
+    }
+}
+
 #[test]
 fn a_wider_budget_skips_at_least_as_much() {
     let data = sink_structured(SHAPE, 13);
