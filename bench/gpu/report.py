@@ -102,7 +102,8 @@ def main():
               "(median of 5). KV GB/s and % ceiling count the dense KV bytes; 'GB read' is K plus the V "
               "blocks not skipped (plus recomputed heads); speedup is the best SDPA backend's time over ours. "
               "Bound and true error: largest over the heads of batch entry 0 (true error vs float64, where "
-              "cheap).", ""]
+              "cheap). The routed rows route at every length (route_from_tokens 0); budget1e-3-default is "
+              "what the library's defaults give (route_from_tokens -1: dense below 65536 tokens on CUDA).", ""]
     text = "\n".join(header + lines) + "\n"
     open(out_md, "w").write(text)
     print(text)
