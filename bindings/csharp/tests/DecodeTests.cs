@@ -49,26 +49,16 @@ namespace SinkRouter.Tests
         [Test]
         public static void RoutedStepsStayWithinTheirCertifiedBoundAndBudget()
         {
-            var data = new SinkStructuredContext(4096, 2, 4, 128, 7);
-            using (Context context = TestData.CpuContext())
-            using (KvCache cache = CacheHolding(context, data))
+            WithSinkContext(4096, 7, (context, cache, data, seq, dense) =>
             {
-                long[] seq = { cache.AddSequence() };
-                cache.Append(seq[0], 0, data.Keys, data.Values);
                 int heads = data.QHeads;
-                var dense = new float[heads * data.HeadDim];
-                cache.Decode(0, seq, heads, data.Query, dense, null);
 
                 var tau = new DecodeOptions { Routing = RoutingMode.Tau, Tau = 12f, ErrorBudget = 0f, CollectStats = true };
                 var budget = new DecodeOptions { Routing = RoutingMode.Budget, ErrorBudget = 1e-2f, CollectStats = true };
                 foreach (DecodeOptions options in new[] { tau, budget })
                 {
                     string mode = options.Routing.ToString();
-                    context.ResetStats();
-                    var routed = TestData.Filled(dense.Length, float.NaN);
-                    var skippedMass = TestData.Filled(heads, float.NaN);
-                    var bound = TestData.Filled(heads, float.NaN);
-                    cache.Decode(0, seq, heads, data.Query, routed, skippedMass, bound, options);
+                    var (routed, skippedMass, bound) = CountedStep(context, cache, seq, data, options);
 
                     Check.True(skippedMass.Max() > 0f, mode + ": some softmax mass was skipped");
                     Check.True(context.Stats().BlocksVSkipped > 0, mode + ": some V blocks were skipped");
@@ -82,7 +72,7 @@ namespace SinkRouter.Tests
                     Check.AtMost(options.Routing == RoutingMode.Budget ? options.ErrorBudget : double.MaxValue,
                                  context.Stats().MaxErrorBound, mode + ": largest bound in the statistics");
                 }
-            }
+            });
         }
 
         [Test]
@@ -94,15 +84,8 @@ namespace SinkRouter.Tests
         [Test]
         public static void RoutedStepsShorterThanRouteFromTokensRunDense()
         {
-            var data = new SinkStructuredContext(4096, 2, 4, 128, 7);
-            using (Context context = TestData.CpuContext())
-            using (KvCache cache = CacheHolding(context, data))
+            WithSinkContext(4096, 7, (context, cache, data, seq, dense) =>
             {
-                long[] seq = { cache.AddSequence() };
-                cache.Append(seq[0], 0, data.Keys, data.Values);
-                int heads = data.QHeads;
-                var dense = new float[heads * data.HeadDim];
-                cache.Decode(0, seq, heads, data.Query, dense, null);
 
                 // Shorter than the threshold: the very bits of routing off, nothing skipped, bound 0.
                 foreach (long routeFromTokens in new[] { data.Length + 1L, data.Length, -1L })
@@ -112,11 +95,7 @@ namespace SinkRouter.Tests
                     {
                         Routing = RoutingMode.Budget, ErrorBudget = 1e-2f, CollectStats = true, RouteFromTokens = routeFromTokens,
                     };
-                    context.ResetStats();
-                    var routed = TestData.Filled(dense.Length, float.NaN);
-                    var skippedMass = TestData.Filled(heads, float.NaN);
-                    var bound = TestData.Filled(heads, float.NaN);
-                    cache.Decode(0, seq, heads, data.Query, routed, skippedMass, bound, options);
+                    var (routed, skippedMass, bound) = CountedStep(context, cache, seq, data, options);
                     DecodeStats stats = context.Stats();
                     Check.Equal(1L, stats.Steps, what + ": steps");
                     if (routeFromTokens > data.Length)
@@ -133,36 +112,30 @@ namespace SinkRouter.Tests
                     {
                         Check.Equal(0L, stats.StepsRunDense, what + ": steps run dense");
                         Check.True(stats.BlocksVSkipped > 0, what + ": some V blocks were skipped: " + stats);
-                        for (int h = 0; h < heads; h++)
+                        for (int h = 0; h < data.QHeads; h++)
                         {
                             double error = ReferenceAttention.RelativeError(routed, dense, h * data.HeadDim, data.HeadDim);
                             Check.AtMost(bound[h] + 1e-5, error, what + ": true error of q-head " + h + " against its bound");
                         }
                     }
                 }
-            }
+            });
         }
 
         [Test]
         public static void TauOfInfinityIsTheDensePath()
         {
-            var data = new SinkStructuredContext(1024, 2, 4, 128, 8);
-            using (Context context = TestData.CpuContext())
-            using (KvCache cache = CacheHolding(context, data))
+            WithSinkContext(1024, 8, (context, cache, data, seq, dense) =>
             {
-                long[] seq = { cache.AddSequence() };
-                cache.Append(seq[0], 0, data.Keys, data.Values);
-                var dense = new float[data.QHeads * data.HeadDim];
                 var routed = TestData.Filled(dense.Length, float.NaN);
                 var skippedMass = TestData.Filled(data.QHeads, float.NaN);
-                cache.Decode(0, seq, data.QHeads, data.Query, dense, null);
                 cache.Decode(0, seq, data.QHeads, data.Query, routed, skippedMass, Span<float>.Empty,
                              new DecodeOptions { Routing = RoutingMode.Tau, Tau = float.PositiveInfinity, ErrorBudget = 0f });
                 Check.True(skippedMass.All(mass => mass == 0f), "tau = +inf skips nothing");
                 for (int h = 0; h < data.QHeads; h++)
                     Check.AtMost(1e-6, ReferenceAttention.RelativeError(routed, dense, h * data.HeadDim, data.HeadDim),
                                  "q-head " + h + " against dense");
-            }
+            });
         }
 
         [Test]
@@ -239,6 +212,34 @@ namespace SinkRouter.Tests
         {
             KvCacheOptions options = TestData.CacheOptions(1, data.KvHeads, data.HeadDim, data.Length * 2, DType.F32);
             return new KvCache(context, options);
+        }
+
+        // A CPU context and a cache holding one sink-structured sequence, with its dense output.
+        private static void WithSinkContext(int length, int seed,
+                                            Action<Context, KvCache, SinkStructuredContext, long[], float[]> body)
+        {
+            var data = new SinkStructuredContext(length, 2, 4, 128, seed);
+            using (Context context = TestData.CpuContext())
+            using (KvCache cache = CacheHolding(context, data))
+            {
+                long[] seq = { cache.AddSequence() };
+                cache.Append(seq[0], 0, data.Keys, data.Values);
+                var dense = new float[data.QHeads * data.HeadDim];
+                cache.Decode(0, seq, data.QHeads, data.Query, dense, null);
+                body(context, cache, data, seq, dense);
+            }
+        }
+
+        // One step from freshly reset statistics, its outputs poisoned with NaN first.
+        private static (float[] Output, float[] SkippedMass, float[] Bound) CountedStep(
+            Context context, KvCache cache, long[] seq, SinkStructuredContext data, DecodeOptions options)
+        {
+            context.ResetStats();
+            var output = TestData.Filled(data.QHeads * data.HeadDim, float.NaN);
+            var skippedMass = TestData.Filled(data.QHeads, float.NaN);
+            var bound = TestData.Filled(data.QHeads, float.NaN);
+            cache.Decode(0, seq, data.QHeads, data.Query, output, skippedMass, bound, options);
+            return (output, skippedMass, bound);
         }
     }
 }
