@@ -17,6 +17,8 @@ const char* kUsage =
     "  --dtype bf16|f16|f32          cache dtype (default bf16)\n"
     "  --tau X                       logit gap of tau routing (default 10)\n"
     "  --budget X                    relative error budget of budget routing (default 1e-3)\n"
+    "  --route-from N                route steps from N tokens; shorter ones run dense\n"
+    "                                (default -1: the backend's threshold; 0: always route)\n"
     "  --mix sink-heavy|mixed        head mix of the synthetic context (default sink-heavy)\n"
     "  --steps N                     decode steps per mode (default 3)\n"
     "  --threads N                   CPU threads, 0 = all cores (default 0)\n"
@@ -80,6 +82,7 @@ bool parse_demo_options(int argc, char** argv, DemoOptions* o, int* status) {
     else if (ok && std::strcmp(flag, "--dtype") == 0) ok = parse_dtype(value, &o->dtype);
     else if (ok && std::strcmp(flag, "--tau") == 0) ok = parse_float(value, &o->tau);
     else if (ok && std::strcmp(flag, "--budget") == 0) ok = parse_float(value, &o->budget);
+    else if (ok && std::strcmp(flag, "--route-from") == 0) ok = parse_int(value, -1, INT64_MAX, &o->route_from);
     else if (ok && std::strcmp(flag, "--steps") == 0) ok = parse_int(value, 1, 1000, &n) && (o->steps = static_cast<int32_t>(n), true);
     else if (ok && std::strcmp(flag, "--threads") == 0) ok = parse_int(value, 0, 4096, &n) && (o->threads = static_cast<int32_t>(n), true);
     else if (ok && std::strcmp(flag, "--seed") == 0) ok = parse_int(value, 0, INT64_MAX, &n) && (o->seed = static_cast<uint64_t>(n), true);

@@ -16,6 +16,7 @@ struct DemoOptions {
   sr_dtype dtype = SR_DTYPE_BF16;
   float tau = 10.f;
   float budget = 1e-3f;
+  int64_t route_from = -1;  // sr_decode_args.route_from_tokens: -1 = the backend's threshold
   int32_t steps = 3;
   int32_t threads = 0;
   bool sink_heavy = true;

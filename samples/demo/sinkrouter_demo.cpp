@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "device_buffers.h"
@@ -100,7 +101,7 @@ int main(int argc, char** argv) {
     sr_routing_mode routing;
   };
   const Mode modes[] = {{"dense", SR_ROUTING_OFF}, {"tau", SR_ROUTING_TAU}, {"budget", SR_ROUTING_BUDGET}};
-  std::printf("%-5s %-22s %10s %12s %14s %14s %10s\n", "step", "mode", "ms", "V skipped", "error bound",
+  std::printf("%-5s %-24s %10s %12s %14s %14s %10s\n", "step", "mode", "ms", "V skipped", "error bound",
               "error vs dense", "recomputed");
   bool all_within_bound = true;
   for (int32_t step = 0; step < o.steps; ++step) {
@@ -116,6 +117,7 @@ int main(int argc, char** argv) {
       a.routing = mode.routing;
       a.tau = o.tau;
       a.error_budget = mode.routing == SR_ROUTING_BUDGET ? o.budget : 0.f;
+      a.route_from_tokens = o.route_from;
       a.head_error_bound = bound.data();
       a.collect_stats = 1;
       sr_context_reset_stats(ctx);
@@ -139,8 +141,10 @@ int main(int argc, char** argv) {
       if (mode.routing == SR_ROUTING_TAU) std::snprintf(label, sizeof label, "tau %.3g", o.tau);
       else if (mode.routing == SR_ROUTING_BUDGET) std::snprintf(label, sizeof label, "budget %.0e", o.budget);
       else std::snprintf(label, sizeof label, "dense (exact)");
+      // A routed step shorter than route_from_tokens ran dense.
+      if (stats.steps_run_dense > 0) std::strncat(label, ", ran dense", sizeof label - std::strlen(label) - 1);
       double skipped = stats.blocks_total ? 100.0 * stats.blocks_v_skipped / stats.blocks_total : 0.0;
-      std::printf("%-5d %-22s %10.3f %11.1f%% %14.2e %14.2e %10lld\n", step, label, ms, skipped, max_bound, max_error,
+      std::printf("%-5d %-24s %10.3f %11.1f%% %14.2e %14.2e %10lld\n", step, label, ms, skipped, max_bound, max_error,
                   static_cast<long long>(stats.heads_recomputed));
     }
   }
