@@ -42,13 +42,28 @@ bool ok(cudaError_t e, const char* what) {
   return e == cudaSuccess;
 }
 
-// Prints one line: the median call of `launch`, or why it could not be timed.
+// Prints one line: the median call of `launch` and its host share, or why it could not be timed.
 template <class Launch>
 bool report(const char* what, cudaStream_t stream, Launch&& launch) {
-  double us = 0.0;
-  if (!ok(sr::bench::per_call_us(stream, launch, &us), what)) return false;
-  std::printf("  %s: %5.1f us\n", what, us);
+  double us = 0.0, host_us = 0.0;
+  if (!ok(sr::bench::per_call_us(stream, launch, &us, &host_us), what)) return false;
+  std::printf("  %s: %5.1f us (host %.1f)\n", what, us, host_us);
   return true;
+}
+
+// The large empty kernel as the decode kernel is launched on sm_90: cudaLaunchKernelEx with
+// programmatic stream serialization (backends/common/compat.h, launch_kernel).
+cudaError_t launch_programmatic(const LargeParams& params, cudaStream_t stream) {
+  cudaLaunchAttribute overlap[1];
+  overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  overlap[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(264);
+  config.blockDim = dim3(128);
+  config.stream = stream;
+  config.attrs = overlap;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, empty_large, params);
 }
 
 }  // namespace
@@ -76,6 +91,8 @@ int main() {
                      [&](int) { empty_small<<<1, 32, 0, stream>>>(small); });
   fine = fine && report("empty kernel, 1.2 KB of parameters, 264 blocks", stream,
                         [&](int) { empty_large<<<264, 128, 0, stream>>>(large); });
+  fine = fine && report("the same, launched as a programmatic dependent", stream,
+                        [&](int) { (void)launch_programmatic(large, stream); });
   for (int blocks : {264, 528, 1056}) {
     char what[80];
     std::snprintf(what, sizeof what, "plain read of 17 MB from HBM, %4d blocks of 256", blocks);

@@ -7,6 +7,7 @@ import json
 import math
 import statistics
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -45,14 +46,17 @@ def time_backend(backend, batch, length):
     with sdpa_kernel([backend]):
         out = F.scaled_dot_product_attention(q, ks[0], vs[0])
         torch.cuda.synchronize()
-        per_call = []
+        per_call, host = [], []
         for i in range(40):
             start.record()
+            host_start = time.perf_counter()
             out = F.scaled_dot_product_attention(q, ks[i % rotation], vs[i % rotation])
+            host_us = (time.perf_counter() - host_start) * 1e6
             end.record()
             end.synchronize()
             if i >= 5:
                 per_call.append(start.elapsed_time(end) * 1e3)
+                host.append(host_us)
         steps = max(rotation, 16) // rotation * rotation
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -77,7 +81,7 @@ def time_backend(backend, batch, length):
             pipelined.append(start.elapsed_time(end) * 1e3 / (reps * steps))
     del ks, vs, graph
     torch.cuda.empty_cache()
-    return statistics.median(per_call), statistics.median(pipelined)
+    return statistics.median(per_call), statistics.median(pipelined), statistics.median(host)
 
 
 def main():
@@ -90,7 +94,7 @@ def main():
         for name, backend in BACKENDS.items():
             row = {"kind": "peer", "method": name, "batch": batch, "length": length}
             try:
-                row["per_call_us"], row["pipelined_us"] = time_backend(backend, batch, length)
+                row["per_call_us"], row["pipelined_us"], row["host_us"] = time_backend(backend, batch, length)
             except Exception as error:  # a backend that cannot run this shape says so in the table
                 row["error"] = str(error).splitlines()[0][:200]
                 torch.cuda.empty_cache()

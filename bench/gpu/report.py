@@ -27,9 +27,15 @@ def fmt_shape(b, n):
     return f"{b}x{n // 1024}K"
 
 
+def host_share(row):
+    """' (h)': the host's part of a call, where the run measured it."""
+    host = row.get("host_us")
+    return f" ({float(host):.1f})" if host not in (None, "") else ""
+
+
 def table(ours, device, peers):
     copy = device.get("copy_gbps", float("nan"))
-    lines = ["| data | shape | method | per call us | pipelined us | KV GB/s | % ceiling | GB read | "
+    lines = ["| data | shape | method | per call us (host) | pipelined us | KV GB/s | % ceiling | GB read | "
              "time / (read / ceiling) | speedup vs best SDPA (call / pipe) | V skipped | bound | true error |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     shapes = sorted({(int(r["batch"]), int(r["length"])) for r in ours}, key=lambda s: (s[0] * s[1], s[0]))
@@ -46,7 +52,7 @@ def table(ours, device, peers):
             best_call = min(best_call, p["per_call_us"])
             best_pipe = min(best_pipe, p["pipelined_us"])
             gbps = kv_bytes / p["pipelined_us"] / 1e3
-            lines.append(f"| any | {fmt_shape(b, n)} | {name} | {p['per_call_us']:.1f} | {p['pipelined_us']:.1f} | "
+            lines.append(f"| any | {fmt_shape(b, n)} | {name} | {p['per_call_us']:.1f}{host_share(p)} | {p['pipelined_us']:.1f} | "
                          f"{gbps:.0f} | {100 * gbps / copy:.0f}% | {kv_bytes / 1e9:.3f} | "
                          f"{p['pipelined_us'] / (kv_bytes / copy / 1e3):.2f} | 1 | | | |")
         for r in ours:
@@ -56,7 +62,7 @@ def table(ours, device, peers):
             gbps = kv_bytes / pipe / 1e3
             err = float(r["true_error"])
             lines.append(
-                f"| {r['data']} | {fmt_shape(b, n)} | {r['method']} | {call:.1f} | {pipe:.1f} | {gbps:.0f} | "
+                f"| {r['data']} | {fmt_shape(b, n)} | {r['method']} | {call:.1f}{host_share(r)} | {pipe:.1f} | {gbps:.0f} | "
                 f"{100 * gbps / copy:.0f}% | {read / 1e9:.3f} | {pipe / (read / copy / 1e3):.2f} | "
                 f"{best_call / call:.2f} / {best_pipe / pipe:.2f} | {100 * float(r['skip_fraction']):.1f}% | "
                 f"{float(r['max_bound']):.1e} | {'' if err != err else f'{err:.1e}'} |")
@@ -97,7 +103,8 @@ def main():
     header = [f"# GPU benchmark results", "",
               f"{datetime.date.today().isoformat()}, {device.get('name', '?')}, torch {device.get('torch', '?')}, "
               f"copy ceiling {device.get('copy_gbps', float('nan')):.0f} GB/s (read + write). "
-              "Per call: CUDA events around one synchronised call (median of 35). Pipelined: a CUDA graph of "
+              "Per call: CUDA events around one synchronised call (median of 35); in brackets the host's part, "
+              "the time the call itself takes on the CPU (the GPU waits for it). Pipelined: a CUDA graph of "
               "steps rotating over enough caches (>= 200 MB) to defeat the L2, replayed; time over steps "
               "(median of 5). KV GB/s and % ceiling count the dense KV bytes; 'GB read' is K plus the V "
               "blocks not skipped (plus recomputed heads); speedup is the best SDPA backend's time over ours. "
