@@ -49,8 +49,13 @@ class RoutedDecode : public ::testing::TestWithParam<sr_backend> {
       auto q = generator.query();
       c.q.insert(c.q.end(), q.begin(), q.end());
     }
-    c.ref = reference_outputs(c.cache.get(), c.seqs, 0, c.q.data(), c.q_heads, c.shape, 1.0 / std::sqrt(128.0));
+    set_reference(c);
     return c;
+  }
+
+  // The float64 reference outputs of c's sequences as the cache holds them now.
+  static void set_reference(Context& c) {
+    c.ref = reference_outputs(c.cache.get(), c.seqs, 0, c.q.data(), c.q_heads, c.shape, 1.0 / std::sqrt(128.0));
   }
 
   struct Result {
@@ -149,7 +154,7 @@ TEST_P(RoutedDecode, BoundHoldsForEveryTauOnMixedAndRandomInputs) {
   random.seqs = {seq};
   random.q_heads = 8;
   random.q = gaussian(rng, 8 * 128);
-  random.ref = reference_outputs(random.cache.get(), random.seqs, 0, random.q.data(), 8, random.shape, 1.0 / std::sqrt(128.0));
+  set_reference(random);
   Result safe = run(random, SR_ROUTING_TAU, 12.f, 0.f);
   expect_bound_holds(safe, "random tau 12");
   EXPECT_EQ(safe.stats.blocks_v_skipped, 0);
@@ -296,7 +301,7 @@ TEST_P(RoutedDecode, DefaultThresholdIsTheBackends) {
   EXPECT_EQ(at.stats.steps_run_dense, 0);
   if (threshold == 0) return;
   ASSERT_EQ(sr_seq_truncate(c.cache.get(), c.seqs[0], length - 1), SR_OK) << sr_last_error();
-  c.ref = reference_outputs(c.cache.get(), c.seqs, 0, c.q.data(), c.q_heads, c.shape, 1.0 / std::sqrt(128.0));
+  set_reference(c);
   Result below = run(c, SR_ROUTING_TAU, 8.f, 0.f, -1);
   EXPECT_EQ(below.stats.blocks_v_skipped, 0);
   EXPECT_EQ(below.stats.steps_run_dense, 1);
