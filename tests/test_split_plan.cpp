@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "common/split_plan.h"
+#include "shared_arithmetic/split_plan.h"
 #include "test_helpers.h"
 
 namespace sr::testing {

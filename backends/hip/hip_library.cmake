@@ -25,12 +25,12 @@ get_target_property(_sr_ockl ockl IMPORTED_LOCATION)
 get_filename_component(SR_ROCM_DEVICE_LIB_PATH "${_sr_ockl}" DIRECTORY)
 get_filename_component(SR_ROCM_PATH "${hip_INCLUDE_DIR}" DIRECTORY)
 
-set(SR_GPU_COMMON ${SR_SOURCE_DIR}/backends/common)
-include(${SR_GPU_COMMON}/sources.cmake)
+set(SR_GPU_DIR ${SR_SOURCE_DIR}/backends/gpu)
+include(${SR_GPU_DIR}/sources.cmake)
 set_source_files_properties(${SR_GPU_SOURCES} PROPERTIES LANGUAGE CXX)
 
 add_library(sinkrouter-hip SHARED ${SR_GPU_SOURCES})
-target_include_directories(sinkrouter-hip PRIVATE ${SR_SOURCE_DIR}/include ${SR_SOURCE_DIR}/src ${SR_GPU_COMMON})
+target_include_directories(sinkrouter-hip PRIVATE ${SR_SOURCE_DIR}/include ${SR_SOURCE_DIR}/src ${SR_GPU_DIR})
 target_compile_options(sinkrouter-hip PRIVATE
   --rocm-path=${SR_ROCM_PATH}
   --rocm-device-lib-path=${SR_ROCM_DEVICE_LIB_PATH}

@@ -26,8 +26,8 @@
 #include <thread>
 #include <vector>
 
-#include "common/dtype_convert.h"
-#include "common/softmax_state.h"
+#include "shared_arithmetic/dtype_convert.h"
+#include "shared_arithmetic/softmax_state.h"
 #include "synthetic_context.h"
 
 namespace {

@@ -52,7 +52,7 @@ bool report(const char* what, cudaStream_t stream, Launch&& launch) {
 }
 
 // The large empty kernel as the decode kernel is launched on sm_90: cudaLaunchKernelEx with
-// programmatic stream serialization (backends/common/compat.h, launch_kernel).
+// programmatic stream serialization (backends/gpu/compat.h, launch_kernel).
 cudaError_t launch_programmatic(const LargeParams& params, cudaStream_t stream) {
   cudaLaunchAttribute overlap[1];
   overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;

@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "common/dtype_convert.h"
+#include "shared_arithmetic/dtype_convert.h"
 #include "per_call_timing.h"
 #include "realattn.h"
 #include "reference.h"

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Phases of every block of one traced decode launch: the file a tracing build writes
-(CMake SR_CUDA_PHASE_TRACE=ON, SINKROUTER_PHASE_TRACE=FILE; backends/common/phase_trace.cuh).
+(CMake SR_CUDA_PHASE_TRACE=ON, SINKROUTER_PHASE_TRACE=FILE; backends/gpu/kernels/phase_trace.cuh).
 
   trace_phases.py FILE
 

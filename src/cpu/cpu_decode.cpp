@@ -5,8 +5,8 @@
 #include <cmath>
 #include <vector>
 
-#include "common/softmax_state.h"
-#include "common/split_plan.h"
+#include "shared_arithmetic/softmax_state.h"
+#include "shared_arithmetic/split_plan.h"
 #include "cpu/cpu_backend.h"
 
 namespace sr::cpu {

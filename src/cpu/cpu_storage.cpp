@@ -9,7 +9,7 @@
 
 #include <sys/mman.h>
 
-#include "common/dtype_convert.h"
+#include "shared_arithmetic/dtype_convert.h"
 #include "cpu/cpu_backend.h"
 
 void sr_backend_storage::FreeDeleter::operator()(void* p) const { std::free(p); }

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/dtype_convert.h"
-#include "common/softmax_state.h"
+#include "shared_arithmetic/dtype_convert.h"
+#include "shared_arithmetic/softmax_state.h"
 #include "cpu/fast_exp.h"
 #include "cpu/split_kernel.h"
 

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "common/softmax_state.h"
+#include "shared_arithmetic/softmax_state.h"
 #include "sinkrouter/sinkrouter.h"
 
 namespace sr::cpu {

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "common/host_device.h"
+#include "shared_arithmetic/host_device.h"
 
 namespace sr {
 

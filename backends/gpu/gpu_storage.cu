@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "gpu_backend.h"
-#include "storage_kernels.cuh"
+#include "kernels/storage_kernels.cuh"
 
 namespace sr::gpu {
 namespace {

@@ -5,7 +5,7 @@
 
 #include <math.h>
 
-#include "common/dtype_convert.h"
+#include "shared_arithmetic/dtype_convert.h"
 #include "compat.h"
 #include "element_access.cuh"
 #include "gpu_types.h"

@@ -15,8 +15,8 @@
 
 #include <type_traits>
 
-#include "common/softmax_state.h"
-#include "common/split_plan.h"
+#include "shared_arithmetic/softmax_state.h"
+#include "shared_arithmetic/split_plan.h"
 #include "cuda_core_passes.cuh"
 #include "phase_trace.cuh"
 #if SR_GPU_TENSOR_CORES

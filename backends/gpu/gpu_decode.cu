@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "common/split_plan.h"
-#include "decode_kernel.cuh"
+#include "shared_arithmetic/split_plan.h"
+#include "kernels/decode_kernel.cuh"
 #include "gpu_backend.h"
 
 namespace sr::gpu {

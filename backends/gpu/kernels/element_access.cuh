@@ -4,7 +4,7 @@
 
 #include <math.h>
 
-#include "common/dtype_convert.h"
+#include "shared_arithmetic/dtype_convert.h"
 #include "compat.h"
 #include "sinkrouter/sinkrouter.h"
 

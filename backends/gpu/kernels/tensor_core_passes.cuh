@@ -15,7 +15,7 @@
 #include <float.h>
 
 #include "block_base.cuh"
-#include "common/softmax_state.h"
+#include "shared_arithmetic/softmax_state.h"
 #include "tensor_core.cuh"
 
 namespace sr::gpu {

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "common/host_device.h"
+#include "shared_arithmetic/host_device.h"
 
 namespace sr {
 
