@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdarg>
-#include <cstdlib>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -13,6 +12,8 @@
 #include "core/backend_error.h"
 #include "core/backend_iface.h"
 #include "gpu_types.h"
+#include "launch_plan.h"
+#include "tuning.h"
 
 struct sr_backend_device {
   int32_t index = 0;
@@ -20,8 +21,9 @@ struct sr_backend_device {
   std::string name;
   int32_t sm_count = 1;
   // Decode launches overlap the end of the kernel before them (programmatic dependent launch,
-  // sm_90 and later on CUDA; SINKROUTER_CUDA_PDL=0 turns it off).
+  // sm_90 and later on CUDA, unless tuning.programmatic_launch is off).
   bool programmatic_launch = false;
+  sr::gpu::Tuning tuning;  // read when the device opened
   sr::gpu::DeviceStats* stats = nullptr;  // device memory
 };
 
@@ -91,45 +93,24 @@ sr_status copy_page(sr_backend_storage*, int32_t src_page, int32_t dst_page, sr_
 sr_status trim_page(sr_backend_storage*, int32_t layer, int32_t page, int32_t valid_tokens, sr_backend_error*);
 sr_status sequence_update(sr_backend_storage*, int64_t slot, const int32_t* pages, int64_t n_pages,
                           const int64_t* lengths, sr_backend_error*);
-sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_decode_plan*, sr_backend_error*);
+sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_step_desc*, sr_backend_error*);
 
 // The blocks of one launch: a block per (split, kv-head x tile, batch entry); each build orders
-// them in the grid its own way (heads_fastest in decode_kernel.cuh).
+// them in the grid its own way (heads_fastest in kernels/decode_kernel.cuh).
 struct LaunchBlocks {
   unsigned splits, head_tiles, batch;
 };
-// One compiled decode kernel: its launcher and how many of its blocks fit on one SM. One table
-// per cache dtype (decode_<dtype>.cu); launch is nullptr for a shape not built.
-// `favour_occupancy`: the launch holds one routed sequence; shapes built twice prefer more
-// resident blocks there. `tau_stream`: the build whose tau splits stream (16-token pages),
-// where the passes have one.
+// One compiled decode kernel: its launcher and how many of its blocks fit on one SM; launch is
+// nullptr for a build not compiled (a head_dim the backend does not have).
 struct DecodeKernel {
   gpuError_t (*launch)(const DecodeParams& params, const LaunchBlocks& blocks, gpuStream_t stream,
                        bool programmatic) = nullptr;
   int32_t (*blocks_per_sm)() = nullptr;
 };
-// One dense sequence up to kFewBlocksUpTo tokens fills kDenseWaveBlocks blocks per SM, not every
-// resident slot: fewer, longer splits, each with two steps in flight (H100, stop 17: 1x4K 17.2
-// -> 15.7 us, 1x16K 36.3 -> 33.2). Since the split count prices each block's fixed cost
-// (stop 21), every resident slot is faster from 32K: 1x32K 58.5 -> 56.7 us, 1x48K 80.8 -> 77.9,
-// 1x64K 104.1 -> 98.7, 1x96K 150.5 -> 145.9; at 16K two blocks per SM stay faster (33.2 vs 35.0).
-constexpr int64_t kFewBlocksUpTo = 16 * 1024;
-constexpr int32_t kDenseWaveBlocks = 2;
-// Tau steps of one sequence over 16-token pages stream from this length: there most of V is
-// skipped, K streams without a bubble, and the kv-heads' splits follow what each reads (H100,
-// tau 12, stop 20: at 1x96K 128.3 -> 112.3 us on sink-heavy data, 130.2 -> 124.5 on mixed;
-// equal at 64K; 9-11% slower at 32K, where half of V is read).
-constexpr int64_t kTauStreamFrom = 64 * 1024;
-
-// A tuning knob of the GPU backend (README): the environment variable `name` as an integer, or
-// `fallback` where it is unset or below `least`. Callers read it once and keep the value.
-inline int64_t tuning_knob(const char* name, int64_t fallback, int64_t least) {
-  const char* env = std::getenv(name);
-  const int64_t value = env ? std::atoll(env) : 0;
-  return env && value >= least ? value : fallback;
-}
-DecodeKernel decode_kernel_f32(int32_t head_dim, int32_t tile_heads, bool favour_occupancy, bool tau_stream);
-DecodeKernel decode_kernel_f16(int32_t head_dim, int32_t tile_heads, bool favour_occupancy, bool tau_stream);
-DecodeKernel decode_kernel_bf16(int32_t head_dim, int32_t tile_heads, bool favour_occupancy, bool tau_stream);
+// The build of a cache dtype (kernels/decode_<dtype>.cu).
+DecodeKernel decode_kernel_f32(const KernelBuild& build);
+DecodeKernel decode_kernel_f16(const KernelBuild& build);
+DecodeKernel decode_kernel_bf16(const KernelBuild& build);
+DecodeKernel decode_kernel(int32_t dtype, const KernelBuild& build);
 
 }  // namespace sr::gpu

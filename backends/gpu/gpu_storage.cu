@@ -12,9 +12,6 @@
 namespace sr::gpu {
 namespace {
 
-// Bytes of one element (the plugin does not call back into libsinkrouter).
-size_t dtype_bytes(sr_dtype dtype) { return dtype == SR_DTYPE_F32 ? 4 : 2; }
-
 template <class T>
 sr_status device_alloc(T** out, size_t count, const char* what, sr_backend_error* err) {
   *out = nullptr;
@@ -140,7 +137,7 @@ sr_status storage_create(sr_backend_device* device, const sr_cache_geometry* g, 
   s->device = device;
   s->geometry = *g;
   s->update_stream = device->stream;
-  s->element_size = dtype_bytes(g->dtype);
+  s->element_size = dtype_element_bytes(g->dtype);
   s->page_elements = static_cast<int64_t>(g->num_kv_heads) * g->page_tokens * g->head_dim;
   s->layer_elements = g->num_pages * s->page_elements;
   const size_t kv_elements = static_cast<size_t>(g->num_layers) * s->layer_elements;
@@ -199,7 +196,7 @@ sr_status write_tokens(sr_backend_storage* s, int32_t layer, const int32_t* page
   DeviceScope scope(s->device);
   const sr_cache_geometry& g = s->geometry;
   gpuStream_t stream = stream_of(s, io);
-  const size_t src_elem = dtype_bytes(io->dtype);
+  const size_t src_elem = dtype_element_bytes(io->dtype);
   TokenCopy c = token_copy(s, layer, first_token, n_tokens, io);
   c.vnorm = s->vnorm_layer(layer);
 
@@ -260,7 +257,7 @@ sr_status read_tokens(const sr_backend_storage* s, int32_t layer, const int32_t*
   DeviceScope scope(s->device);
   const sr_cache_geometry& g = s->geometry;
   gpuStream_t stream = stream_of(s, io);
-  const size_t out_elem = dtype_bytes(io->dtype);
+  const size_t out_elem = dtype_element_bytes(io->dtype);
   TokenCopy c = token_copy(s, layer, first_token, n_tokens, io);
   const bool to_host = io->memory != SR_MEMORY_DEVICE;
   const int64_t packed_elements = n_tokens * g.num_kv_heads * g.head_dim;

@@ -15,10 +15,9 @@ sr_status check(gpuError_t status, const char* what, sr_backend_error* err) {
 
 namespace {
 
-// Below this length a routed step runs dense unless the caller says otherwise. H100, pipelined
-// (bench/RESULTS.md, stop 24): at 1x4K and 1x32K, 32x8K and 64x4K every routed mode was slower
-// than dense on every kind of data, tau 12 even where it skipped half of V (1x32K: 57.9 against
-// 55.7 us); from 128K tau 12 gains 1.4-1.8x. HIP shares the figure, unmeasured.
+// Below this length a routed step runs dense unless the caller says otherwise: shorter, every
+// routed mode measured slower than dense on the H100 (bench/RESULTS.md, bench/NOTES.md). HIP
+// shares the figure, unmeasured.
 constexpr int64_t kRouteFromTokens = 65536;
 
 int32_t device_count() {
@@ -45,7 +44,8 @@ sr_status device_open(int32_t index, int32_t, void* stream, sr_backend_device** 
   device->index = index;
   device->stream = static_cast<gpuStream_t>(stream);
   device->sm_count = prop.multiProcessorCount;
-  device->programmatic_launch = programmatic_launch_supported(prop) && tuning_knob("SINKROUTER_CUDA_PDL", 1, 0) != 0;
+  device->tuning = tuning_for_new_device();
+  device->programmatic_launch = programmatic_launch_supported(prop) && device->tuning.programmatic_launch;
   char name[512];
   std::snprintf(name, sizeof name, "%s %d: %s, %d SMs, %.1f GiB", SR_GPU_VENDOR, index, prop.name,
                 prop.multiProcessorCount, static_cast<double>(prop.totalGlobalMem) / (1u << 30));
@@ -102,11 +102,29 @@ sr_status stats_reset(sr_backend_device* device, sr_backend_error* err) {
   return check(gpuMemsetAsync(device->stats, 0, sizeof(DeviceStats), device->stream), "clearing statistics", err);
 }
 
-const sr_backend_i kTable = {
-    SR_BACKEND_IFACE_VERSION, SR_GPU_VENDOR, kRouteFromTokens, device_count, device_open, device_close, device_name,
-    device_threads,           storage_create, storage_destroy, write_tokens, read_tokens,  copy_page,
-    trim_page,                sequence_update, decode,         stats_read,  stats_reset,
-};
+sr_backend_i make_table() {
+  sr_backend_i t{};
+  t.iface_version = SR_BACKEND_IFACE_VERSION;
+  t.name = SR_GPU_VENDOR;
+  t.route_from_tokens = kRouteFromTokens;
+  t.device_count = device_count;
+  t.device_open = device_open;
+  t.device_close = device_close;
+  t.device_name = device_name;
+  t.device_threads = device_threads;
+  t.storage_create = storage_create;
+  t.storage_destroy = storage_destroy;
+  t.write_tokens = write_tokens;
+  t.read_tokens = read_tokens;
+  t.copy_page = copy_page;
+  t.trim_page = trim_page;
+  t.sequence_update = sequence_update;
+  t.decode = decode;
+  t.stats_read = stats_read;
+  t.stats_reset = stats_reset;
+  return t;
+}
+const sr_backend_i kTable = make_table();
 
 }  // namespace
 }  // namespace sr::gpu

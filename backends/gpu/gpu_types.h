@@ -4,6 +4,7 @@
 #include <stdint.h>
 
 #include "compat.h"
+#include "kernel_limits.h"
 
 namespace sr::gpu {
 
@@ -14,7 +15,7 @@ namespace sr::gpu {
 struct DeviceTables {
   int32_t* pages;       // [slot_capacity][page_stride]: physical page of each logical page
   int64_t* lengths;     // [slot_capacity][num_layers]: tokens per layer
-  // [slot_capacity][num_layers][kv_heads]: each kv-head's split_weight (common/split_plan.h) in
+  // [slot_capacity][num_layers][kv_heads]: each kv-head's split_weight (src/shared_arithmetic/split_plan.h) in
   // the sequence's last adaptive step, 0 before the first; the next one apportions its blocks
   // by them.
   uint16_t* split_weights;
@@ -39,13 +40,6 @@ struct DeviceStats {
   unsigned int max_error_bound_bits;
   unsigned long long steps_run_dense;
 };
-
-// Up to this many batch entries travel inside one launch's parameters (their cache slots), so
-// a captured graph needs no host-to-device copy; larger batches run as several launches.
-constexpr int kLaunchBatch = 256;
-
-// The q-heads of a GQA group scored together by one block; larger groups are split into tiles.
-constexpr int kMaxTileHeads = 8;
 
 struct DecodeParams {
   // The layer's storage.

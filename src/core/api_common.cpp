@@ -5,6 +5,7 @@
 #include "core/enum_bits.h"
 #include "core/errors.h"
 #include "core/struct_args.h"
+#include "shared_arithmetic/dtype_convert.h"
 
 namespace sr {
 const char* last_error();
@@ -85,15 +86,7 @@ const char* sr_backend_name(sr_backend backend) {
   return "unknown";
 }
 
-size_t sr_dtype_size(sr_dtype dtype) {
-  switch (sr::enum_bits(dtype)) {
-    case SR_DTYPE_F32: return 4;
-    case SR_DTYPE_CACHE: return 0;
-    case SR_DTYPE_F16:
-    case SR_DTYPE_BF16: return 2;
-  }
-  return 0;
-}
+size_t sr_dtype_size(sr_dtype dtype) { return sr::dtype_element_bytes(sr::enum_bits(dtype)); }
 
 sr_status sr_context_options_default(sr_context_options* options, size_t struct_size) {
   return sr::guard([&] { sr::fill_default(options, struct_size, "sr_context_options", sr::context_options_defaults); });

@@ -1,5 +1,5 @@
-// sr_decode_step: checks every argument, resolves the batch's sequences into page tables, and
-// hands the backend a plan with nothing left to validate.
+// sr_decode_step: checks every argument, resolves the batch's sequences into page tables, decides
+// the routing policy, and hands the backend a step descriptor with nothing left to validate.
 #include <algorithm>
 #include <cmath>
 #include <mutex>
@@ -9,6 +9,7 @@
 #include "core/errors.h"
 #include "core/enum_bits.h"
 #include "core/kv_cache.h"
+#include "core/routing_policy.h"
 #include "core/struct_args.h"
 
 namespace sr {
@@ -94,12 +95,23 @@ extern "C" sr_status sr_decode_step(sr_context* context, const sr_kv_cache* cach
       seqs[b] = sr_decode_seq{s.pages.data(), length, s.slot};
       longest = std::max(longest, length);
     }
-    // Below the threshold a routed step runs dense: exact, nothing skipped, bound 0.
-    const int64_t route_from = a.route_from_tokens >= 0 ? a.route_from_tokens : context->iface->route_from_tokens;
-    const int32_t run_dense = a.routing != SR_ROUTING_OFF && longest < route_from;
-    if (run_dense) a.routing = SR_ROUTING_OFF;
-    sr_decode_plan plan{&a, seqs.data(), a.num_q_heads / cache->geometry.num_kv_heads, run_dense};
+    sr_step_desc step{};
+    step.layer = a.layer;
+    step.batch = a.batch;
+    step.num_q_heads = a.num_q_heads;
+    step.group = a.num_q_heads / cache->geometry.num_kv_heads;
+    step.seqs = seqs.data();
+    step.q = a.q;
+    step.q_dtype = a.q_dtype;
+    step.out = a.out;
+    step.out_dtype = a.out_dtype;
+    step.scale = a.scale;
+    step.routing = sr::decide_routing(a, longest, context->iface->route_from_tokens);
+    step.head_skipped_mass = a.head_skipped_mass;
+    step.head_error_bound = a.head_error_bound;
+    step.collect_stats = a.collect_stats;
+    step.stream = a.stream;
     sr_backend_error err{};
-    sr::check_backend(context->iface->decode(context->device, cache->storage, &plan, &err), err, "decode");
+    sr::check_backend(context->iface->decode(context->device, cache->storage, &step, &err), err, "decode");
   });
 }

@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-#define SR_BACKEND_IFACE_VERSION 2u
+#define SR_BACKEND_IFACE_VERSION 3u
 
 typedef struct sr_backend_device sr_backend_device;    // one opened device
 typedef struct sr_backend_storage sr_backend_storage;  // one cache's page pool
@@ -40,14 +40,40 @@ typedef struct sr_decode_seq {
   int64_t slot;          // stable small index of the sequence in its cache
 } sr_decode_seq;
 
-// A decode step with every default filled and every argument checked by the core.
-typedef struct sr_decode_plan {
-  const sr_decode_args* args;  // full-size copy, defaults applied, scale resolved
-  const sr_decode_seq* seqs;   // [args->batch]
-  int32_t group;               // q-heads per kv-head
-  int32_t run_dense;           // routing was asked for, but the step is below route_from_tokens
-                               // (args->routing is SR_ROUTING_OFF): count it in steps_run_dense
-} sr_decode_plan;
+// How a step routes, decided once by the core (docs/ARCHITECTURE.md, "The routing policy");
+// backends follow it and decide nothing about routing themselves.
+typedef struct sr_step_routing {
+  sr_routing_mode mode;   // effective mode: SR_ROUTING_OFF when routing is off, when the step runs
+                          // dense (run_dense) and for tau = +inf without a budget to enforce
+  float tau;              // SR_ROUTING_TAU: the logit gap
+  float error_budget;     // relative error budget (> 0 where enforced)
+  int32_t enforce_budget; // a head whose certified bound exceeds error_budget is recomputed
+                          // exactly (budget mode, or tau mode with a budget)
+  int32_t sink_tokens;    // the anchor set: the first sink_tokens and the last window_tokens
+  int32_t window_tokens;
+  int32_t run_dense;      // routing was asked for, but the step is shorter than route_from_tokens:
+                          // it runs dense and counts in sr_decode_stats.steps_run_dense
+} sr_step_routing;
+
+// A decode step with every argument checked and every default applied by the core: the
+// backend's whole view of it (the public sr_decode_args does not cross the plugin boundary).
+typedef struct sr_step_desc {
+  int32_t layer;
+  int32_t batch;
+  int32_t num_q_heads;
+  int32_t group;                // q-heads per kv-head
+  const sr_decode_seq* seqs;    // [batch]
+  const void* q;                // [batch][num_q_heads][head_dim], the context's memory
+  sr_dtype q_dtype;
+  void* out;                    // [batch][num_q_heads][head_dim]
+  sr_dtype out_dtype;
+  float scale;                  // the softmax scale (resolved: never 0)
+  sr_step_routing routing;
+  float* head_skipped_mass;     // optional [batch][num_q_heads]
+  float* head_error_bound;      // optional [batch][num_q_heads]
+  int32_t collect_stats;
+  void* stream;                 // GPU: NULL = the context's stream
+} sr_step_desc;
 
 // Backends write a message here on failure; the core forwards it to sr_last_error().
 typedef struct sr_backend_error {
@@ -95,10 +121,40 @@ typedef struct sr_backend_i {
                                int64_t n_pages, const int64_t* lengths, sr_backend_error* err);
 
   sr_status (*decode)(sr_backend_device* device, sr_backend_storage* storage,
-                      const sr_decode_plan* plan, sr_backend_error* err);
+                      const sr_step_desc* step, sr_backend_error* err);
   sr_status (*stats_read)(sr_backend_device* device, sr_decode_stats* out, sr_backend_error* err);
   sr_status (*stats_reset)(sr_backend_device* device, sr_backend_error* err);
 } sr_backend_i;
+
+#ifdef __cplusplus
+}  // extern "C"
+
+// The first required entry a table lacks ("decode", ...), or nullptr when it is complete. Only
+// sequence_update is optional. The loader refuses an incomplete table (backend_loader.cpp).
+inline const char* missing_backend_entry(const sr_backend_i* t) {
+#define SR_REQUIRE_ENTRY(field) \
+  if (!t->field) return #field;
+  SR_REQUIRE_ENTRY(name)
+  SR_REQUIRE_ENTRY(device_count)
+  SR_REQUIRE_ENTRY(device_open)
+  SR_REQUIRE_ENTRY(device_close)
+  SR_REQUIRE_ENTRY(device_name)
+  SR_REQUIRE_ENTRY(device_threads)
+  SR_REQUIRE_ENTRY(storage_create)
+  SR_REQUIRE_ENTRY(storage_destroy)
+  SR_REQUIRE_ENTRY(write_tokens)
+  SR_REQUIRE_ENTRY(read_tokens)
+  SR_REQUIRE_ENTRY(copy_page)
+  SR_REQUIRE_ENTRY(trim_page)
+  SR_REQUIRE_ENTRY(decode)
+  SR_REQUIRE_ENTRY(stats_read)
+  SR_REQUIRE_ENTRY(stats_reset)
+#undef SR_REQUIRE_ENTRY
+  return nullptr;
+}
+
+extern "C" {
+#endif
 
 // The one symbol a backend library exports.
 typedef sr_status (*sr_backend_plugin_init_fn)(uint32_t iface_version, const sr_backend_i** out);

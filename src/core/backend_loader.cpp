@@ -69,6 +69,9 @@ const sr_backend_i* try_library(const std::string& path, std::string& why) {
              table->iface_version != SR_BACKEND_IFACE_VERSION) {
     why = "backend interface version mismatch (core expects " + std::to_string(SR_BACKEND_IFACE_VERSION) + ")";
     table = nullptr;
+  } else if (const char* missing = missing_backend_entry(table)) {
+    why = std::string("its backend table has no ") + missing + " entry";
+    table = nullptr;
   }
   if (!table) dlclose(handle);  // unusable: nothing of it is in use
   return table;
@@ -83,9 +86,11 @@ const sr_backend_i* load_backend(sr_backend kind) {
   std::lock_guard<std::mutex> lock(mutex);
   if (loaded[kind]) return loaded[kind];
 #if defined(SR_LINKED_CUDA_BACKEND)
-  if (kind == SR_BACKEND_CUDA && sr_backend_cuda_linked_init(SR_BACKEND_IFACE_VERSION, &loaded[kind]) == SR_OK) {
+  if (kind == SR_BACKEND_CUDA && sr_backend_cuda_linked_init(SR_BACKEND_IFACE_VERSION, &loaded[kind]) == SR_OK &&
+      !missing_backend_entry(loaded[kind])) {
     return loaded[kind];
   }
+  loaded[kind] = nullptr;
 #endif
   std::string searched;
   for (const std::string& dir : search_directories()) {

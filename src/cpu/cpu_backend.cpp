@@ -54,15 +54,29 @@ sr_status stats_reset(sr_backend_device* device, sr_backend_error*) {
   return SR_OK;
 }
 
-const sr_backend_i kTable = {
-    SR_BACKEND_IFACE_VERSION, "cpu",
-    0 /* route_from_tokens: skipping V saves the CPU its work at every length */,
-    device_count, device_open, device_close,
-    device_name,              device_threads,       storage_create, storage_destroy,
-    write_tokens,             read_tokens,          copy_page,      trim_page,
-    nullptr /* sequence_update */,                  decode,         stats_read,
-    stats_reset,
-};
+sr_backend_i make_table() {
+  sr_backend_i t{};
+  t.iface_version = SR_BACKEND_IFACE_VERSION;
+  t.name = "cpu";
+  t.route_from_tokens = 0;  // skipping V saves the CPU its work at every length
+  t.device_count = device_count;
+  t.device_open = device_open;
+  t.device_close = device_close;
+  t.device_name = device_name;
+  t.device_threads = device_threads;
+  t.storage_create = storage_create;
+  t.storage_destroy = storage_destroy;
+  t.write_tokens = write_tokens;
+  t.read_tokens = read_tokens;
+  t.copy_page = copy_page;
+  t.trim_page = trim_page;
+  t.sequence_update = nullptr;  // optional: page tables live in host memory
+  t.decode = decode;
+  t.stats_read = stats_read;
+  t.stats_reset = stats_reset;
+  return t;
+}
+const sr_backend_i kTable = make_table();
 
 }  // namespace
 

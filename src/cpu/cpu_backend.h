@@ -52,7 +52,7 @@ sr_status copy_page(sr_backend_storage*, int32_t src_page, int32_t dst_page, sr_
 sr_status trim_page(sr_backend_storage*, int32_t layer, int32_t page, int32_t valid_tokens, sr_backend_error*);
 
 // Decode (cpu_decode.cpp).
-sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_decode_plan*, sr_backend_error*);
+sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_step_desc*, sr_backend_error*);
 
 // Element conversion between any two dtypes, one value at a time (host buffers).
 float load_as_float(const void* base, int64_t index, sr_dtype dtype);

@@ -19,8 +19,7 @@ struct WorkItem {
 };
 
 struct Step {
-  const sr_decode_args& args;
-  const sr_decode_plan& plan;
+  const sr_step_desc& args;
   LayerView layer;
   int32_t group, head_dim;
   std::vector<float> q;               // [batch][q_heads][head_dim], scaled
@@ -37,7 +36,7 @@ void run_items(sr_backend_device* device, Step& step, const RoutingConfig& routi
   device->pool->parallel_for(static_cast<int64_t>(which.size()), [&](int64_t n) {
     int64_t i = which[n];
     const WorkItem& item = step.items[i];
-    const sr_decode_seq& seq = step.plan.seqs[item.b];
+    const sr_decode_seq& seq = step.args.seqs[item.b];
     SplitTask task{};
     task.pages = seq.pages;
     task.length = seq.length;
@@ -62,7 +61,7 @@ struct HeadResult {
 // Merge the splits of (b, kv-head) in order and write the group's outputs.
 void finish_group(Step& step, int32_t b, int32_t kv_head, HeadResult* results) {
   const int32_t G = step.group, D = step.head_dim;
-  const sr_decode_args& a = step.args;
+  const sr_step_desc& a = step.args;
   std::vector<float> acc(D);
   int64_t first = step.first_item[b * step.layer.kv_heads + kv_head];
   int64_t last = step.first_item[b * step.layer.kv_heads + kv_head + 1];
@@ -92,11 +91,11 @@ void finish_group(Step& step, int32_t b, int32_t kv_head, HeadResult* results) {
 
 }  // namespace
 
-sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const sr_decode_plan* plan,
-                 sr_backend_error* /*err: the core validated the plan; nothing here can fail but allocation*/) {
-  const sr_decode_args& a = *plan->args;
+sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const sr_step_desc* desc,
+                 sr_backend_error* /*err: the core validated the step; nothing here can fail but allocation*/) {
+  const sr_step_desc& a = *desc;
   const sr_cache_geometry& g = storage->geometry;
-  Step step{a, *plan, {}, plan->group, g.head_dim, {}, {}, {}, {}, {}, {}, {}};
+  Step step{a, {}, a.group, g.head_dim, {}, {}, {}, {}, {}, {}, {}};
   step.layer = LayerView{storage->k_layer(a.layer), storage->v_layer(a.layer), storage->vnorm_layer(a.layer),
                          g.num_kv_heads, g.head_dim, g.page_tokens, g.dtype};
   const int64_t q_elements = static_cast<int64_t>(a.batch) * a.num_q_heads * g.head_dim;
@@ -104,7 +103,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   for (int64_t i = 0; i < q_elements; ++i) step.q[i] = load_as_float(a.q, i, a.q_dtype) * a.scale;
 
   std::vector<int64_t> lengths(a.batch);
-  for (int32_t b = 0; b < a.batch; ++b) lengths[b] = plan->seqs[b].length;
+  for (int32_t b = 0; b < a.batch; ++b) lengths[b] = a.seqs[b].length;
   SplitLimits limits{4 * static_cast<int64_t>(device->pool->size()), 512, kMaxSplitTokens};
   int64_t split_tokens = plan_split_tokens(lengths.data(), a.batch, g.num_kv_heads, g.page_tokens, limits);
   step.first_item.reserve(static_cast<size_t>(a.batch) * g.num_kv_heads + 1);
@@ -123,14 +122,13 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   step.blocks.resize(n_items);
   step.skipped.resize(n_items);
 
-  RoutingConfig routing{a.routing, a.tau, a.error_budget, a.sink_tokens, a.window_tokens};
+  const RoutingConfig& routing = a.routing;
   std::vector<int64_t> all(n_items);
   for (size_t i = 0; i < n_items; ++i) all[i] = static_cast<int64_t>(i);
   run_items(device, step, routing, all);
 
   const int32_t G = step.group;
   std::vector<HeadResult> results(static_cast<size_t>(a.batch) * a.num_q_heads);
-  const bool enforce_budget = a.routing == SR_ROUTING_BUDGET || (a.routing == SR_ROUTING_TAU && a.error_budget > 0.f);
   std::vector<int64_t> redo_items;
   std::vector<int32_t> redo_groups;
   for (int32_t b = 0; b < a.batch; ++b) {
@@ -138,8 +136,8 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
       HeadResult* r = results.data() + static_cast<int64_t>(b) * a.num_q_heads + h * G;
       finish_group(step, b, h, r);
       bool over = false;
-      for (int32_t i = 0; i < G; ++i) over = over || !(r[i].bound <= a.error_budget);
-      if (enforce_budget && over) {
+      for (int32_t i = 0; i < G; ++i) over = over || !(r[i].bound <= routing.error_budget);
+      if (routing.enforce_budget && over) {
         redo_groups.push_back(b * g.num_kv_heads + h);
         int64_t bh = static_cast<int64_t>(b) * g.num_kv_heads + h;
         for (int64_t i = step.first_item[bh]; i < step.first_item[bh + 1]; ++i) redo_items.push_back(i);
@@ -172,7 +170,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
     std::lock_guard<std::mutex> lock(device->stats_mutex);
     sr_decode_stats& s = device->stats;
     s.steps += 1;
-    s.steps_run_dense += plan->run_dense;
+    s.steps_run_dense += routing.run_dense;
     s.heads += static_cast<int64_t>(a.batch) * a.num_q_heads;
     s.blocks_total += blocks;
     s.blocks_v_skipped += skipped;

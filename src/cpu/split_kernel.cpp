@@ -197,7 +197,7 @@ inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 // row computed: spread out, so the prefetches never queue up behind each other.
 template <sr_dtype DT, int D>
 inline void prefetch_row(const void* base, int64_t row) {
-  constexpr int64_t kBytes = D * (DT == SR_DTYPE_F32 ? 4 : 2);
+  constexpr int64_t kBytes = D * static_cast<int64_t>(dtype_element_bytes(DT));
   const char* p = static_cast<const char*>(base) + row * kBytes;
   for (int64_t offset = 0; offset < kBytes; offset += 64) __builtin_prefetch(p + offset, 0, 3);
 }
@@ -339,7 +339,7 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
       float allowance[kMaxGroup], spent[kMaxGroup], to_ref[kMaxGroup];
       float share = static_cast<float>(n) / static_cast<float>(task.length);
       for (int h = 0; h < G; ++h) {
-        allowance[h] = budget_allowance(R.budget, anchor_norm[h], z[h], share);
+        allowance[h] = budget_allowance(R.error_budget, anchor_norm[h], z[h], share);
         spent[h] = 0.f;
         to_ref[h] = expf(fminf(m[h] - m_ref[h], 80.f));  // frame m -> frame m_ref
       }
@@ -352,8 +352,7 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
       float* keys = scratch.keys;
       for (int i = 0; i < n_order; ++i) {
         int b = order[i];
-        keys[b] = -INFINITY;
-        for (int h = 0; h < G; ++h) keys[b] = fmaxf(keys[b], bmax[h * n_blocks + b] - m_ref[h]);
+        keys[b] = budget_order_key(bmax + b, n_blocks, m_ref, G);
       }
       sort_by_key(order, n_order, keys);
       for (int i = 0; i < n_order; ++i) {

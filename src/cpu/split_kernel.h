@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "core/backend_iface.h"
 #include "shared_arithmetic/softmax_state.h"
 #include "sinkrouter/sinkrouter.h"
 
@@ -22,13 +23,8 @@ struct LayerView {
   sr_dtype dtype;
 };
 
-struct RoutingConfig {
-  sr_routing_mode mode;
-  float tau;
-  float budget;
-  int32_t sink_tokens;
-  int32_t window_tokens;
-};
+// How the step routes: decided by the core (src/core/routing_policy.h).
+using RoutingConfig = sr_step_routing;
 
 struct SplitTask {
   const int32_t* pages;  // the sequence's page table

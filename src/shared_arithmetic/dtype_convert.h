@@ -1,13 +1,22 @@
-// Scalar conversions between f32 and the 16-bit storage types, by bit pattern, so the same
-// arithmetic (round to nearest even, NaN kept) runs on the host and in GPU kernels.
+// Element sizes, and scalar conversions between f32 and the 16-bit storage types by bit
+// pattern, so the same arithmetic (round to nearest even, NaN kept) runs on the host and in GPU
+// kernels.
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "shared_arithmetic/host_device.h"
+#include "sinkrouter/sinkrouter.h"
 
 namespace sr {
+
+// Bytes of one element of an sr_dtype value (0 for SR_DTYPE_CACHE and unknown values): the one
+// rule for the core, the CPU backend and the GPU kernels.
+SR_HD constexpr size_t dtype_element_bytes(int dtype) {
+  return dtype == SR_DTYPE_F32 ? 4 : dtype == SR_DTYPE_F16 || dtype == SR_DTYPE_BF16 ? 2 : 0;
+}
 
 SR_HD float bits_to_float(uint32_t bits) {
   float f;

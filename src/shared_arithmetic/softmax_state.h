@@ -74,6 +74,15 @@ SR_HD bool tau_skips(float block_max, float reference, float tau) {
   return block_max < reference - tau;
 }
 
+// Budget mode's order: the candidate blocks (none of them anchors) are skipped smallest key
+// first. A block's key is its largest logit over the q-heads that read it, each relative to its
+// head's reference: block_max[h * head_stride] is head h's largest logit in the block.
+SR_HD float budget_order_key(const float* block_max, int64_t head_stride, const float* m_ref, int heads) {
+  float key = -INFINITY;
+  for (int h = 0; h < heads; ++h) key = fmaxf(key, block_max[h * head_stride] - m_ref[h]);
+  return key;
+}
+
 // Budget mode keeps a margin because the local test uses an estimate of ||o||.
 constexpr float kBudgetSafety = 0.75f;
 

@@ -11,12 +11,7 @@
 
 namespace sr::gpu {
 
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / kWarp;
-constexpr int kChunk = 512;                   // tokens whose logits sit in shared memory at once
-constexpr int kMaxChunkBlocks = kChunk / 16;  // pages hold at least 16 tokens
-// The merge keeps one weight per (head, split) in the chunk's logit buffer.
-constexpr int kMaxMergeSplits = kChunk;  // x kMaxTileHeads heads fill SharedState::w
+constexpr int kWarps = kThreads / kWarp;  // (kernel_limits.h: the block's shape)
 // A head's logit row is padded by 8 floats, so the rows of a tile's heads start in different
 // banks (a plain 512-float stride puts them all in one).
 constexpr int kLogitStride = kChunk + 8;
@@ -40,8 +35,17 @@ struct SharedState {
   int32_t order[kMaxChunkBlocks];
   unsigned char skip[kMaxChunkBlocks];
   float m[kMaxTileHeads], l[kMaxTileHeads], skipped_l[kMaxTileHeads], skipped_err[kMaxTileHeads];
-  float alpha[kMaxTileHeads];  // rescale of the accumulators for the current chunk
-  float m_ref[kMaxTileHeads], z[kMaxTileHeads], anchor_norm[kMaxTileHeads];
+  // Two fields serve twice: during the passes the chunk's rescale factor and the anchor's
+  // reference logit; once the splits are merged, each head's skipped mass and certified bound.
+  union {
+    float alpha[kMaxTileHeads];  // rescale of the accumulators for the current chunk
+    float head_mass[kMaxTileHeads];
+  };
+  union {
+    float m_ref[kMaxTileHeads];  // the anchor set's largest logit per head
+    float head_bound[kMaxTileHeads];
+  };
+  float z[kMaxTileHeads], anchor_norm[kMaxTileHeads];
   int32_t blocks, skipped;
   int32_t last, over;
   NextRows after_k, after_v;  // the current chunk's (kept in shared memory to spare registers)
@@ -58,7 +62,7 @@ struct SharedState {
 // carries the L2 prefetch of the chunked passes and deeper load pipelines.
 template <int DT, int D, int GT, bool kAmpleRegisters>
 struct BlockBase {
-  static constexpr int kElemBytes = DT == SR_DTYPE_F32 ? 4 : 2;
+  static constexpr int kElemBytes = static_cast<int>(dtype_element_bytes(DT));
   // The chunked passes' loads: wide DRAM fetches unless this build prefetches rows into the L2.
   static constexpr bool kChunkWideFetch = !kAmpleRegisters;
 

@@ -1,9 +1,11 @@
-// Explicit instantiations of the decode kernel for one cache dtype (one file per dtype, so
-// the builds run in parallel): head_dim 64/128/256 x head tiles of 1, 4 and 8 q-heads.
+// Explicit instantiations of the decode kernel for one cache dtype (one file per dtype, so the
+// builds compile in parallel): every build launch planning can choose (launch_plan.h), found by
+// its KernelBuild in one lookup.
 #pragma once
 
 #include "decode_kernel.cuh"
 #include "gpu_backend.h"
+#include "launch_plan.h"
 
 namespace sr::gpu {
 
@@ -30,59 +32,38 @@ int32_t blocks_per_sm() {
   return blocks;
 }
 
-template <int DT, int D, int GT, int kMinBlocks, bool kTauStream>
-DecodeKernel build() {
-  return DecodeKernel{launch_decode<DT, D, GT, kMinBlocks, kTauStream>, blocks_per_sm<DT, D, GT, kMinBlocks, kTauStream>};
-}
-
-// The tau-streaming build where it is asked for and the passes have one, else the general one.
 template <int DT, int D, int GT, int kMinBlocks>
-DecodeKernel kernel(bool tau_stream) {
-  if constexpr (BlockFor<DT, D, GT, kMinBlocks>::kStreamsTau) {
-    if (tau_stream) return build<DT, D, GT, kMinBlocks, true>();
+DecodeKernel instance(bool tau_stream) {
+  if constexpr (has_tau_stream(DT, SR_GPU_TENSOR_CORES)) {
+    static_assert(BlockFor<DT, D, GT, kMinBlocks>::kStreamsTau, "launch_plan.h and the passes agree");
+    if (tau_stream) {
+      return DecodeKernel{launch_decode<DT, D, GT, kMinBlocks, true>, blocks_per_sm<DT, D, GT, kMinBlocks, true>};
+    }
   }
-  return build<DT, D, GT, kMinBlocks, false>();
+  return DecodeKernel{launch_decode<DT, D, GT, kMinBlocks, false>, blocks_per_sm<DT, D, GT, kMinBlocks, false>};
 }
 
-// SINKROUTER_CUDA_BLOCKS_PER_SM=3 or 4 forces one build of the shape built twice (0: choose).
-inline int forced_blocks_per_sm() {
-  static const int forced = [] {
-    const int64_t v = tuning_knob("SINKROUTER_CUDA_BLOCKS_PER_SM", 0, 0);
-    return v == 3 || v == 4 ? static_cast<int>(v) : 0;
-  }();
-  return forced;
-}
-
-// The bf16 head_dim-128 tile of 4 (the Llama-3.1-8B layer) is built twice. On the H100 (tensor-
-// core passes), 4 resident blocks per SM are faster for one routed sequence (routed at 512K:
-// 4-10%; more blocks hide more latency in the chunked passes); 3 blocks, with registers for a
-// deeper pipeline, are faster for batches (12-15%) and for one dense sequence (at 2 blocks per
-// SM up to 96K, every slot beyond: 1x32K 60.3 -> 58.6 us, 1x128K 204.8 -> 193.0; bench/NOTES.md,
-// stops 17 and 18).
+// The builds of one head_dim: each tile's general build, and the occupancy build where there is one.
 template <int DT, int D>
-DecodeKernel pick_tile(int32_t tile_heads, bool favour_occupancy, bool tau_stream) {
-  // The tensor-core passes of head_dim 256 keep q and the accumulators of 256 dims in registers
-  // (128 of them): with 3 blocks per SM they spill, with 2 they fit.
-  constexpr int kBlocks = SR_GPU_TENSOR_CORES && DT != SR_DTYPE_F32 && D == 256 ? 2 : 3;
-  switch (tile_heads) {
-    case 1: return kernel<DT, D, 1, kBlocks>(tau_stream);
-    case 4:
-      if constexpr (DT == SR_DTYPE_BF16 && D == 128) {
-        const int forced = forced_blocks_per_sm();
-        if (forced == 4 || (forced == 0 && favour_occupancy)) return kernel<DT, D, 4, 4>(tau_stream);
-      }
-      return kernel<DT, D, 4, kBlocks>(tau_stream);
-    case 8: return kernel<DT, D, 8, 2>(tau_stream);
-    default: return DecodeKernel{};
+DecodeKernel instance_of_head_dim(const KernelBuild& b) {
+  constexpr int32_t k1 = general_min_blocks(DT, D, 1, SR_GPU_TENSOR_CORES);
+  constexpr int32_t k4 = general_min_blocks(DT, D, 4, SR_GPU_TENSOR_CORES);
+  constexpr int32_t k8 = general_min_blocks(DT, D, 8, SR_GPU_TENSOR_CORES);
+  if (b.tile_heads == 1 && b.min_blocks == k1) return instance<DT, D, 1, k1>(b.tau_stream);
+  if (b.tile_heads == 4 && b.min_blocks == k4) return instance<DT, D, 4, k4>(b.tau_stream);
+  if constexpr (has_occupancy_build(DT, D, 4)) {
+    if (b.tile_heads == 4 && b.min_blocks == 4) return instance<DT, D, 4, 4>(b.tau_stream);
   }
+  if (b.tile_heads == 8 && b.min_blocks == k8) return instance<DT, D, 8, k8>(b.tau_stream);
+  return DecodeKernel{};
 }
 
 template <int DT>
-DecodeKernel pick_launcher(int32_t head_dim, int32_t tile_heads, bool favour_occupancy, bool tau_stream) {
-  switch (head_dim) {
-    case 64: return pick_tile<DT, 64>(tile_heads, favour_occupancy, tau_stream);
-    case 128: return pick_tile<DT, 128>(tile_heads, favour_occupancy, tau_stream);
-    case 256: return pick_tile<DT, 256>(tile_heads, favour_occupancy, tau_stream);
+DecodeKernel find_instance(const KernelBuild& b) {
+  switch (b.head_dim) {
+    case 64: return instance_of_head_dim<DT, 64>(b);
+    case 128: return instance_of_head_dim<DT, 128>(b);
+    case 256: return instance_of_head_dim<DT, 256>(b);
     default: return DecodeKernel{};
   }
 }

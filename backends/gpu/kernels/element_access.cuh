@@ -1,5 +1,5 @@
 // Device-side element access: 16-byte rows of a cache widened to f32, single elements of any
-// sr_dtype (conversions from common/dtype_convert.h, as on the CPU), and warp reductions.
+// sr_dtype (conversions from src/shared_arithmetic/dtype_convert.h, as on the CPU), and warp reductions.
 #pragma once
 
 #include <math.h>
@@ -49,7 +49,7 @@ struct CacheElem<SR_DTYPE_F32> {
 
 // N elements of `base` (any sr_dtype; element i at index(i)) as floats, zeros where !live.
 // Every load is issued before the first conversion: a conversion's branches otherwise hold
-// each load back until the previous one has arrived (q's 32 loads took 3.5-4 us that way).
+// each load back until the previous one has arrived.
 template <int N, class Index>
 __device__ __forceinline__ void load_many(const void* base, int32_t dtype, bool live, Index&& index, float (&x)[N]) {
   uint32_t raw[N];

@@ -2,7 +2,7 @@
 // global timer at the decode kernel's phase boundaries into DecodeParams::phase_trace, so a
 // step's fixed costs (the start, the partial state, the arrival, the merge) can be told apart
 // from its streaming. The backend writes the stamps of a launch to the file named by
-// SINKROUTER_PHASE_TRACE; bench/gpu/trace_phases.py reads them (bench/NOTES.md, stop 21).
+// SINKROUTER_PHASE_TRACE; bench/gpu/trace_phases.py reads them.
 // In every other build the stamps compile to nothing and DecodeParams has no trace field.
 #pragma once
 

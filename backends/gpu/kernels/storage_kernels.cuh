@@ -1,6 +1,6 @@
 // Kernels of the device-resident page pool: writing tokens (with dtype conversion and the
 // V-norm summaries), reading them back, trimming a page's summaries, and stream-ordered
-// updates of the page tables. Conversions use common/dtype_convert.h, as the CPU does.
+// updates of the page tables. Conversions use src/shared_arithmetic/dtype_convert.h, as the CPU does.
 #pragma once
 
 #include <math.h>
