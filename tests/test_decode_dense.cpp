@@ -2,6 +2,7 @@
 // GQA group, page size, cache dtype, q/out dtypes and batches of mixed lengths.
 #include <cmath>
 
+#include "shared_arithmetic/dtype_convert.h"
 #include "test_helpers.h"
 
 namespace sr::testing {
@@ -115,9 +116,8 @@ TEST_P(DenseDecodeDtypes, HalfPrecisionQueriesAndOutputs) {
           uint32_t back = static_cast<uint32_t>(q16[i]) << 16;
           std::memcpy(&q_rounded[i], &back, 4);
         } else {
-          _Float16 h = static_cast<_Float16>(f);
-          std::memcpy(&q16[i], &h, 2);
-          q_rounded[i] = static_cast<float>(h);
+          q16[i] = sr::float_to_f16(f);
+          q_rounded[i] = sr::f16_to_float(q16[i]);
         }
       }
       auto ref_rounded = reference_outputs(cache.get(), seqs, 0, q_rounded.data(), q_heads, shape, 1.0 / std::sqrt(128.0));
@@ -137,9 +137,7 @@ TEST_P(DenseDecodeDtypes, HalfPrecisionQueriesAndOutputs) {
           uint32_t bits = static_cast<uint32_t>(out16[i]) << 16;
           std::memcpy(&got[i], &bits, 4);
         } else {
-          _Float16 h;
-          std::memcpy(&h, &out16[i], 2);
-          got[i] = static_cast<float>(h);
+          got[i] = sr::f16_to_float(out16[i]);
         }
       }
       double tolerance = ot == SR_DTYPE_F32 ? 1e-5 : 1e-2;
