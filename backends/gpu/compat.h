@@ -201,7 +201,7 @@ struct alignas(16) Bytes16 {
 // kWideFetch: the L2 fetches the whole aligned 256 bytes around p from DRAM (a row of a
 // head_dim-128 bf16 cache), so each load keeps more bytes in flight: routed steps, whose
 // skipped V blocks break the stream, ran faster (bench/NOTES.md). Passes that
-// prefetch rows into the L2 themselves load without it: the two together were 6% slower.
+// prefetch rows into the L2 themselves load without it: the two together were slower.
 template <bool kWideFetch = true>
 __device__ __forceinline__ Bytes16 load_stream16(const void* p) {
 #if defined(__HIPCC__) || defined(SR_GPU_HIP)

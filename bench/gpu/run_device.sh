@@ -66,10 +66,10 @@ if want sanitize; then
   : >"$OUT/sanitizer.log"
   export SINKROUTER_TEST_BACKENDS=cuda
   # (The three longest contexts take minutes under memcheck; sink_9000_p32 stays.)
-  san memcheck '*-*sink_65613*:*sink_262221*:*mixed_40000*:*sink_20000*' "$BUILD/tests/gpu/sr_gpu_tests"
+  san memcheck '*-*sink_65613*:*sink_262221*:*mixed_40000*:*sink_20000*:*mixed_20003*:*sink_40000*' "$BUILD/tests/gpu/sr_gpu_tests"
   san memcheck '*Dense*:*Routed*:*Cache*' "$BUILD/tests/sr_tests"
-  san racecheck 'GpuDecode.*:*sink_9000*' "$BUILD/tests/gpu/sr_gpu_tests"
-  san synccheck 'GpuDecode.*:*sink_9000*' "$BUILD/tests/gpu/sr_gpu_tests"
+  san racecheck 'GpuDecode.*:*sink_9000*:*sink_9005*' "$BUILD/tests/gpu/sr_gpu_tests"
+  san synccheck 'GpuDecode.*:*sink_9000*:*sink_9005*' "$BUILD/tests/gpu/sr_gpu_tests"
   # The streamed tau kernel, taken at every length.
   export SINKROUTER_CUDA_TAU_STREAM_FROM=0
   san memcheck '*Routed*' "$BUILD/tests/sr_tests"

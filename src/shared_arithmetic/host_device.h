@@ -1,4 +1,4 @@
-// Lets the headers in src/common compile for the host (CPU backend, core) and for the GPU
+// Lets the headers in src/shared_arithmetic compile for the host (CPU backend, core) and for the GPU
 // kernels (nvcc, hipcc) unchanged.
 #pragma once
 

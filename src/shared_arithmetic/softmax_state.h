@@ -1,6 +1,7 @@
 // The routing arithmetic, written once for the CPU backend and the GPU kernels: the partial
 // softmax state of one q-head, its merge across warps or splits, the anchor set, the skip
-// rules and the certified error bound (DESIGN.md section 2).
+// rules and the certified error bound (docs/ARCHITECTURE.md, "Routing arithmetic and the
+// certified bound").
 #pragma once
 
 #include <math.h>

@@ -97,6 +97,6 @@ inline void store_element(void* base, int64_t i, sr_dtype dtype, float x) {
   std::memcpy(static_cast<unsigned char*>(base) + 2 * i, &h, 2);
 }
 
-inline size_t element_size(sr_dtype dtype) { return dtype == SR_DTYPE_F32 ? 4 : 2; }
+inline size_t element_size(sr_dtype dtype) { return sr_dtype_size(dtype); }  // (ops_misc.cpp checks it)
 
 }  // namespace sr_fuzz

@@ -6,6 +6,7 @@
 // follow-up recompute is counted; routed steps split by the last step's reads stay exact. Skips
 // when no CUDA device is present.
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 
 #include <cmath>
 #include <limits>
@@ -13,6 +14,7 @@
 
 #include "early_writer.h"
 #include "test_helpers.h"
+#include "tuning.h"
 
 namespace sr::testing {
 namespace {
@@ -27,6 +29,26 @@ bool have_cuda() {
   }
   return false;
 }
+
+// The CUDA backend's tuning knobs for the contexts a test opens while this lives (the backend
+// library's sr_backend_set_tuning); the defaults again afterwards. False where the library has
+// no such entry (the CUDA backend linked into libsinkrouter).
+class ScopedTuning {
+ public:
+  explicit ScopedTuning(const sr::gpu::Tuning& tuning) {
+    void* library = dlopen("libsinkrouter-cuda.so", RTLD_NOW | RTLD_NOLOAD);
+    if (library) set_ = reinterpret_cast<void (*)(const sr::gpu::Tuning*)>(dlsym(library, "sr_backend_set_tuning"));
+    if (set_) set_(&tuning);
+    if (library) dlclose(library);  // (the core keeps its own reference)
+  }
+  ~ScopedTuning() {
+    if (set_) set_(nullptr);
+  }
+  bool applied() const { return set_ != nullptr; }
+
+ private:
+  void (*set_)(const sr::gpu::Tuning*) = nullptr;
+};
 
 class GpuDecode : public ::testing::Test {
  protected:
@@ -289,6 +311,7 @@ struct LongCase {
   bool sink_heavy;
   int64_t length;
   int32_t page_tokens;
+  bool tau_stream_everywhere = false;  // tuning: tau splits stream at every length
 };
 
 class GpuLongContext : public GpuDecode, public ::testing::WithParamInterface<LongCase> {};
@@ -298,6 +321,10 @@ class GpuLongContext : public GpuDecode, public ::testing::WithParamInterface<Lo
 // blocks where the CPU does.
 TEST_P(GpuLongContext, AgreesWithCpuAndFloat64) {
   const LongCase& lc = GetParam();
+  sr::gpu::Tuning tuning;
+  if (lc.tau_stream_everywhere) tuning.tau_stream_from = 0;
+  ScopedTuning scoped(tuning);  // before the GPU context opens: its device reads the knobs then
+  if (lc.tau_stream_everywhere && !scoped.applied()) GTEST_SKIP() << "this build sets no tuning (linked backend)";
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   CacheShape shape;
@@ -355,11 +382,15 @@ TEST_P(GpuLongContext, AgreesWithCpuAndFloat64) {
 
 INSTANTIATE_TEST_SUITE_P(Contexts, GpuLongContext,
                          // (65613 and 262221 tokens: one sequence long enough that tau streams, gpu_decode.cu)
+                         // The tau stream at short lengths too (tuning), on sink and mixed data.
                          ::testing::Values(LongCase{true, 65536 + 77, 16}, LongCase{true, 262144 + 77, 16}, LongCase{false, 40000, 64},
-                                           LongCase{true, 20000, 128}, LongCase{true, 9000, 32}),
+                                           LongCase{true, 20000, 128}, LongCase{true, 9000, 32},
+                                           LongCase{true, 9000 + 5, 16, true}, LongCase{false, 20000 + 3, 16, true},
+                                           LongCase{true, 40000, 16, true}),
                          [](const ::testing::TestParamInfo<LongCase>& info) {
                            return std::string(info.param.sink_heavy ? "sink" : "mixed") + "_" +
-                                  std::to_string(info.param.length) + "_p" + std::to_string(info.param.page_tokens);
+                                  std::to_string(info.param.length) + "_p" + std::to_string(info.param.page_tokens) +
+                                  (info.param.tau_stream_everywhere ? "_tau_streamed" : "");
                          });
 
 // Tau mode with a tiny error cap: heads whose bound passes it are recomputed exactly by the
