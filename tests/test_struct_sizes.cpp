@@ -114,33 +114,30 @@ TEST(StructSizes, VersionListMatchesEachVersionsSizeof) {
   EXPECT_EQ(struct_sizes<test_tail_v2>::known[0].size, sizeof(test_opts_v1));
 }
 
+// What the library reads from a caller's bytes, which must be accepted; a, b, c as given.
+test_opts_v2 read_accepted(const std::vector<unsigned char>& bytes) {
+  test_opts_v2 got{};
+  struct_check check = try_read_struct(reinterpret_cast<const test_opts_v2*>(bytes.data()), "test_opts_v2",
+                                       test_opts_defaults, &got);
+  EXPECT_EQ(check.status, SR_OK) << check.message;
+  EXPECT_EQ(got.a, 7);
+  EXPECT_EQ(got.b, 8);
+  EXPECT_EQ(got.c, 9);
+  return got;
+}
+
 TEST(StructSizes, OlderKnownSizeReadsItsFieldsOverTheDefaults) {
   // Built by hand as a v1 caller has it: struct_size = v1's sizeof, its fields, and poison
   // from where its fields end (its tail padding included) on.
   test_opts_v1 v1{kV1, 7, 8, 9};
-  auto bytes = caller_bytes(&v1, kV1Fields, kV2 + 16);
-  test_opts_v2 got{};
-  struct_check check = try_read_struct(reinterpret_cast<const test_opts_v2*>(bytes.data()), "test_opts_v2",
-                                       test_opts_defaults, &got);
-  ASSERT_EQ(check.status, SR_OK) << check.message;
-  EXPECT_EQ(got.a, 7);
-  EXPECT_EQ(got.b, 8);
-  EXPECT_EQ(got.c, 9);
+  const test_opts_v2 got = read_accepted(caller_bytes(&v1, kV1Fields, kV2 + 16));
   EXPECT_EQ(got.d, 44) << "the field v1 does not have must keep its default, not the caller's poison";
   EXPECT_EQ(got.struct_size, kV2) << "what was read is a whole struct of this version";
 }
 
 TEST(StructSizes, CurrentSizeReadsEveryField) {
   test_opts_v2 v2{kV2, 7, 8, 9, -123456789012345};
-  auto bytes = caller_bytes(&v2, kV2, kV2 + 16);
-  test_opts_v2 got{};
-  struct_check check = try_read_struct(reinterpret_cast<const test_opts_v2*>(bytes.data()), "test_opts_v2",
-                                       test_opts_defaults, &got);
-  ASSERT_EQ(check.status, SR_OK) << check.message;
-  EXPECT_EQ(got.a, 7);
-  EXPECT_EQ(got.b, 8);
-  EXPECT_EQ(got.c, 9);
-  EXPECT_EQ(got.d, -123456789012345);
+  EXPECT_EQ(read_accepted(caller_bytes(&v2, kV2, kV2 + 16)).d, -123456789012345);
 }
 
 TEST(StructSizes, NullReadsTheDefaults) {
@@ -248,6 +245,21 @@ TEST(StructSizes, LibraryListsEndAtTodaysSizeof) {
 // Sizes a caller may not pass: newer (sizeof + 8), and smaller than sizeof but no version.
 std::vector<size_t> refused_sizes(size_t current) { return {current + 8, current - 4, 0}; }
 
+// `call` given `value` at every refused struct_size, as a caller built against a newer header
+// passes it (its 8 more bytes really there) or a wrong size: refused, naming the struct. `call`
+// checks that the refused call changed nothing.
+template <class T, class Call>
+void expect_refused_at_wrong_sizes(const T& value, const char* name, Call&& call) {
+  struct {
+    T value;
+    int64_t appended;
+  } newer{value, 7};
+  for (size_t size : refused_sizes(sizeof(T))) {
+    newer.value.struct_size = size;
+    EXPECT_REFUSED(call(&newer.value), name, size);
+  }
+}
+
 template <class T>
 void check_default_function(sr_status (*fill)(T*, size_t), const char* name) {
   SCOPED_TRACE(name);
@@ -280,17 +292,12 @@ TEST(StructSizesApi, ContextOptions) {
   ASSERT_EQ(sr_context_options_default(&o, sizeof o), SR_OK);
   o.backend = SR_BACKEND_CPU;
   o.num_threads = 1;
-  // A "newer" caller: its struct is 8 bytes longer than ours.
-  struct {
-    sr_context_options o;
-    int64_t appended;
-  } newer{o, 7};
-  for (size_t size : refused_sizes(sizeof o)) {
+  expect_refused_at_wrong_sizes(o, "sr_context_options", [&](const sr_context_options* options) {
     sr_context* ctx = sentinel;
-    newer.o.struct_size = size;
-    EXPECT_REFUSED(sr_context_create(&newer.o, &ctx), "sr_context_options", size);
+    const sr_status status = sr_context_create(options, &ctx);
     EXPECT_EQ(ctx, sentinel) << "a failed create must leave the out-parameter alone";
-  }
+    return status;
+  });
   sr_context* ctx = sentinel;
   ASSERT_EQ(sr_context_create(&o, &ctx), SR_OK) << sr_last_error();
   ContextPtr owned(ctx);
@@ -307,16 +314,12 @@ TEST(StructSizesApi, KvCacheOptions) {
   o.num_layers = 1;
   o.num_kv_heads = 2;
   o.capacity_tokens = 256;
-  struct {
-    sr_kv_cache_options o;
-    int64_t appended;
-  } newer{o, 7};
-  for (size_t size : refused_sizes(sizeof o)) {
+  expect_refused_at_wrong_sizes(o, "sr_kv_cache_options", [&](const sr_kv_cache_options* options) {
     sr_kv_cache* cache = sentinel;
-    newer.o.struct_size = size;
-    EXPECT_REFUSED(sr_kv_cache_create(ctx.get(), &newer.o, &cache), "sr_kv_cache_options", size);
+    const sr_status status = sr_kv_cache_create(ctx.get(), options, &cache);
     EXPECT_EQ(cache, sentinel) << "a failed create must leave the out-parameter alone";
-  }
+    return status;
+  });
   sr_kv_cache* cache = sentinel;
   ASSERT_EQ(sr_kv_cache_create(ctx.get(), &o, &cache), SR_OK) << sr_last_error();
   CachePtr owned(cache);
@@ -358,24 +361,23 @@ TEST_F(StructSizesWithCache, KvIo) {
   sr_kv_io io;
   ASSERT_EQ(sr_kv_io_default(&io, sizeof io), SR_OK);
   io.dtype = SR_DTYPE_F32;
-  struct {
-    sr_kv_io io;
-    int64_t appended;
-  } newer{io, 7};
   int64_t total = 0, free_before = 0, free_after = 0;
   ASSERT_EQ(sr_kv_cache_pages(cache_.get(), &total, &free_before), SR_OK);
   const size_t row = static_cast<size_t>(shape_.kv_heads) * shape_.head_dim;
-  for (size_t size : refused_sizes(sizeof io)) {
-    newer.io.struct_size = size;
-    EXPECT_REFUSED(sr_kv_append(cache_.get(), seq_, 0, 1, k_.data(), v_.data(), &newer.io), "sr_kv_io", size);
+  expect_refused_at_wrong_sizes(io, "sr_kv_io", [&](const sr_kv_io* wrong) {
+    const sr_status status = sr_kv_append(cache_.get(), seq_, 0, 1, k_.data(), v_.data(), wrong);
     EXPECT_EQ(length(), kTokens) << "a refused append must append nothing";
-    ASSERT_EQ(sr_kv_cache_pages(cache_.get(), &total, &free_after), SR_OK);
+    EXPECT_EQ(sr_kv_cache_pages(cache_.get(), &total, &free_after), SR_OK);
     EXPECT_EQ(free_after, free_before);
+    return status;
+  });
+  expect_refused_at_wrong_sizes(io, "sr_kv_io", [&](const sr_kv_io* wrong) {
     std::vector<float> k_out(row, -7.f), v_out(row, -7.f);
-    EXPECT_REFUSED(sr_kv_read(cache_.get(), seq_, 0, 0, 1, k_out.data(), v_out.data(), &newer.io), "sr_kv_io", size);
+    const sr_status status = sr_kv_read(cache_.get(), seq_, 0, 0, 1, k_out.data(), v_out.data(), wrong);
     EXPECT_EQ(k_out, std::vector<float>(row, -7.f)) << "a refused read must leave the output alone";
     EXPECT_EQ(v_out, std::vector<float>(row, -7.f));
-  }
+    return status;
+  });
   std::vector<float> k_out(row), v_out(row);
   ASSERT_EQ(sr_kv_read(cache_.get(), seq_, 0, 0, 1, k_out.data(), v_out.data(), &io), SR_OK) << sr_last_error();
   EXPECT_EQ(k_out, std::vector<float>(k_.begin(), k_.begin() + static_cast<std::ptrdiff_t>(row)));
@@ -394,15 +396,11 @@ TEST_F(StructSizesWithCache, DecodeArgsAndStats) {
   a.routing = SR_ROUTING_BUDGET;
   a.error_budget = 1e-3f;
   a.collect_stats = 1;
-  struct {
-    sr_decode_args a;
-    int64_t appended;
-  } newer{a, 7};
-  for (size_t size : refused_sizes(sizeof a)) {
-    newer.a.struct_size = size;
-    EXPECT_REFUSED(sr_decode_step(ctx_.get(), cache_.get(), &newer.a), "sr_decode_args", size);
+  expect_refused_at_wrong_sizes(a, "sr_decode_args", [&](const sr_decode_args* wrong) {
+    const sr_status status = sr_decode_step(ctx_.get(), cache_.get(), wrong);
     EXPECT_EQ(out, untouched) << "a refused step must leave the output alone";
-  }
+    return status;
+  });
 
   // Statistics: refused sizes write nothing.
   sr_decode_stats stats;

@@ -107,21 +107,8 @@ sr_backend_i make_table() {
   t.iface_version = SR_BACKEND_IFACE_VERSION;
   t.name = SR_GPU_VENDOR;
   t.route_from_tokens = kRouteFromTokens;
-  t.device_count = device_count;
-  t.device_open = device_open;
-  t.device_close = device_close;
-  t.device_name = device_name;
-  t.device_threads = device_threads;
-  t.storage_create = storage_create;
-  t.storage_destroy = storage_destroy;
-  t.write_tokens = write_tokens;
-  t.read_tokens = read_tokens;
-  t.copy_page = copy_page;
-  t.trim_page = trim_page;
-  t.sequence_update = sequence_update;
-  t.decode = decode;
-  t.stats_read = stats_read;
-  t.stats_reset = stats_reset;
+  SR_BACKEND_TABLE_ENTRIES(t);
+  t.sequence_update = sequence_update;  // device page tables that a replayed graph reads
   return t;
 }
 const sr_backend_i kTable = make_table();

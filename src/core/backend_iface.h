@@ -129,6 +129,24 @@ typedef struct sr_backend_i {
 #ifdef __cplusplus
 }  // extern "C"
 
+// Fills `table`'s entries from the functions of the same names in scope: a backend implements
+// each entry as a function named like it (sequence_update included, or set it to nullptr after).
+#define SR_BACKEND_TABLE_ENTRIES(table)      \
+  (table).device_count = device_count;       \
+  (table).device_open = device_open;         \
+  (table).device_close = device_close;       \
+  (table).device_name = device_name;         \
+  (table).device_threads = device_threads;   \
+  (table).storage_create = storage_create;   \
+  (table).storage_destroy = storage_destroy; \
+  (table).write_tokens = write_tokens;       \
+  (table).read_tokens = read_tokens;         \
+  (table).copy_page = copy_page;             \
+  (table).trim_page = trim_page;             \
+  (table).decode = decode;                   \
+  (table).stats_read = stats_read;           \
+  (table).stats_reset = stats_reset
+
 // The first required entry a table lacks ("decode", ...), or nullptr when it is complete. Only
 // sequence_update is optional. The loader refuses an incomplete table (backend_loader.cpp).
 inline const char* missing_backend_entry(const sr_backend_i* t) {

@@ -59,21 +59,8 @@ sr_backend_i make_table() {
   t.iface_version = SR_BACKEND_IFACE_VERSION;
   t.name = "cpu";
   t.route_from_tokens = 0;  // skipping V saves the CPU its work at every length
-  t.device_count = device_count;
-  t.device_open = device_open;
-  t.device_close = device_close;
-  t.device_name = device_name;
-  t.device_threads = device_threads;
-  t.storage_create = storage_create;
-  t.storage_destroy = storage_destroy;
-  t.write_tokens = write_tokens;
-  t.read_tokens = read_tokens;
-  t.copy_page = copy_page;
-  t.trim_page = trim_page;
+  SR_BACKEND_TABLE_ENTRIES(t);
   t.sequence_update = nullptr;  // optional: page tables live in host memory
-  t.decode = decode;
-  t.stats_read = stats_read;
-  t.stats_reset = stats_reset;
   return t;
 }
 const sr_backend_i kTable = make_table();
