@@ -71,4 +71,36 @@ SR_HD uint16_t float_to_f16(float f) {
   return static_cast<uint16_t>(sign | static_cast<uint16_t>(abs_bits >> 13));
 }
 
+// ---------------------------------------------------------------- FP8 E4M3 (OCP)
+// 1 sign, 4 exponent bits (bias 7), 3 mantissa bits; subnormals below 2^-6 in steps of 2^-9;
+// no infinities; S.1111.111 is NaN, so the largest finite value is 448 (S.1111.110).
+
+SR_HD float fp8_e4m3_to_float(uint8_t code) {
+  const uint32_t sign = static_cast<uint32_t>(code & 0x80u) << 24;
+  const uint32_t exponent = (code >> 3) & 0xfu;
+  const uint32_t mantissa = code & 0x7u;
+  if (exponent == 0xfu && mantissa == 0x7u) return bits_to_float(sign | 0x7fc00000u);  // NaN
+  if (exponent != 0) return bits_to_float(sign | ((exponent + 120u) << 23) | (mantissa << 20));
+  const float magnitude = static_cast<float>(mantissa) * 0.001953125f;  // subnormal: m * 2^-9, exact
+  return sign ? -magnitude : magnitude;
+}
+
+// Round to nearest, ties to even; magnitudes above 448 and infinities saturate to +-448 (the
+// saturating conversion: a scale of amax / 448 maps a row onto the finite range); NaN stays NaN.
+SR_HD uint8_t float_to_fp8_e4m3(float f) {
+  const uint32_t bits = float_to_bits(f);
+  const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
+  uint32_t abs_bits = bits & 0x7fffffffu;
+  if (abs_bits > 0x7f800000u) return static_cast<uint8_t>(sign | 0x7fu);  // NaN
+  if (abs_bits >= 0x43e00000u) return static_cast<uint8_t>(sign | 0x7eu);  // >= 448, inf: saturate
+  if (abs_bits < 0x3c800000u) {  // below 2^-6, the smallest normal: round to a subnormal step
+    // Adding 2^14 (whose ulp is 2^-9) lets the f32 addition round to nearest even.
+    const float shifted = bits_to_float(abs_bits) + 16384.f;
+    return static_cast<uint8_t>(sign | static_cast<uint8_t>(float_to_bits(shifted) - 0x46800000u));
+  }
+  const uint32_t mantissa_odd = (abs_bits >> 20) & 1u;
+  abs_bits += 0x7ffffu + mantissa_odd;  // round the mantissa to 3 bits, ties to even (carries into the exponent)
+  return static_cast<uint8_t>(sign | static_cast<uint8_t>((abs_bits >> 20) - (120u << 3)));
+}
+
 }  // namespace sr
