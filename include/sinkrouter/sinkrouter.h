@@ -10,7 +10,9 @@
  *  - Destroy functions accept NULL and return nothing.
  *  - Every options/arguments struct starts with `size_t struct_size`. Fill it with the matching
  *    *_default(ptr, sizeof *ptr) function; fields are only ever appended, so a program built
- *    against an older header keeps working with a newer library.
+ *    against an older header keeps working with a newer library (the fields it lacks take their
+ *    defaults); a struct_size this library does not know, such as a newer header's, is refused
+ *    with SR_ERR_STRUCT_SIZE.
  *  - Nothing aborts, prints, or lets a C++ exception cross this boundary.
  *
  * Thread safety:
