@@ -133,25 +133,29 @@ void truncate_sequence(sr_kv_cache& cache, sr_seq_id id, int64_t new_length) {
   const int32_t PT = cache.geometry.page_tokens;
   int64_t keep_pages = pages_for(cache, new_length);
   cache.free_pages.reserve(cache.free_pages.size() + seq.pages.size());
-  // A partly kept page loses tokens: its V-norm summaries shrink to the kept rows. A page
-  // another sequence shares keeps its larger summary, which still bounds this one.
+  Sequence updated = seq;
+  updated.pages.resize(static_cast<size_t>(keep_pages));
+  for (int64_t& length : updated.lengths) length = std::min(length, new_length);
+  // The new lengths first: a summary must never shrink while rows past the kept ones can still
+  // be read (the bound would undercount), and until here a failure has changed nothing.
+  publish(cache, updated);
+  for (size_t i = static_cast<size_t>(keep_pages); i < seq.pages.size(); ++i) release_page(cache, seq.pages[i]);
+  const Sequence before = std::move(seq);
+  seq = std::move(updated);
+  // A partly kept page loses tokens: its V-norm summaries shrink to the kept rows (a summary
+  // left larger is still a valid bound, only looser). A page another sequence shares keeps its
+  // larger summary, which still bounds this one. (docs/ARCHITECTURE.md, "Per-page summaries")
   if (new_length % PT != 0) {
     int32_t page = seq.pages[keep_pages - 1];
     if (cache.page_refs[page] == 1) {
       for (int32_t layer = 0; layer < cache.geometry.num_layers; ++layer) {
-        if (seq.lengths[layer] <= new_length) continue;
+        if (before.lengths[layer] <= new_length) continue;
         sr_backend_error err{};
         check_backend(be->trim_page(cache.storage, layer, page, static_cast<int32_t>(new_length % PT), &err), err,
                       "truncate");
       }
     }
   }
-  Sequence updated = seq;
-  updated.pages.resize(static_cast<size_t>(keep_pages));
-  for (int64_t& length : updated.lengths) length = std::min(length, new_length);
-  publish(cache, updated);
-  for (size_t i = static_cast<size_t>(keep_pages); i < seq.pages.size(); ++i) release_page(cache, seq.pages[i]);
-  seq = std::move(updated);
 }
 
 void append_tokens(sr_kv_cache& cache, sr_seq_id id, int32_t layer, int64_t n_tokens, const void* k,
