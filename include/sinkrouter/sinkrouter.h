@@ -93,7 +93,14 @@ typedef enum sr_dtype {
   SR_DTYPE_CACHE = -1, /* sr_kv_io only: the cache's own dtype */
   SR_DTYPE_F32 = 0,
   SR_DTYPE_F16 = 1,
-  SR_DTYPE_BF16 = 2
+  SR_DTYPE_BF16 = 2,
+  /* OCP FP8 E4M3 (max 448, no infinities), for sr_kv_cache_options.dtype only: a cache element
+   * type, never a buffer type. The library stores one f32 scale per token and kv-head for K and
+   * one for V (the row's largest magnitude / 448), computed on append; elements round to nearest
+   * even. A row holding NaN or Inf reads back as NaN; a row whose largest magnitude is below
+   * 2^-100 reads back as zeros. Appends and reads convert from and to f32, f16 or bf16 buffers
+   * (sr_kv_io.dtype must name one). Since 0.2.0. */
+  SR_DTYPE_FP8_E4M3 = 3
 } sr_dtype;
 
 /* Where a caller's buffer lives. */
@@ -109,7 +116,8 @@ typedef struct sr_kv_cache sr_kv_cache;
 
 /* Name of a backend ("cpu", "cuda", "hip", "auto"); never NULL. */
 SR_API const char* sr_backend_name(sr_backend backend);
-/* Bytes of one element of a dtype, 0 for an unknown value. */
+/* Bytes of one element of a dtype, 0 for an unknown value (SR_DTYPE_FP8_E4M3: 1; its scales
+ * add 8 bytes per token and kv-head). */
 SR_API size_t sr_dtype_size(sr_dtype dtype);
 
 /* ---------------------------------------------------------------- context */
@@ -147,7 +155,8 @@ typedef struct sr_kv_cache_options {
   int32_t head_dim;        /* 64, 128 or 256 (default 128) */
   int32_t page_tokens;     /* tokens per page: 16, 32, 64 or 128 (default 16) */
   int64_t capacity_tokens; /* pool size: pages = ceil(capacity_tokens / page_tokens) (no default) */
-  sr_dtype dtype;          /* element type of K and V (default SR_DTYPE_BF16) */
+  sr_dtype dtype;          /* element type of K and V (default SR_DTYPE_BF16; SR_DTYPE_FP8_E4M3
+                              halves the bytes, see sr_dtype) */
   int32_t max_batch;       /* largest batch of one decode step; sizes GPU workspace (default 256) */
   int32_t max_q_heads;     /* largest num_q_heads of a decode step; 0 (default) = 8 * num_kv_heads */
 } sr_kv_cache_options;
@@ -194,7 +203,8 @@ typedef struct sr_kv_io {
   size_t struct_size;
   sr_dtype dtype;       /* element type of the caller's buffers; default SR_DTYPE_CACHE.
                            Appending converts to the cache's dtype (f32 -> bf16 rounds to
-                           nearest even). */
+                           nearest even). An FP8 cache takes f32, f16 or bf16 buffers only,
+                           named here: SR_DTYPE_CACHE and SR_DTYPE_FP8_E4M3 are refused. */
   int64_t token_stride; /* 0 (default) = num_kv_heads * head_dim */
   int64_t head_stride;  /* 0 (default) = head_dim */
   sr_memory memory;     /* default SR_MEMORY_HOST. SR_MEMORY_DEVICE: GPU caches only; the copy
@@ -205,8 +215,8 @@ typedef struct sr_kv_io {
 SR_API sr_status sr_kv_io_default(sr_kv_io* io, size_t struct_size);
 
 /* Append n_tokens (>= 1) tokens of K and V to one layer of one sequence. io may be NULL
- * (contiguous [n_tokens][num_kv_heads][head_dim] in the cache's dtype, host memory).
- * SR_ERR_CACHE_FULL if the pool lacks pages: then nothing is appended. */
+ * (contiguous [n_tokens][num_kv_heads][head_dim] in the cache's dtype, host memory; an FP8
+ * cache needs an io naming its buffers' dtype). SR_ERR_CACHE_FULL if the pool lacks pages: then nothing is appended. */
 SR_API sr_status sr_kv_append(sr_kv_cache* cache, sr_seq_id seq, int32_t layer, int64_t n_tokens,
                               const void* k, const void* v, const sr_kv_io* io);
 

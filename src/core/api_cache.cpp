@@ -37,7 +37,7 @@ void validate_cache_options(const sr_kv_cache_options& o) {
   if (o.capacity_tokens < 1) {
     fail(SR_ERR_OUT_OF_RANGE, "capacity_tokens = %lld must be at least 1", static_cast<long long>(o.capacity_tokens));
   }
-  if (!is_storage_dtype(enum_bits(o.dtype))) {
+  if (!is_cache_dtype(enum_bits(o.dtype))) {
     fail(SR_ERR_UNSUPPORTED, "dtype = %d is not an sr_dtype value", enum_bits(o.dtype));
   }
   if (o.max_batch < 1 || o.max_batch > 65536) {
@@ -61,8 +61,17 @@ void validate_cache_options(const sr_kv_cache_options& o) {
 sr_kv_io resolve_io(const sr_kv_cache& cache, const sr_kv_io* io_in, int64_t n_tokens) {
   sr_kv_io io = read_struct(io_in, "sr_kv_io", kv_io_defaults);
   const sr_cache_geometry& g = cache.geometry;
+  if (enum_bits(io.dtype) == SR_DTYPE_CACHE && g.dtype == SR_DTYPE_FP8_E4M3) {
+    fail(SR_ERR_UNSUPPORTED,
+         "io.dtype = SR_DTYPE_CACHE (or a NULL io) on an FP8 cache: its K/V travel as f32, f16 or bf16 "
+         "(set io.dtype); the stored bytes mean nothing without their scales");
+  }
   if (enum_bits(io.dtype) == SR_DTYPE_CACHE) io.dtype = g.dtype;
-  if (!is_storage_dtype(enum_bits(io.dtype))) {
+  if (enum_bits(io.dtype) == SR_DTYPE_FP8_E4M3) {
+    fail(SR_ERR_UNSUPPORTED,
+         "io.dtype = SR_DTYPE_FP8_E4M3: FP8 is a cache element type only; K/V buffers are f32, f16 or bf16");
+  }
+  if (!is_buffer_dtype(enum_bits(io.dtype))) {
     fail(SR_ERR_UNSUPPORTED, "io.dtype = %d is not an sr_dtype value", enum_bits(io.dtype));
   }
   if (io.head_stride < 0 || io.token_stride < 0) {

@@ -15,6 +15,9 @@ int32_t enum_bits(const E& value) {
   return bits;
 }
 
-inline bool is_storage_dtype(int32_t bits) { return bits >= 0 && bits <= 2; }  // F32, F16, BF16
+// Element types of a cache: F32, F16, BF16, FP8_E4M3.
+inline bool is_cache_dtype(int32_t bits) { return bits >= 0 && bits <= 3; }
+// Element types of a caller's buffer (q, out, K/V transfers): F32, F16, BF16.
+inline bool is_buffer_dtype(int32_t bits) { return bits >= 0 && bits <= 2; }
 
 }  // namespace sr

@@ -29,9 +29,14 @@ struct sr_backend_storage {
   };
   std::unique_ptr<unsigned char, FreeDeleter> k, v;  // [layers][pages][kv_heads][page_tokens][dim]
   std::unique_ptr<float, FreeDeleter> vnorm;          // [layers][pages][kv_heads]
+  // FP8 caches only: one scale per row, [layers][pages][kv_heads][page_tokens].
+  std::unique_ptr<float, FreeDeleter> k_scale, v_scale;
 
   unsigned char* k_layer(int32_t layer) const { return k.get() + layer * layer_elements * element_size; }
   unsigned char* v_layer(int32_t layer) const { return v.get() + layer * layer_elements * element_size; }
+  int64_t layer_rows() const { return static_cast<int64_t>(geometry.num_pages) * geometry.num_kv_heads * geometry.page_tokens; }
+  float* k_scale_layer(int32_t layer) const { return k_scale ? k_scale.get() + layer * layer_rows() : nullptr; }
+  float* v_scale_layer(int32_t layer) const { return v_scale ? v_scale.get() + layer * layer_rows() : nullptr; }
   float* vnorm_layer(int32_t layer) const {
     return vnorm.get() + static_cast<int64_t>(layer) * geometry.num_pages * geometry.num_kv_heads;
   }
@@ -54,7 +59,7 @@ sr_status trim_page(sr_backend_storage*, int32_t layer, int32_t page, int32_t va
 // Decode (cpu_decode.cpp).
 sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_step_desc*, sr_backend_error*);
 
-// Element conversion between any two dtypes, one value at a time (host buffers).
+// Element conversion between a buffer dtype (f32, f16, bf16) and f32, one value at a time.
 float load_as_float(const void* base, int64_t index, sr_dtype dtype);
 void store_from_float(void* base, int64_t index, sr_dtype dtype, float value);
 

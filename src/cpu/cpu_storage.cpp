@@ -1,5 +1,6 @@
-// The CPU cache's page pool: K/V pages in host memory and the per-page V-norm summaries that
-// the certified bound needs, kept current on every write, copy and trim.
+// The CPU cache's page pool: K/V pages in host memory (with per-row scales for FP8) and the
+// per-page V-norm summaries that the certified bound needs, kept current on every write, copy
+// and trim.
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include <sys/mman.h>
 
 #include "shared_arithmetic/dtype_convert.h"
+#include "shared_arithmetic/fp8_rows.h"
 #include "cpu/cpu_backend.h"
 
 void sr_backend_storage::FreeDeleter::operator()(void* p) const { std::free(p); }
@@ -48,13 +50,51 @@ void* allocate(size_t bytes) {
   return p;
 }
 
-// Norm of one stored V row, rounded up so the bound built on it stays an upper bound.
-float stored_row_norm(const void* base, int64_t first, int32_t head_dim, sr_dtype dtype) {
-  double sum = 0.0;
-  for (int32_t d = 0; d < head_dim; ++d) {
-    double x = load_as_float(base, first + d, dtype);
-    sum += x * x;
+// One row (head_dim elements) of a cache's K or V as the cache stores it: its bytes and, for
+// FP8, its scale.
+struct CacheRow {
+  unsigned char* bytes;
+  float* scale;  // FP8 only
+  int32_t head_dim;
+  sr_dtype dtype;
+};
+
+CacheRow cache_row(const sr_backend_storage* s, bool is_v, int32_t layer, int64_t row) {
+  const int32_t D = s->geometry.head_dim;
+  unsigned char* layer_bytes = is_v ? s->v_layer(layer) : s->k_layer(layer);
+  float* scales = is_v ? s->v_scale_layer(layer) : s->k_scale_layer(layer);
+  return CacheRow{layer_bytes + row * D * static_cast<int64_t>(s->element_size), scales ? scales + row : nullptr, D,
+                  s->geometry.dtype};
+}
+
+// The stored values of a row, dequantized to f32 (what decode computes with).
+void load_row(const CacheRow& row, float* out) {
+  if (row.dtype == SR_DTYPE_FP8_E4M3) {
+    for (int32_t d = 0; d < row.head_dim; ++d) out[d] = fp8_decode(row.bytes[d], *row.scale);
+  } else {
+    for (int32_t d = 0; d < row.head_dim; ++d) out[d] = load_as_float(row.bytes, d, row.dtype);
   }
+}
+
+// Stores f32 values into a row: rounded to the cache's dtype; FP8 computes the row's scale.
+void store_row(const CacheRow& row, const float* in) {
+  if (row.dtype == SR_DTYPE_FP8_E4M3) {
+    float amax = 0.f;
+    for (int32_t d = 0; d < row.head_dim; ++d) amax = fp8_amax_step(amax, in[d]);
+    const float scale = fp8_row_scale(amax);
+    *row.scale = scale;
+    for (int32_t d = 0; d < row.head_dim; ++d) row.bytes[d] = fp8_encode(in[d], scale);
+  } else {
+    for (int32_t d = 0; d < row.head_dim; ++d) store_from_float(row.bytes, d, row.dtype, in[d]);
+  }
+}
+
+// Norm of one stored V row, rounded up so the bound built on it stays an upper bound.
+float stored_row_norm(const CacheRow& row) {
+  float x[256];
+  load_row(row, x);
+  double sum = 0.0;
+  for (int32_t d = 0; d < row.head_dim; ++d) sum += static_cast<double>(x[d]) * x[d];
   return static_cast<float>(std::sqrt(sum) * (1.0 + 1e-6));
 }
 
@@ -81,9 +121,15 @@ sr_status storage_create(sr_backend_device*, const sr_cache_geometry* g, sr_back
   storage->k.reset(static_cast<unsigned char*>(allocate(kv_bytes)));
   storage->v.reset(static_cast<unsigned char*>(allocate(kv_bytes)));
   storage->vnorm.reset(static_cast<float*>(allocate(norm_bytes)));
-  if (!storage->k || !storage->v || !storage->vnorm) {
+  const bool fp8 = g->dtype == SR_DTYPE_FP8_E4M3;
+  const size_t scale_bytes = fp8 ? sizeof(float) * g->num_layers * storage->layer_rows() : 0;
+  if (fp8) {
+    storage->k_scale.reset(static_cast<float*>(allocate(scale_bytes)));
+    storage->v_scale.reset(static_cast<float*>(allocate(scale_bytes)));
+  }
+  if (!storage->k || !storage->v || !storage->vnorm || (fp8 && (!storage->k_scale || !storage->v_scale))) {
     set_backend_error(err, "could not allocate %zu bytes of host memory for the KV pages",
-              2 * kv_bytes + norm_bytes);
+              2 * kv_bytes + norm_bytes + 2 * scale_bytes);
     delete storage;
     return SR_ERR_OUT_OF_MEMORY;
   }
@@ -98,31 +144,28 @@ sr_status write_tokens(sr_backend_storage* s, int32_t layer, const int32_t* page
                        sr_backend_error* err) {
   if (!check_host(io, err)) return SR_ERR_UNSUPPORTED;
   const sr_cache_geometry& g = s->geometry;
-  unsigned char* k_layer = s->k_layer(layer);
-  unsigned char* v_layer = s->v_layer(layer);
   float* norms = s->vnorm_layer(layer);
   const int64_t first_page = first_token / g.page_tokens;
+  const size_t row_bytes = g.head_dim * s->element_size;
+  const void* sources[2] = {k, v};
+  float values[256];
   for (int64_t i = 0; i < n_tokens; ++i) {
     int64_t t = first_token + i;
     int64_t page = pages[t / g.page_tokens - first_page];
     int64_t slot = t % g.page_tokens;
     for (int32_t h = 0; h < g.num_kv_heads; ++h) {
       int64_t src = i * io->token_stride + h * io->head_stride;
-      int64_t dst = ((page * g.num_kv_heads + h) * g.page_tokens + slot) * g.head_dim;
-      if (io->dtype == g.dtype) {
-        std::memcpy(k_layer + dst * s->element_size,
-                    static_cast<const unsigned char*>(k) + src * s->element_size,
-                    g.head_dim * s->element_size);
-        std::memcpy(v_layer + dst * s->element_size,
-                    static_cast<const unsigned char*>(v) + src * s->element_size,
-                    g.head_dim * s->element_size);
-      } else {
-        for (int32_t d = 0; d < g.head_dim; ++d) {
-          store_from_float(k_layer, dst + d, g.dtype, load_as_float(k, src + d, io->dtype));
-          store_from_float(v_layer, dst + d, g.dtype, load_as_float(v, src + d, io->dtype));
+      int64_t row = (page * g.num_kv_heads + h) * g.page_tokens + slot;
+      for (int which = 0; which < 2; ++which) {
+        CacheRow dst = cache_row(s, which == 1, layer, row);
+        if (io->dtype == g.dtype) {
+          std::memcpy(dst.bytes, static_cast<const unsigned char*>(sources[which]) + src * s->element_size, row_bytes);
+        } else {
+          for (int32_t d = 0; d < g.head_dim; ++d) values[d] = load_as_float(sources[which], src + d, io->dtype);
+          store_row(dst, values);
         }
       }
-      float norm = stored_row_norm(v_layer, dst, g.head_dim, g.dtype);
+      float norm = stored_row_norm(cache_row(s, true, layer, row));
       float& summary = norms[page * g.num_kv_heads + h];
       // Slot 0 opens a page: whatever summary a previous owner left is stale.
       summary = slot == 0 ? norm : std::fmax(summary, norm);
@@ -136,24 +179,23 @@ sr_status read_tokens(const sr_backend_storage* s, int32_t layer, const int32_t*
                       const sr_kv_io* io, sr_backend_error* err) {
   if (!check_host(io, err)) return SR_ERR_UNSUPPORTED;
   const sr_cache_geometry& g = s->geometry;
-  const unsigned char* layers[2] = {s->k_layer(layer), s->v_layer(layer)};
   void* outs[2] = {k_out, v_out};
   const int64_t first_page = first_token / g.page_tokens;
+  const size_t row_bytes = g.head_dim * s->element_size;
+  float values[256];
   for (int which = 0; which < 2; ++which) {
     if (!outs[which]) continue;
     for (int64_t i = 0; i < n_tokens; ++i) {
       int64_t t = first_token + i;
       int64_t page = pages[t / g.page_tokens - first_page];
       for (int32_t h = 0; h < g.num_kv_heads; ++h) {
-        int64_t src = ((page * g.num_kv_heads + h) * g.page_tokens + t % g.page_tokens) * g.head_dim;
+        CacheRow src = cache_row(s, which == 1, layer, (page * g.num_kv_heads + h) * g.page_tokens + t % g.page_tokens);
         int64_t dst = i * io->token_stride + h * io->head_stride;
         if (io->dtype == g.dtype) {
-          std::memcpy(static_cast<unsigned char*>(outs[which]) + dst * s->element_size,
-                      layers[which] + src * s->element_size, g.head_dim * s->element_size);
+          std::memcpy(static_cast<unsigned char*>(outs[which]) + dst * s->element_size, src.bytes, row_bytes);
         } else {
-          for (int32_t d = 0; d < g.head_dim; ++d) {
-            store_from_float(outs[which], dst + d, io->dtype, load_as_float(layers[which], src + d, g.dtype));
-          }
+          load_row(src, values);
+          for (int32_t d = 0; d < g.head_dim; ++d) store_from_float(outs[which], dst + d, io->dtype, values[d]);
         }
       }
     }
@@ -167,6 +209,12 @@ sr_status copy_page(sr_backend_storage* s, int32_t src_page, int32_t dst_page, s
   for (int32_t layer = 0; layer < g.num_layers; ++layer) {
     std::memcpy(s->k_layer(layer) + dst_page * page_bytes, s->k_layer(layer) + src_page * page_bytes, page_bytes);
     std::memcpy(s->v_layer(layer) + dst_page * page_bytes, s->v_layer(layer) + src_page * page_bytes, page_bytes);
+    if (s->k_scale) {
+      const int64_t page_rows = static_cast<int64_t>(g.num_kv_heads) * g.page_tokens;
+      for (float* scales : {s->k_scale_layer(layer), s->v_scale_layer(layer)}) {
+        std::memcpy(scales + dst_page * page_rows, scales + src_page * page_rows, sizeof(float) * page_rows);
+      }
+    }
     float* norms = s->vnorm_layer(layer);
     std::memcpy(norms + static_cast<int64_t>(dst_page) * g.num_kv_heads,
                 norms + static_cast<int64_t>(src_page) * g.num_kv_heads, sizeof(float) * g.num_kv_heads);
@@ -181,8 +229,8 @@ sr_status trim_page(sr_backend_storage* s, int32_t layer, int32_t page, int32_t 
   for (int32_t h = 0; h < g.num_kv_heads; ++h) {
     float norm = 0.f;
     for (int32_t t = 0; t < valid_tokens; ++t) {
-      int64_t row = ((static_cast<int64_t>(page) * g.num_kv_heads + h) * g.page_tokens + t) * g.head_dim;
-      norm = std::fmax(norm, stored_row_norm(s->v_layer(layer), row, g.head_dim, g.dtype));
+      int64_t row = (static_cast<int64_t>(page) * g.num_kv_heads + h) * g.page_tokens + t;
+      norm = std::fmax(norm, stored_row_norm(cache_row(s, true, layer, row)));
     }
     norms[static_cast<int64_t>(page) * g.num_kv_heads + h] = norm;
   }

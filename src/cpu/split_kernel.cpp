@@ -27,6 +27,7 @@ namespace {
 typedef float f32x16 __attribute__((vector_size(64)));
 typedef float f32x8 __attribute__((vector_size(32)));
 typedef float f32x4 __attribute__((vector_size(16)));
+typedef uint8_t u8x16 __attribute__((vector_size(16)));
 typedef uint16_t u16x16 __attribute__((vector_size(32)));
 typedef uint32_t u32x16 __attribute__((vector_size(64)));
 
@@ -50,10 +51,36 @@ inline float sum16(f32x16 v) {
   return (c[0] + c[2]) + (c[1] + c[3]);
 }
 
+// An FP8 chunk holds each stored code's value times 2^-8 (below): exact, so the row's scale is
+// applied as 256 * scale where a row's logit or weight is formed.
+constexpr float kFp8ChunkUnit = 256.f;
+
 // Sixteen consecutive cache elements starting at element i, widened to f32 in registers.
 template <sr_dtype DT>
 inline f32x16 chunk16(const void* base, int64_t i) {
-  if constexpr (DT == SR_DTYPE_F32) {
+  if constexpr (DT == SR_DTYPE_FP8_E4M3) {
+    const uint8_t* p = static_cast<const uint8_t*>(base) + i;
+    f32x16 f;
+#if defined(__F16C__)
+    // E4M3's exponent and mantissa bits, moved into an f16's, make the f16 of value * 2^-8
+    // (subnormals included; the NaN code becomes 480 * 2^-8, but only a row with a NaN scale
+    // stores it: docs/ARCHITECTURE.md, "FP8 cache").
+    u8x16 b;
+    memcpy(&b, p, sizeof b);
+    u16x16 w = __builtin_convertvector(b, u16x16);
+    u16x16 h = ((w & 0x7f) << 7) | ((w & 0x80) << 8);
+    __m128i lo_bits, hi_bits;
+    memcpy(&lo_bits, &h, sizeof lo_bits);
+    memcpy(&hi_bits, reinterpret_cast<const char*>(&h) + sizeof lo_bits, sizeof hi_bits);
+    __m256 lo = _mm256_cvtph_ps(lo_bits);
+    __m256 hi = _mm256_cvtph_ps(hi_bits);
+    memcpy(&f, &lo, sizeof lo);
+    memcpy(reinterpret_cast<char*>(&f) + sizeof lo, &hi, sizeof hi);
+#else
+    for (int j = 0; j < 16; ++j) f[j] = fp8_e4m3_to_float(p[j]) * (1.f / kFp8ChunkUnit);
+#endif
+    return f;
+  } else if constexpr (DT == SR_DTYPE_F32) {
     return load16(static_cast<const float*>(base) + i);
   } else if constexpr (DT == SR_DTYPE_BF16) {
     u16x16 h;
@@ -77,61 +104,94 @@ inline f32x16 chunk16(const void* base, int64_t i) {
   }
 }
 
+// The factor a row's chunks are multiplied by: its FP8 scale (in chunk units), else 1.
+template <sr_dtype DT>
+inline float row_factor(const float* scales, int64_t row) {
+  if constexpr (DT == SR_DTYPE_FP8_E4M3) {
+    return scales[row] * kFp8ChunkUnit;
+  } else {
+    (void)scales, (void)row;
+    return 1.f;
+  }
+}
+
 // Logits of GT q-heads against one cache row (elements [first, first + D)): the row is
 // loaded once for all heads. s[h * s_stride] receives head h's logit.
 template <sr_dtype DT, int D, int GT>
-inline void score_heads(const float* q, const void* base, int64_t first, float* s, int64_t s_stride) {
+inline void score_heads(const float* q, const void* base, int64_t first, float factor, float* s, int64_t s_stride) {
   f32x16 acc[GT];
   for (int h = 0; h < GT; ++h) acc[h] = f32x16{};
   for (int d = 0; d < D; d += 16) {
     f32x16 k = chunk16<DT>(base, first + d);
     for (int h = 0; h < GT; ++h) acc[h] += load16(q + h * D + d) * k;
   }
-  for (int h = 0; h < GT; ++h) s[h * s_stride] = sum16(acc[h]);
+  for (int h = 0; h < GT; ++h) {
+    if constexpr (DT == SR_DTYPE_FP8_E4M3) {
+      s[h * s_stride] = sum16(acc[h]) * factor;
+    } else {
+      (void)factor;
+      s[h * s_stride] = sum16(acc[h]);
+    }
+  }
 }
 
-// All G heads of a group, in fixed-size bundles the compiler keeps in registers.
+// All G heads of a group against cache row `row` of a layer whose rows have scales `scales`
+// (FP8), in fixed-size bundles the compiler keeps in registers.
 template <sr_dtype DT, int D>
-inline void score_row(const float* q, int G, const void* base, int64_t first, float* s, int64_t s_stride) {
+inline void score_row(const float* q, int G, const void* base, const float* scales, int64_t row, float* s,
+                      int64_t s_stride) {
+  const int64_t first = row * D;
+  const float factor = row_factor<DT>(scales, row);
   int h = 0;
-  for (; h + 8 <= G; h += 8) score_heads<DT, D, 8>(q + h * D, base, first, s + h * s_stride, s_stride);
+  for (; h + 8 <= G; h += 8) score_heads<DT, D, 8>(q + h * D, base, first, factor, s + h * s_stride, s_stride);
   if (h + 4 <= G) {
-    score_heads<DT, D, 4>(q + h * D, base, first, s + h * s_stride, s_stride);
+    score_heads<DT, D, 4>(q + h * D, base, first, factor, s + h * s_stride, s_stride);
     h += 4;
   }
   if (h + 2 <= G) {
-    score_heads<DT, D, 2>(q + h * D, base, first, s + h * s_stride, s_stride);
+    score_heads<DT, D, 2>(q + h * D, base, first, factor, s + h * s_stride, s_stride);
     h += 2;
   }
-  if (h < G) score_heads<DT, D, 1>(q + h * D, base, first, s + h * s_stride, s_stride);
+  if (h < G) score_heads<DT, D, 1>(q + h * D, base, first, factor, s + h * s_stride, s_stride);
 }
 
 // o[h] += sum over n rows of w[h * w_stride + t] * row_t, for GT heads: each 16-wide slice
-// of o stays in registers across the rows, and each row is read once for all heads.
+// of o stays in registers across the rows, and each row is read once for all heads. FP8 rows
+// fold their scales into the weights.
 template <sr_dtype DT, int D, int GT>
-inline void accumulate_heads(const float* w, int64_t w_stride, const void* base, int64_t first, int64_t n,
-                             float* o) {
+inline void accumulate_heads(const float* w, int64_t w_stride, const void* base, const float* scales, int64_t row0,
+                             int64_t n, float* o) {
   for (int d = 0; d < D; d += 16) {
     f32x16 acc[GT];
     for (int h = 0; h < GT; ++h) acc[h] = load16(o + h * D + d);
     for (int64_t t = 0; t < n; ++t) {
-      f32x16 v = chunk16<DT>(base, first + t * D + d);
-      for (int h = 0; h < GT; ++h) acc[h] += w[h * w_stride + t] * v;
+      f32x16 v = chunk16<DT>(base, (row0 + t) * D + d);
+      const float factor = row_factor<DT>(scales, row0 + t);
+      for (int h = 0; h < GT; ++h) {
+        if constexpr (DT == SR_DTYPE_FP8_E4M3) {
+          acc[h] += (w[h * w_stride + t] * factor) * v;
+        } else {
+          acc[h] += w[h * w_stride + t] * v;
+        }
+      }
     }
     for (int h = 0; h < GT; ++h) store16(o + h * D + d, acc[h]);
   }
 }
 
+// Rows row0 .. row0 + n - 1 of a layer, weighted, into the outputs of all G heads.
 template <sr_dtype DT, int D>
-inline void accumulate_rows(const float* w, int64_t w_stride, int G, const void* base, int64_t first, int64_t n,
-                            float* o) {
+inline void accumulate_rows(const float* w, int64_t w_stride, int G, const void* base, const float* scales,
+                            int64_t row0, int64_t n, float* o) {
   int h = 0;
-  for (; h + 4 <= G; h += 4) accumulate_heads<DT, D, 4>(w + h * w_stride, w_stride, base, first, n, o + h * D);
+  for (; h + 4 <= G; h += 4) {
+    accumulate_heads<DT, D, 4>(w + h * w_stride, w_stride, base, scales, row0, n, o + h * D);
+  }
   if (h + 2 <= G) {
-    accumulate_heads<DT, D, 2>(w + h * w_stride, w_stride, base, first, n, o + h * D);
+    accumulate_heads<DT, D, 2>(w + h * w_stride, w_stride, base, scales, row0, n, o + h * D);
     h += 2;
   }
-  if (h < G) accumulate_heads<DT, D, 1>(w + h * w_stride, w_stride, base, first, n, o + h * D);
+  if (h < G) accumulate_heads<DT, D, 1>(w + h * w_stride, w_stride, base, scales, row0, n, o + h * D);
 }
 
 // In place: x[i] = exp(x[i] - m); returns the sum. The exp loop has no reduction in it, so it
@@ -246,7 +306,7 @@ void score_anchor(const LayerView& L, const RoutingConfig& R, const SplitTask& t
   auto token = [&](int i) { return i < n_sink ? i : anchor.window_begin + (i - n_sink); };
   for (int h = 0; h < G; ++h) m_ref[h] = -INFINITY;
   for (int i = 0; i < n_anchor; ++i) {
-    score_row<DT, D>(task.q, G, L.k, row_of(L, task.pages, task.kv_head, token(i)) * D, logits + i * G, 1);
+    score_row<DT, D>(task.q, G, L.k, L.k_scale, row_of(L, task.pages, task.kv_head, token(i)), logits + i * G, 1);
     for (int h = 0; h < G; ++h) m_ref[h] = fmaxf(m_ref[h], logits[i * G + h]);
   }
   float* o = scratch.anchor_out;
@@ -258,7 +318,8 @@ void score_anchor(const LayerView& L, const RoutingConfig& R, const SplitTask& t
       z[h] += logits[i * G + h];
     }
     if (budget) {
-      accumulate_rows<DT, D>(logits + i * G, 1, G, L.v, row_of(L, task.pages, task.kv_head, token(i)) * D, 1, o);
+      accumulate_rows<DT, D>(logits + i * G, 1, G, L.v, L.v_scale, row_of(L, task.pages, task.kv_head, token(i)), 1,
+                             o);
     }
   }
   for (int h = 0; h < G; ++h) {
@@ -292,7 +353,7 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
     int64_t next_row0 = b + 1 < n_blocks ? row_of(L, task.pages, task.kv_head, t0 + PT) : -1;
     for (int64_t t = t0; t < t1; ++t) {
       if (next_row0 >= 0) prefetch_row<DT, D>(L.k, next_row0 + (t - t0));
-      score_row<DT, D>(task.q, G, L.k, (row0 + (t - t0)) * D, w + (t - task.begin), n);
+      score_row<DT, D>(task.q, G, L.k, L.k_scale, row0 + (t - t0), w + (t - task.begin), n);
     }
     for (int h = 0; h < G; ++h) {
       float block_max = -INFINITY;
@@ -398,11 +459,12 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
       int64_t next_row0 = row_of(L, task.pages, task.kv_head, task.begin + static_cast<int64_t>(next_kept) * PT);
       int64_t half = (t1 - t0 + 1) / 2;
       for (int64_t t = 0; t < half; ++t) prefetch_row<DT, D>(L.v, next_row0 + t);
-      accumulate_rows<DT, D>(w + (t0 - task.begin), n, G, L.v, row0 * D, half, task.o);
+      accumulate_rows<DT, D>(w + (t0 - task.begin), n, G, L.v, L.v_scale, row0, half, task.o);
       for (int64_t t = half; t < PT; ++t) prefetch_row<DT, D>(L.v, next_row0 + t);
-      accumulate_rows<DT, D>(w + (t0 - task.begin) + half, n, G, L.v, (row0 + half) * D, t1 - t0 - half, task.o);
+      accumulate_rows<DT, D>(w + (t0 - task.begin) + half, n, G, L.v, L.v_scale, row0 + half, t1 - t0 - half,
+                             task.o);
     } else {
-      accumulate_rows<DT, D>(w + (t0 - task.begin), n, G, L.v, row0 * D, t1 - t0, task.o);
+      accumulate_rows<DT, D>(w + (t0 - task.begin), n, G, L.v, L.v_scale, row0, t1 - t0, task.o);
     }
   }
   task.blocks_total = n_blocks;
@@ -424,6 +486,7 @@ void run_split(const LayerView& L, const RoutingConfig& R, SplitTask& task) {
   switch (L.dtype) {
     case SR_DTYPE_F32: return run_split_dtype<SR_DTYPE_F32>(L, R, task);
     case SR_DTYPE_F16: return run_split_dtype<SR_DTYPE_F16>(L, R, task);
+    case SR_DTYPE_FP8_E4M3: return run_split_dtype<SR_DTYPE_FP8_E4M3>(L, R, task);
     default: return run_split_dtype<SR_DTYPE_BF16>(L, R, task);
   }
 }

@@ -15,7 +15,9 @@ namespace sr {
 // Bytes of one element of an sr_dtype value (0 for SR_DTYPE_CACHE and unknown values): the one
 // rule for the core, the CPU backend and the GPU kernels.
 SR_HD constexpr size_t dtype_element_bytes(int dtype) {
-  return dtype == SR_DTYPE_F32 ? 4 : dtype == SR_DTYPE_F16 || dtype == SR_DTYPE_BF16 ? 2 : 0;
+  return dtype == SR_DTYPE_F32 ? 4 : dtype == SR_DTYPE_F16 || dtype == SR_DTYPE_BF16 ? 2
+         : dtype == SR_DTYPE_FP8_E4M3                        ? 1
+                                                             : 0;
 }
 
 SR_HD float bits_to_float(uint32_t bits) {
