@@ -131,6 +131,11 @@ sr_status scatter_words(uint32_t* dst, const uint32_t* words, int64_t count, gpu
 
 sr_status storage_create(sr_backend_device* device, const sr_cache_geometry* g, sr_backend_storage** out,
                          sr_backend_error* err) {
+  if (g->dtype == SR_DTYPE_FP8_E4M3) {
+    set_backend_error(err, "dtype = SR_DTYPE_FP8_E4M3: this build's GPU backend has no FP8 kernels yet "
+                           "(the CPU backend stores and decodes FP8 caches)");
+    return SR_ERR_UNSUPPORTED;
+  }
   DeviceScope scope(device);
   auto s = new (std::nothrow) sr_backend_storage;
   if (!s) return SR_ERR_OUT_OF_MEMORY;
