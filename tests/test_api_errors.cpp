@@ -200,6 +200,9 @@ TEST_F(ApiErrorsWithCache, Append) {
   sr_kv_io bad = io_;
   bad.dtype = static_cast<sr_dtype>(5);
   EXPECT_FAILS(sr_kv_append(c, seq_, 0, 1, k_.data(), v_.data(), &bad), SR_ERR_UNSUPPORTED, "io.dtype = 5");
+  bad.dtype = SR_DTYPE_FP8_E4M3;
+  EXPECT_FAILS(sr_kv_append(c, seq_, 0, 1, k_.data(), v_.data(), &bad), SR_ERR_UNSUPPORTED,
+               "io.dtype = SR_DTYPE_FP8_E4M3");
   bad = io_;
   bad.token_stride = -1;
   EXPECT_FAILS(sr_kv_append(c, seq_, 0, 1, k_.data(), v_.data(), &bad), SR_ERR_INVALID_ARGUMENT, "negative");
@@ -229,7 +232,37 @@ TEST_F(ApiErrorsWithCache, Read) {
   EXPECT_FAILS(sr_kv_read(c, seq_, 1, 0, 1, out.data(), nullptr, &io_), SR_ERR_OUT_OF_RANGE, "holds 0 tokens");
   EXPECT_FAILS(sr_kv_read(c, seq_, 7, 0, 1, out.data(), nullptr, &io_), SR_ERR_OUT_OF_RANGE, "layer = 7");
   EXPECT_FAILS(sr_kv_read(c, 12345, 0, 0, 1, out.data(), nullptr, &io_), SR_ERR_UNKNOWN_SEQUENCE, "12345");
+  sr_kv_io fp8_io = io_;
+  fp8_io.dtype = SR_DTYPE_FP8_E4M3;
+  EXPECT_FAILS(sr_kv_read(c, seq_, 0, 0, 1, out.data(), nullptr, &fp8_io), SR_ERR_UNSUPPORTED,
+               "io.dtype = SR_DTYPE_FP8_E4M3");
   EXPECT_EQ(out, untouched);
+}
+
+// An FP8 cache's K/V travel as f32, f16 or bf16: its raw codes mean nothing without the scales,
+// so "the cache's own dtype" (SR_DTYPE_CACHE, or a NULL io) is refused, and nothing changes.
+TEST(ApiErrors, Fp8CacheTransfersNameTheirBufferDtype) {
+  auto ctx = make_context(SR_BACKEND_CPU, 1);
+  CacheShape shape;
+  shape.dtype = SR_DTYPE_FP8_E4M3;
+  auto cache = make_cache(ctx.get(), shape);
+  sr_seq_id seq;
+  ASSERT_EQ(sr_seq_add(cache.get(), &seq), SR_OK);
+  std::vector<float> k(2 * 128, 1.f), v(2 * 128, 2.f), out(2 * 128, 7.f);
+  sr_kv_io io;
+  sr_kv_io_default(&io, sizeof io);
+  EXPECT_FAILS(sr_kv_append(cache.get(), seq, 0, 1, k.data(), v.data(), &io), SR_ERR_UNSUPPORTED,
+               "io.dtype = SR_DTYPE_CACHE");
+  EXPECT_FAILS(sr_kv_append(cache.get(), seq, 0, 1, k.data(), v.data(), nullptr), SR_ERR_UNSUPPORTED, "FP8 cache");
+  int64_t length = -1;
+  ASSERT_EQ(sr_seq_length(cache.get(), seq, 0, &length), SR_OK);
+  EXPECT_EQ(length, 0);
+  append_f32(cache.get(), seq, 0, 1, k.data(), v.data());
+  EXPECT_FAILS(sr_kv_read(cache.get(), seq, 0, 0, 1, out.data(), nullptr, &io), SR_ERR_UNSUPPORTED,
+               "io.dtype = SR_DTYPE_CACHE");
+  EXPECT_FAILS(sr_kv_read(cache.get(), seq, 0, 0, 1, out.data(), nullptr, nullptr), SR_ERR_UNSUPPORTED, "FP8 cache");
+  EXPECT_EQ(out, std::vector<float>(2 * 128, 7.f));
+  EXPECT_EQ(sr_dtype_size(SR_DTYPE_FP8_E4M3), 1u);
 }
 
 TEST_F(ApiErrorsWithCache, DecodeStep) {
@@ -261,6 +294,8 @@ TEST_F(ApiErrorsWithCache, DecodeStep) {
       {[](sr_decode_args& a) { a.num_q_heads = 18; }, SR_ERR_OUT_OF_RANGE, "max_q_heads"},
       {[](sr_decode_args& a) { a.q_dtype = static_cast<sr_dtype>(9); }, SR_ERR_UNSUPPORTED, "q_dtype = 9"},
       {[](sr_decode_args& a) { a.out_dtype = SR_DTYPE_CACHE; }, SR_ERR_UNSUPPORTED, "out_dtype = -1"},
+      {[](sr_decode_args& a) { a.q_dtype = SR_DTYPE_FP8_E4M3; }, SR_ERR_UNSUPPORTED, "q_dtype = SR_DTYPE_FP8_E4M3"},
+      {[](sr_decode_args& a) { a.out_dtype = SR_DTYPE_FP8_E4M3; }, SR_ERR_UNSUPPORTED, "out_dtype = SR_DTYPE_FP8_E4M3"},
       {[](sr_decode_args& a) { a.scale = -1.f; }, SR_ERR_INVALID_ARGUMENT, "scale = -1"},
       {[](sr_decode_args& a) { a.scale = kNaN; }, SR_ERR_INVALID_ARGUMENT, "scale = nan"},
       {[](sr_decode_args& a) { a.routing = static_cast<sr_routing_mode>(3); }, SR_ERR_INVALID_ARGUMENT, "routing = 3"},

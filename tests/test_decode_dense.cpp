@@ -18,7 +18,7 @@ struct DenseCase {
 
 std::string case_name(const ::testing::TestParamInfo<DenseCase>& info) {
   const DenseCase& c = info.param;
-  const char* dtypes[] = {"f32", "f16", "bf16"};
+  const char* dtypes[] = {"f32", "f16", "bf16", "fp8"};
   return std::string(sr_backend_name(c.backend)) + "_" + dtypes[c.dtype] + "_d" + std::to_string(c.head_dim) + "_g" +
          std::to_string(c.group) + "_p" + std::to_string(c.page_tokens);
 }
@@ -26,7 +26,7 @@ std::string case_name(const ::testing::TestParamInfo<DenseCase>& info) {
 std::vector<DenseCase> all_cases() {
   std::vector<DenseCase> cases;
   for (sr_backend backend : test_backends()) {
-    for (sr_dtype dtype : {SR_DTYPE_F32, SR_DTYPE_F16, SR_DTYPE_BF16}) {
+    for (sr_dtype dtype : {SR_DTYPE_F32, SR_DTYPE_F16, SR_DTYPE_BF16, SR_DTYPE_FP8_E4M3}) {
       for (int32_t head_dim : {64, 128, 256}) {
         for (int32_t group : {1, 4, 8}) {
           for (int32_t page : {16, 32, 64, 128}) cases.push_back({backend, dtype, head_dim, group, page});

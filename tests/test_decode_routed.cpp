@@ -221,6 +221,29 @@ TEST_P(RoutedDecode, WideGroupsKeepTheBoundAndTheBudget) {
   }
 }
 
+// An FP8 cache: routing's bound is about the dense result over the stored (dequantized) cache,
+// which is what the reference reads back; the budget holds against it as for any dtype.
+TEST_P(RoutedDecode, Fp8CacheKeepsTheBoundAndTheBudget) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  auto sink = synthetic(true, {12000, 2500}, seed, 16, SR_DTYPE_FP8_E4M3);
+  auto mixed = synthetic(false, {6000}, seed + 100, 32, SR_DTYPE_FP8_E4M3, 8);
+  for (auto* c : {&sink, &mixed}) {
+    Result dense = run(*c, SR_ROUTING_OFF, 0.f, 0.f);
+    for (double e : dense.errors) EXPECT_LT(e, 1e-5);
+    for (float tau : {8.f, 12.f}) expect_bound_holds(run(*c, SR_ROUTING_TAU, tau, 0.f), "fp8 tau");
+    for (float budget : {1e-3f, 1e-2f}) {
+      Result r = run(*c, SR_ROUTING_BUDGET, 0.f, budget);
+      expect_bound_holds(r, "fp8 budget");
+      for (size_t i = 0; i < r.bound.size(); ++i) {
+        EXPECT_LE(r.bound[i], budget) << "budget " << budget << " head " << i;
+        EXPECT_LE(r.errors[i], budget + kRounding) << "budget " << budget << " head " << i;
+      }
+    }
+  }
+  EXPECT_GT(skip_fraction(run(sink, SR_ROUTING_TAU, 10.f, 0.f)), 0.1) << "FP8 sink-heavy context at tau 10";
+}
+
 TEST_P(RoutedDecode, LargePagesAndF32CacheKeepTheBound) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));

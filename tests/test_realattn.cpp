@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "fp8_error_bound.h"
+#include "shared_arithmetic/dtype_convert.h"
 #include "realattn.h"
 #include "test_helpers.h"
 
@@ -29,16 +31,20 @@ class RealAttention : public ::testing::TestWithParam<sr_backend> {
   struct Totals {
     int64_t blocks = 0, skipped = 0;
     double max_error = 0, max_bound = 0, worst_excess = -1;  // excess = error - bound
+    // FP8 caches: the output against float64 over the unquantized (bf16) data, and its excess
+    // over the format's bound (tests/support/fp8_error_bound.h).
+    double max_unquantized_error = 0, worst_format_excess = -1;
   };
 
   // Every layer, every query (query i attends to tokens 0..4064+i: the cache is truncated to
   // that length, newest query first), with the given routing.
-  Totals run_all(sr_routing_mode mode, float tau, float budget, int32_t sink, int32_t window, bool check_dense) {
+  Totals run_all(sr_routing_mode mode, float tau, float budget, int32_t sink, int32_t window, bool check_dense,
+                 sr_dtype dtype = SR_DTYPE_BF16) {
     Totals t;
     auto ctx = make_context(GetParam());
     CacheShape shape;
     shape.kv_heads = RealAttnLayer::kKvHeads;
-    shape.dtype = SR_DTYPE_BF16;
+    shape.dtype = dtype;
     shape.capacity = RealAttnLayer::kTokens;
     const int32_t D = RealAttnLayer::kHeadDim, H = RealAttnLayer::kQHeads;
     for (int32_t layer = 0; layer < 8; ++layer) {
@@ -49,10 +55,17 @@ class RealAttention : public ::testing::TestWithParam<sr_backend> {
       // The files are [kv_head][token][dim]: append with a head stride of a whole head.
       sr_kv_io io;
       sr_kv_io_default(&io, sizeof io);
+      io.dtype = SR_DTYPE_BF16;
       io.token_stride = D;
       io.head_stride = static_cast<int64_t>(RealAttnLayer::kTokens) * D;
       EXPECT_EQ(sr_kv_append(cache.get(), seq, 0, RealAttnLayer::kTokens, data.k.data(), data.v.data(), &io), SR_OK)
           << sr_last_error();
+      const bool fp8 = dtype == SR_DTYPE_FP8_E4M3;
+      std::vector<float> k_in(fp8 ? data.k.size() : 0), v_in(k_in.size());  // [kv_head][token][dim]
+      for (size_t j = 0; j < k_in.size(); ++j) {
+        k_in[j] = bf16_to_float(data.k[j]);
+        v_in[j] = bf16_to_float(data.v[j]);
+      }
       for (int32_t i = RealAttnLayer::kQueries - 1; i >= 0; --i) {
         int64_t length = RealAttnLayer::kFirstQueryPosition + i + 1;
         EXPECT_EQ(sr_seq_truncate(cache.get(), seq, length), SR_OK);
@@ -83,6 +96,17 @@ class RealAttention : public ::testing::TestWithParam<sr_backend> {
           t.max_error = std::max(t.max_error, errors[h]);
           t.max_bound = std::max(t.max_bound, static_cast<double>(bound[h]));
           t.worst_excess = std::max(t.worst_excess, errors[h] - bound[h]);
+          if (fp8 && mode == SR_ROUTING_OFF) {
+            const int64_t head_at = static_cast<int64_t>(h / (H / RealAttnLayer::kKvHeads)) * RealAttnLayer::kTokens * D;
+            const double c = 1.0 / std::sqrt(128.0);
+            auto exact = workloads::reference_attention(qf.data() + h * D, k_in.data() + head_at, v_in.data() + head_at,
+                                                        length, D, D, c);
+            double error = workloads::relative_error(out.data() + h * D, exact.data(), D);
+            double format = fp8_relative_output_bound(qf.data() + h * D, k_in.data() + head_at, v_in.data() + head_at,
+                                                      length, D, D, c);
+            t.max_unquantized_error = std::max(t.max_unquantized_error, error);
+            t.worst_format_excess = std::max(t.worst_format_excess, error - format);
+          }
         }
       }
     }
@@ -134,6 +158,25 @@ TEST_P(RealAttention, BudgetHolds) {
     std::printf("[realattn] budget %.0e: %.1f%% of V blocks skipped, max error %.2e, max bound %.2e\n", budget,
                 100 * fraction(t), t.max_error, t.max_bound);
   }
+}
+
+// An FP8 cache of the trained model's K and V: exact over what it stores; against the
+// unquantized data within the format's bound and within the largest error measured in float64
+// (1.2e-1, bench/cpu/fp8_granularity_results.md) with margin; routing's bound and budget hold.
+TEST_P(RealAttention, Fp8CacheWithinTheFormatBoundAndTheBudget) {
+  Totals dense = run_all(SR_ROUTING_OFF, 0.f, 0.f, 4, 64, true, SR_DTYPE_FP8_E4M3);
+  EXPECT_LE(dense.worst_format_excess, 1e-5) << "the FP8 output left the format's bound";
+  EXPECT_LE(dense.max_unquantized_error, 0.2);
+  std::printf("[realattn] fp8 dense: largest relative error against the unquantized data %.2e\n",
+              dense.max_unquantized_error);
+  Totals tau = run_all(SR_ROUTING_TAU, 10.f, 0.f, 4, 64, false, SR_DTYPE_FP8_E4M3);
+  EXPECT_LE(tau.worst_excess, 2e-5) << "tau 10: the true error passed the bound";
+  Totals budget = run_all(SR_ROUTING_BUDGET, 0.f, 1e-2f, 4, 64, false, SR_DTYPE_FP8_E4M3);
+  EXPECT_LE(budget.max_bound, 1e-2);
+  EXPECT_LE(budget.max_error, 1e-2 + 2e-5);
+  EXPECT_GT(fraction(budget), 0.15);
+  std::printf("[realattn] fp8 tau 10: %.1f%% skipped; budget 1e-2: %.1f%% skipped, max error %.2e\n",
+              100 * fraction(tau), 100 * fraction(budget), budget.max_error);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RealAttention, ::testing::ValuesIn(test_backends()), backend_param_name);
