@@ -1,8 +1,9 @@
 // CPU benchmark: dense and routed decode of a Llama-3.1-8B layer (32 q-heads, 8 kv-heads,
-// head_dim 128, bf16 cache) at several context lengths, beside the machine's memory-read
+// head_dim 128, bf16 and FP8 E4M3 caches) at several context lengths, beside the machine's memory-read
 // bandwidth measured in the same run, so every figure is also a ratio to the roofline.
 //
-// Counters: KV_GBps = dense K+V bytes / time (what a dense kernel would need to read);
+// Counters: KV_GBps = dense K+V bytes / time (what a dense kernel would need to read; FP8
+// counts its codes and its per-row scales);
 // read_GBps = bytes actually read (K, and V of the blocks not skipped) / time;
 // pct_of_read_bw = read_GBps / measured bandwidth; V_skipped = fraction of V blocks skipped;
 // recomputed = fraction of heads the budget's exact follow-up decoded again.
@@ -13,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <thread>
 #include <vector>
 
@@ -43,10 +45,15 @@ void die(sr_status s, const char* what) {
   std::exit(1);
 }
 
-// One cache per (context length, data kind), built on first use and kept for the run.
-Layer& layer_for(int64_t length, bool sink_heavy) {
-  static std::map<std::pair<int64_t, bool>, std::unique_ptr<Layer>> layers;
-  auto& slot = layers[{length, sink_heavy}];
+// Bytes of one token's K (or V) of one kv-head in a cache of `dtype`.
+double row_bytes(sr_dtype dtype) {
+  return kHeadDim * static_cast<double>(sr_dtype_size(dtype)) + (dtype == SR_DTYPE_FP8_E4M3 ? sizeof(float) : 0);
+}
+
+// One cache per (context length, data kind, dtype), built on first use and kept for the run.
+Layer& layer_for(int64_t length, bool sink_heavy, sr_dtype dtype) {
+  static std::map<std::tuple<int64_t, bool, int>, std::unique_ptr<Layer>> layers;
+  auto& slot = layers[{length, sink_heavy, static_cast<int>(dtype)}];
   if (slot) return *slot;
   slot = std::make_unique<Layer>();
   Layer& L = *slot;
@@ -61,6 +68,7 @@ Layer& layer_for(int64_t length, bool sink_heavy) {
   ko.num_kv_heads = kKvHeads;
   ko.head_dim = kHeadDim;
   ko.capacity_tokens = length;
+  ko.dtype = dtype;
   die(sr_kv_cache_create(L.ctx, &ko, &L.cache), "cache");
   die(sr_seq_add(L.cache, &L.seq), "sequence");
   auto spec = sink_heavy ? sr::workloads::sink_heavy_spec(length, 7) : sr::workloads::mixed_spec(length, 7);
@@ -89,7 +97,8 @@ void BM_Decode(benchmark::State& state) {
   const int64_t length = state.range(0);
   const int mode = static_cast<int>(state.range(1));
   const bool sink_heavy = state.range(2) != 0;
-  Layer& L = layer_for(length, sink_heavy);
+  const sr_dtype dtype = static_cast<sr_dtype>(state.range(3));
+  Layer& L = layer_for(length, sink_heavy, dtype);
   std::vector<float> out(L.q.size());
   sr_decode_args a;
   sr_decode_args_default(&a, sizeof a);
@@ -109,7 +118,7 @@ void BM_Decode(benchmark::State& state) {
   }
   sr_decode_stats s;
   sr_context_stats(L.ctx, &s, sizeof s);
-  const double half = static_cast<double>(length) * kKvHeads * kHeadDim * 2;  // K or V bytes
+  const double half = static_cast<double>(length) * kKvHeads * row_bytes(dtype);  // K or V bytes
   const double skipped = s.blocks_total ? static_cast<double>(s.blocks_v_skipped) / s.blocks_total : 0.0;
   const double read = half + half * (1.0 - skipped);
   const double steps = static_cast<double>(state.iterations());
@@ -121,7 +130,8 @@ void BM_Decode(benchmark::State& state) {
   state.counters["max_bound"] = s.max_error_bound;
   // Heads whose certified bound passed the budget and were decoded again, exactly.
   state.counters["recomputed"] = s.heads ? static_cast<double>(s.heads_recomputed) / s.heads : 0.0;
-  state.SetLabel(std::string(mode_name(mode)) + (sink_heavy ? " sink-heavy" : " mixed"));
+  state.SetLabel(std::string(dtype == SR_DTYPE_FP8_E4M3 ? "fp8 " : "bf16 ") + mode_name(mode) +
+                 (sink_heavy ? " sink-heavy" : " mixed"));
 }
 
 void BM_MemoryRead(benchmark::State& state) {
@@ -150,16 +160,19 @@ int main(int argc, char** argv) {
               g_read_bandwidth / 1e9);
   benchmark::RegisterBenchmark("MemoryRead", BM_MemoryRead)->UseManualTime()->Unit(benchmark::kMillisecond);
   for (int64_t length : {4096, 32768, 131072}) {
+    for (int dtype : {SR_DTYPE_BF16, SR_DTYPE_FP8_E4M3}) {
     for (int mode : {kDense, kTau10, kBudget1e3, kBudget1e2}) {
       for (int sink_heavy : {1, 0}) {
         if (mode == kDense && !sink_heavy) continue;  // dense reads the same bytes on any data
+        if (dtype == SR_DTYPE_FP8_E4M3 && (mode == kBudget1e3 || !sink_heavy)) continue;  // the rows that compare
         benchmark::RegisterBenchmark("Decode", BM_Decode)
-            ->Args({length, mode, sink_heavy})
-            ->ArgNames({"context", "mode", "sink"})
+            ->Args({length, mode, sink_heavy, dtype})
+            ->ArgNames({"context", "mode", "sink", "dtype"})
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime()  // the work runs on the context's threads, not this one
             ->MinTime(0.5);
       }
+    }
     }
   }
   benchmark::AddCustomContext("threads", std::to_string(g_threads));

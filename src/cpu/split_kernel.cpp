@@ -64,11 +64,12 @@ inline f32x16 chunk16(const void* base, int64_t i) {
 #if defined(__F16C__)
     // E4M3's exponent and mantissa bits, moved into an f16's, make the f16 of value * 2^-8
     // (subnormals included; the NaN code becomes 480 * 2^-8, but only a row with a NaN scale
-    // stores it: docs/ARCHITECTURE.md, "FP8 cache").
+    // stores it: docs/ARCHITECTURE.md, "FP8 cache"). (b + (b & 0x80)) << 7 moves bits 0-6 to
+    // 7-13 and the sign to bit 15 (the added sign bit carries out of bit 14) in three operations.
     u8x16 b;
     memcpy(&b, p, sizeof b);
     u16x16 w = __builtin_convertvector(b, u16x16);
-    u16x16 h = ((w & 0x7f) << 7) | ((w & 0x80) << 8);
+    u16x16 h = (w + (w & 0x80)) << 7;
     __m128i lo_bits, hi_bits;
     memcpy(&lo_bits, &h, sizeof lo_bits);
     memcpy(&hi_bits, reinterpret_cast<const char*>(&h) + sizeof lo_bits, sizeof hi_bits);
