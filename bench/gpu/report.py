@@ -59,7 +59,7 @@ def table(ours, device, peers):
             if (int(r["batch"]), int(r["length"])) != (b, n):
                 continue
             call, pipe, read = float(r["per_call_us"]), float(r["pipelined_us"]), float(r["bytes_read"])
-            gbps = kv_bytes / pipe / 1e3
+            gbps = float(r["kv_bytes"]) / pipe / 1e3  # the row's cache bytes (FP8: codes and scales)
             err = float(r["true_error"])
             lines.append(
                 f"| {r['data']} | {fmt_shape(b, n)} | {r['method']} | {call:.1f}{host_share(r)} | {pipe:.1f} | {gbps:.0f} | "

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the GPU machine runs, in one call from the repository root:
-#   bench/gpu/run_device.sh [tests] [sanitize] [bench] [quick] [e2e] [ab] [trace] [probe] [profile] [peers-profile]
+#   bench/gpu/run_device.sh [tests] [sanitize] [bench] [quick] [cpu] [e2e] [ab] [trace] [probe] [profile] [peers-profile]
 # (no phase named: tests, sanitize and bench). On the H100 `tests sanitize bench profile` takes
 # about 4 minutes; `e2e` (samples/python/e2e/run_gpu.sh) about 2.5 with the committed weights,
 # 6 when it trains. `ab` sweeps one tuning knob over a few cases; `trace` prints each phase of
@@ -93,6 +93,20 @@ if want bench; then
   python3 "$ROOT/bench/gpu/report.py" "$OUT/bench.csv" "$OUT/peers.jsonl" "$OUT/results.md" "$OUT/plot.png" \
     >>"$OUT/bench.log" 2>&1
   echo "report exit $?" >>"$summary"
+fi
+
+if want cpu; then
+  # The CPU backend on this machine's host CPU (more cores, and other instruction sets, than the
+  # development machine): bf16 and FP8 rows at 32K and 128K beside the measured read bandwidth.
+  echo "== CPU benchmark (host CPU)" | tee -a "$summary"
+  lscpu | grep -E "Model name|^CPU\(s\)|Thread|Socket|NUMA node\(s\)|L3|Flags" | sed 's/Flags:.*\(avx512_bf16\|avx512f\).*/Flags: has \1/' \
+    >>"$summary"
+  grep -o -w 'avx512f\|avx512_bf16\|avx512_fp16\|avx512vnni\|amx_bf16\|f16c' /proc/cpuinfo | sort -u | tr '\n' ' ' >>"$summary"
+  echo >>"$summary"
+  timeout 240 "$BUILD/bench/sinkrouter_bench" --threads="${SR_CPU_THREADS:-$(nproc)}" \
+    --benchmark_filter='MemoryRead|Decode/context:(32768|131072)/mode:(0|1|3)/sink:1/' >"$OUT/cpu_bench.txt" 2>&1
+  echo "cpu bench exit $?" >>"$summary"
+  grep -E "bandwidth|^Decode" "$OUT/cpu_bench.txt" | sed -E 's/ +/ /g' | cut -c1-200 >>"$summary"
 fi
 
 if want e2e; then

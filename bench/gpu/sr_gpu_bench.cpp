@@ -1,5 +1,6 @@
 // GPU benchmark of our decode on the Llama-3.1-8B layer (32 q-heads, 8 kv-heads, head_dim 128,
-// bf16 cache): dense, tau 12, budget 1e-3 and 1e-2, on sink-heavy, mixed and real data, per
+// bf16 cache, and FP8 E4M3 caches filled from the same bf16 values): dense, tau 12, budget 1e-3
+// and 1e-2 (FP8: dense, tau 12, budget 1e-2), on sink-heavy, mixed and real data, per
 // call (events around one synchronised call) and pipelined (a CUDA graph of steps rotating
 // over enough caches to defeat the L2, replayed; total time over the steps). One CSV row per
 // (data, shape, method) on stdout. The peers (SDPA, copy ceiling) run in peers.py.
@@ -118,7 +119,13 @@ struct Method {
   sr_routing_mode routing;
   float tau, budget;
   int64_t route_from_tokens = 0;  // 0: the routed kernels at every length; -1: the backend's policy
+  sr_dtype cache_dtype = SR_DTYPE_BF16;
 };
+
+// K+V bytes of one token of one kv-head in a cache of `dtype` (FP8: codes and two row scales).
+double token_bytes(sr_dtype dtype) {
+  return 2.0 * (kDim * static_cast<double>(sr_dtype_size(dtype)) + (dtype == SR_DTYPE_FP8_E4M3 ? 4 : 0));
+}
 
 struct Row {
   std::string data, method;
@@ -129,10 +136,13 @@ struct Row {
   double host_us;  // of a call, the time sr_decode_step takes on the host
 };
 
+// The methods of one cache dtype (all of `methods` must share it).
 std::vector<Row> run_case(const std::string& data_name, const HostContext& host, int32_t batch,
                           const std::vector<Method>& methods, bool reference) {
+  if (methods.empty()) return {};
+  const sr_dtype dtype = methods[0].cache_dtype;
   const int64_t N = host.length;
-  const double kv_bytes = 2.0 * batch * N * kKvHeads * kDim * 2;
+  const double kv_bytes = static_cast<double>(batch) * N * kKvHeads * token_bytes(dtype);
   const int rotation = static_cast<int>(std::clamp(std::ceil(kL2DefeatBytes / kv_bytes), 1.0, 16.0));
   cudaStream_t stream;
   check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
@@ -153,14 +163,17 @@ std::vector<Row> run_case(const std::string& data_name, const HostContext& host,
     o.head_dim = kDim;
     o.page_tokens = g_page_tokens;
     o.capacity_tokens = batch * (N + g_page_tokens);
-    o.dtype = SR_DTYPE_BF16;
+    o.dtype = dtype;
     o.max_batch = batch;
     o.max_q_heads = kQHeads;
     check(sr_kv_cache_create(ctx, &o, &caches[r]), "cache");
     for (int32_t b = 0; b < batch; ++b) {
       sr_seq_id s;
       check(sr_seq_add(caches[r], &s), "seq_add");
-      check(sr_kv_append(caches[r], s, 0, N, host.k16.data(), host.v16.data(), nullptr), "append");
+      sr_kv_io io;
+      sr_kv_io_default(&io, sizeof io);
+      io.dtype = SR_DTYPE_BF16;
+      check(sr_kv_append(caches[r], s, 0, N, host.k16.data(), host.v16.data(), &io), "append");
       seqs[r].push_back(s);
     }
   }
@@ -174,17 +187,24 @@ std::vector<Row> run_case(const std::string& data_name, const HostContext& host,
   check(cudaMalloc(&dmass, batch * kQHeads * 4), "malloc");
   check(cudaMemcpy(dq, q.data(), q_elems * 4, cudaMemcpyHostToDevice), "q");
 
-  // Float64 reference of batch entry 0 over the stored (bf16) values.
+  // Float64 reference of batch entry 0 over the stored values (FP8: read back dequantized).
   std::vector<double> ref;
   if (reference) {
     const int64_t row = kKvHeads * kDim;
     std::vector<float> k(N * row), v(N * row);
-    parallel_for(N * row, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        k[i] = sr::bf16_to_float(host.k16[i]);
-        v[i] = sr::bf16_to_float(host.v16[i]);
-      }
-    });
+    if (dtype == SR_DTYPE_FP8_E4M3) {
+      sr_kv_io io;
+      sr_kv_io_default(&io, sizeof io);
+      io.dtype = SR_DTYPE_F32;
+      check(sr_kv_read(caches[0], seqs[0][0], 0, 0, N, k.data(), v.data(), &io), "read back");
+    } else {
+      parallel_for(N * row, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+          k[i] = sr::bf16_to_float(host.k16[i]);
+          v[i] = sr::bf16_to_float(host.v16[i]);
+        }
+      });
+    }
     ref.resize(kQHeads * kDim);
     parallel_for(kQHeads, [&](int64_t b, int64_t e) {
       for (int64_t h = b; h < e; ++h) {
@@ -314,7 +334,24 @@ int main(int argc, char** argv) {
                                        {"budget1e-3", SR_ROUTING_BUDGET, 12.f, 1e-3f},
                                        {"budget1e-2", SR_ROUTING_BUDGET, 12.f, 1e-2f},
                                        // What a caller gets with the defaults: dense below 64K.
-                                       {"budget1e-3-default", SR_ROUTING_BUDGET, 12.f, 1e-3f, -1}};
+                                       {"budget1e-3-default", SR_ROUTING_BUDGET, 12.f, 1e-3f, -1},
+                                       {"fp8-dense", SR_ROUTING_OFF, 12.f, 0.f, 0, SR_DTYPE_FP8_E4M3},
+                                       {"fp8-tau12", SR_ROUTING_TAU, 12.f, 0.f, 0, SR_DTYPE_FP8_E4M3},
+                                       {"fp8-budget1e-2", SR_ROUTING_BUDGET, 12.f, 1e-2f, 0, SR_DTYPE_FP8_E4M3}};
+  // run_case takes the methods of one cache dtype at a time.
+  auto run_all = [](const std::string& data, const HostContext& host, int32_t batch, const std::vector<Method>& ms,
+                    bool reference) {
+    std::vector<Row> rows;
+    for (sr_dtype dtype : {SR_DTYPE_BF16, SR_DTYPE_FP8_E4M3}) {
+      std::vector<Method> same;
+      for (const Method& m : ms) {
+        if (m.cache_dtype == dtype) same.push_back(m);
+      }
+      auto got = run_case(data, host, batch, same, reference);
+      rows.insert(rows.end(), got.begin(), got.end());
+    }
+    return rows;
+  };
   struct Shape {
     int32_t batch;
     int64_t length;
@@ -332,8 +369,8 @@ int main(int argc, char** argv) {
     }
     bool sink = std::string(data) == "sink";
     std::printf("data,batch,length,method\n");
-    run_case(data, real_dir.empty() || std::string(data) != "real" ? synthetic(sink, length) : real(real_dir), batch,
-             picked, false);
+    run_all(data, real_dir.empty() || std::string(data) != "real" ? synthetic(sink, length) : real(real_dir), batch,
+            picked, false);
     return 0;
   }
   std::printf("data,batch,length,method,per_call_us,pipelined_us,kv_bytes,bytes_read,skip_fraction,max_bound,true_error,"
@@ -347,7 +384,7 @@ int main(int argc, char** argv) {
     }
     std::fflush(stdout);
   };
-  if (!real_dir.empty()) emit(run_case("real", real(real_dir), 1, methods, true));
+  if (!real_dir.empty()) emit(run_all("real", real(real_dir), 1, methods, true));
   for (bool sink_heavy : {true, false}) {
     const char* name = sink_heavy ? "sink" : "mixed";
     int64_t made_length = -1;
@@ -357,7 +394,7 @@ int main(int argc, char** argv) {
         host = synthetic(sink_heavy, s.length);
         made_length = s.length;
       }
-      emit(run_case(name, host, s.batch, methods, s.length <= 131072));
+      emit(run_all(name, host, s.batch, methods, s.length <= 131072));
     }
   }
   return 0;

@@ -158,23 +158,15 @@ inline void score_row(const float* q, int G, const void* base, const float* scal
 
 // o[h] += sum over n rows of w[h * w_stride + t] * row_t, for GT heads: each 16-wide slice
 // of o stays in registers across the rows, and each row is read once for all heads. FP8 rows
-// fold their scales into the weights.
+// take weights that already hold their row factors (row_weights).
 template <sr_dtype DT, int D, int GT>
-inline void accumulate_heads(const float* w, int64_t w_stride, const void* base, const float* scales, int64_t row0,
-                             int64_t n, float* o) {
+inline void accumulate_heads(const float* w, int64_t w_stride, const void* base, int64_t row0, int64_t n, float* o) {
   for (int d = 0; d < D; d += 16) {
     f32x16 acc[GT];
     for (int h = 0; h < GT; ++h) acc[h] = load16(o + h * D + d);
     for (int64_t t = 0; t < n; ++t) {
       f32x16 v = chunk16<DT>(base, (row0 + t) * D + d);
-      const float factor = row_factor<DT>(scales, row0 + t);
-      for (int h = 0; h < GT; ++h) {
-        if constexpr (DT == SR_DTYPE_FP8_E4M3) {
-          acc[h] += (w[h * w_stride + t] * factor) * v;
-        } else {
-          acc[h] += w[h * w_stride + t] * v;
-        }
-      }
+      for (int h = 0; h < GT; ++h) acc[h] += w[h * w_stride + t] * v;
     }
     for (int h = 0; h < GT; ++h) store16(o + h * D + d, acc[h]);
   }
@@ -182,17 +174,32 @@ inline void accumulate_heads(const float* w, int64_t w_stride, const void* base,
 
 // Rows row0 .. row0 + n - 1 of a layer, weighted, into the outputs of all G heads.
 template <sr_dtype DT, int D>
-inline void accumulate_rows(const float* w, int64_t w_stride, int G, const void* base, const float* scales,
-                            int64_t row0, int64_t n, float* o) {
+inline void accumulate_rows(const float* w, int64_t w_stride, int G, const void* base, int64_t row0, int64_t n,
+                            float* o) {
   int h = 0;
-  for (; h + 4 <= G; h += 4) {
-    accumulate_heads<DT, D, 4>(w + h * w_stride, w_stride, base, scales, row0, n, o + h * D);
-  }
+  for (; h + 4 <= G; h += 4) accumulate_heads<DT, D, 4>(w + h * w_stride, w_stride, base, row0, n, o + h * D);
   if (h + 2 <= G) {
-    accumulate_heads<DT, D, 2>(w + h * w_stride, w_stride, base, scales, row0, n, o + h * D);
+    accumulate_heads<DT, D, 2>(w + h * w_stride, w_stride, base, row0, n, o + h * D);
     h += 2;
   }
-  if (h < G) accumulate_heads<DT, D, 1>(w + h * w_stride, w_stride, base, scales, row0, n, o + h * D);
+  if (h < G) accumulate_heads<DT, D, 1>(w + h * w_stride, w_stride, base, row0, n, o + h * D);
+}
+
+// The weights accumulate_rows takes for rows row0 .. row0 + n - 1: as given, or for FP8 times
+// each row's factor, computed once per row into `scaled` ([G][n]) rather than once per slice.
+template <sr_dtype DT>
+inline const float* row_weights(const float* w, int64_t* w_stride, int G, const float* scales, int64_t row0,
+                                int64_t n, float* scaled) {
+  if constexpr (DT == SR_DTYPE_FP8_E4M3) {
+    for (int h = 0; h < G; ++h) {
+      for (int64_t t = 0; t < n; ++t) scaled[h * n + t] = w[h * *w_stride + t] * row_factor<DT>(scales, row0 + t);
+    }
+    *w_stride = n;
+    return scaled;
+  } else {
+    (void)G, (void)scales, (void)row0, (void)n, (void)scaled;
+    return w;
+  }
 }
 
 // In place: x[i] = exp(x[i] - m); returns the sum. The exp loop has no reduction in it, so it
@@ -208,6 +215,7 @@ inline float exp_and_sum(float* x, int64_t n, float m) {
 }
 
 constexpr int kMaxBlocks = kMaxSplitTokens / 16;  // pages hold at least 16 tokens
+constexpr int kMaxPageTokens = 128;
 constexpr int kMaxAnchor = 1 << 16;
 
 // Per-thread working memory, allocated once per thread on first use.
@@ -220,6 +228,7 @@ struct Scratch {
   unsigned char* skip = nullptr;  // [blocks]
   float* anchor_logits = nullptr;  // [anchor tokens][group]
   float* anchor_out = nullptr;     // [group][head_dim]
+  float* scaled_weights = nullptr; // [group][page tokens]: FP8 weights times their row factors
   int anchor_capacity = 0;
   Scratch() {
     weights = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxSplitTokens));
@@ -229,6 +238,7 @@ struct Scratch {
     keys = static_cast<float*>(malloc(sizeof(float) * kMaxBlocks));
     skip = static_cast<unsigned char*>(malloc(kMaxBlocks));
     anchor_out = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * 256));
+    scaled_weights = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxPageTokens));
   }
   ~Scratch() {
     free(weights);
@@ -239,6 +249,7 @@ struct Scratch {
     free(skip);
     free(anchor_logits);
     free(anchor_out);
+    free(scaled_weights);
   }
   float* anchor(int tokens, int group) {
     if (tokens * group > anchor_capacity) {
@@ -248,7 +259,9 @@ struct Scratch {
     }
     return anchor_logits;
   }
-  bool ok() const { return weights && block_max && block_sum && order && keys && skip && anchor_out; }
+  bool ok() const {
+    return weights && block_max && block_sum && order && keys && skip && anchor_out && scaled_weights;
+  }
 };
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -319,8 +332,10 @@ void score_anchor(const LayerView& L, const RoutingConfig& R, const SplitTask& t
       z[h] += logits[i * G + h];
     }
     if (budget) {
-      accumulate_rows<DT, D>(logits + i * G, 1, G, L.v, L.v_scale, row_of(L, task.pages, task.kv_head, token(i)), 1,
-                             o);
+      const int64_t row = row_of(L, task.pages, task.kv_head, token(i));
+      int64_t stride = 1;
+      const float* wr = row_weights<DT>(logits + i * G, &stride, G, L.v_scale, row, 1, scratch.scaled_weights);
+      accumulate_rows<DT, D>(wr, stride, G, L.v, row, 1, o);
     }
   }
   for (int h = 0; h < G; ++h) {
@@ -455,17 +470,19 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
     next_kept = b + 1;
     while (next_kept < n_blocks && skip[next_kept]) ++next_kept;
     for (int h = 0; h < G; ++h) task.partial[h].l += bsum[h * n_blocks + b];
+    int64_t w_stride = n;
+    const float* wb = row_weights<DT>(w + (t0 - task.begin), &w_stride, G, L.v_scale, row0, t1 - t0,
+                                      scratch.scaled_weights);
     if (next_kept < n_blocks) {
       // Half a block at a time, between the two halves of the accumulation.
       int64_t next_row0 = row_of(L, task.pages, task.kv_head, task.begin + static_cast<int64_t>(next_kept) * PT);
       int64_t half = (t1 - t0 + 1) / 2;
       for (int64_t t = 0; t < half; ++t) prefetch_row<DT, D>(L.v, next_row0 + t);
-      accumulate_rows<DT, D>(w + (t0 - task.begin), n, G, L.v, L.v_scale, row0, half, task.o);
+      accumulate_rows<DT, D>(wb, w_stride, G, L.v, row0, half, task.o);
       for (int64_t t = half; t < PT; ++t) prefetch_row<DT, D>(L.v, next_row0 + t);
-      accumulate_rows<DT, D>(w + (t0 - task.begin) + half, n, G, L.v, L.v_scale, row0 + half, t1 - t0 - half,
-                             task.o);
+      accumulate_rows<DT, D>(wb + half, w_stride, G, L.v, row0 + half, t1 - t0 - half, task.o);
     } else {
-      accumulate_rows<DT, D>(w + (t0 - task.begin), n, G, L.v, L.v_scale, row0, t1 - t0, task.o);
+      accumulate_rows<DT, D>(wb, w_stride, G, L.v, row0, t1 - t0, task.o);
     }
   }
   task.blocks_total = n_blocks;
