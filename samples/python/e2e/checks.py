@@ -10,6 +10,7 @@ import numpy as np
 from scoring import ModeResult, expected_blocks
 
 DENSE_TOLERANCE = 1e-3  # relative bits-per-byte difference, dense SinkRouter vs the model's own attention
+FP8_TOLERANCE = 1e-2    # relative bits-per-byte change of an FP8 cache against bf16, both dense
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,13 @@ def fidelity_checks(results: list[ModeResult], num_layers: int, num_kv_heads: in
                     f"{dense.bits_per_byte:.6f} vs {reference.bits_per_byte:.6f} bits/byte: relative difference "
                     f"{difference:.2e} (limit {DENSE_TOLERANCE:g}); largest difference of one byte's bits "
                     f"{largest_byte_difference(dense, reference):.2e}")]
+    if "fp8 dense" in by_label:
+        fp8 = by_label["fp8 dense"]
+        change = relative_difference(fp8.bits_per_byte, dense.bits_per_byte)
+        checks.append(Check("FP8 cache, dense: bits per byte within 1% of the bf16 cache's", change <= FP8_TOLERANCE,
+                            f"{fp8.bits_per_byte:.6f} vs {dense.bits_per_byte:.6f} bits/byte: relative change "
+                            f"{change:.2e} (limit {FP8_TOLERANCE:g}); largest change of one byte's bits "
+                            f"{largest_byte_difference(fp8, dense):.2e}"))
     for r in results:
         if r.mode.reference:
             continue

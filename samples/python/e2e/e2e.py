@@ -79,6 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--text-root", action="append", default=[], help="where to look for text (repeatable)")
     p.add_argument("--budgets", default="1e-4,1e-3,1e-2", help="error budgets of the budget-mode runs")
     p.add_argument("--tau", type=float, default=10.0, help="logit gap of the tau-mode run (no error cap)")
+    p.add_argument("--fp8-budgets", default="1e-2",
+                   help="error budgets of the FP8-cache runs beside its dense run ('none': no FP8 runs)")
     p.add_argument("--replay-repeats", type=int, default=50, help="timed steps at full context per mode")
     p.add_argument("--threads", type=int, help="CPU backend worker threads (default: all cores)")
     p.add_argument("--report", type=pathlib.Path, help="write the Markdown report here (e.g. bench/E2E.md)")
@@ -186,7 +188,8 @@ def evaluate(args, log=print) -> Evaluation:
     if doc_tokens > cfg.context:
         raise SystemExit(f"--doc-tokens {doc_tokens} exceeds the model's context of {cfg.context}")
     budgets = [float(b) for b in args.budgets.split(",") if b]
-    modes = default_modes(budgets, args.tau)
+    fp8_budgets = None if args.fp8_budgets == "none" else [float(b) for b in args.fp8_budgets.split(",") if b]
+    modes = default_modes(budgets, args.tau, fp8_budgets)
 
     stream = None
     if backend == "cuda":
@@ -228,7 +231,8 @@ def evaluate(args, log=print) -> Evaluation:
         f"A step is one token of each of the {docs} documents through all {cfg.num_layers} layers "
         f"({docs * cfg.num_layers} decode attentions, as {cfg.num_layers} sr_decode_step calls of batch {docs}); "
         f"{tokens - 1} steps per mode. Bits per byte average every predicted byte. The KV cache is bf16 "
-        "(16-token pages); the reference is the model's own attention in float32 over its own bf16 KV cache.",
+        "(16-token pages), FP8 E4M3 in the fp8 rows (one scale per token and kv-head, computed by the library); "
+        "the reference is the model's own attention in float32 over its own bf16 KV cache.",
         "V blocks skipped, largest bound (the larger of the per-head head_error_bound arrays and the context "
         "statistics) and heads recomputed (q-heads whose bound passed the budget, redone exactly by the "
         "follow-up) come from sr_context_stats over the whole run.",

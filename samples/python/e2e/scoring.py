@@ -25,6 +25,7 @@ class Mode:
     label: str
     routing: sr.Routing | None = None  # None: dense
     reference: bool = False            # the model's own attention instead of SinkRouter
+    cache_dtype: sr.DType = sr.DType.BF16
 
     @property
     def budget(self) -> float | None:
@@ -33,13 +34,21 @@ class Mode:
         return r.error_budget if r is not None and r.error_budget else None
 
 
-def default_modes(budgets: list[float], tau: float) -> list[Mode]:
+def default_modes(budgets: list[float], tau: float, fp8_budgets: list[float] | None = None) -> list[Mode]:
     # Routed at every length (route_from_tokens=0): this sample measures what routing does to the
-    # model, also at contexts where a GPU backend would otherwise run the step dense.
-    return ([Mode("reference", reference=True), Mode("dense")]
-            + [Mode(f"budget {b:g}", sr.Routing(sr.RoutingMode.BUDGET, error_budget=b, route_from_tokens=0))
-               for b in budgets]
-            + [Mode(f"tau {tau:g}", sr.Routing(sr.RoutingMode.TAU, tau=tau, error_budget=0.0, route_from_tokens=0))])
+    # model, also at contexts where a GPU backend would otherwise run the step dense. With
+    # fp8_budgets (a list, possibly empty), an FP8 E4M3 cache runs dense and at those budgets.
+    def budget(b: float) -> sr.Routing:
+        return sr.Routing(sr.RoutingMode.BUDGET, error_budget=b, route_from_tokens=0)
+
+    modes = ([Mode("reference", reference=True), Mode("dense")]
+             + [Mode(f"budget {b:g}", budget(b)) for b in budgets]
+             + [Mode(f"tau {tau:g}", sr.Routing(sr.RoutingMode.TAU, tau=tau, error_budget=0.0, route_from_tokens=0))])
+    if fp8_budgets is not None:
+        fp8 = sr.DType.FP8_E4M3
+        modes += [Mode("fp8 dense", cache_dtype=fp8)] + [Mode(f"fp8 budget {b:g}", budget(b), cache_dtype=fp8)
+                                                          for b in fp8_budgets]
+    return modes
 
 
 @dataclasses.dataclass
@@ -93,7 +102,7 @@ class HostAttention:
         q = np.ascontiguousarray(q, np.float32)
         k, v = np.asarray(k, np.float32), np.asarray(v, np.float32)
         for b, seq in enumerate(self.seqs):
-            self.cache.append(seq, layer, k[b:b + 1], v[b:b + 1])  # float32 in, stored as bf16
+            self.cache.append(seq, layer, k[b:b + 1], v[b:b + 1])  # float32 in, stored as the cache's dtype
         out = self.timer.run(lambda: self.cache.decode(
             self.seqs, layer, q, routing=self.mode.routing, head_error_bound=self.bound, collect_stats=True))
         self.max_bound = max(self.max_bound, float(self.bound.max()))
@@ -210,7 +219,7 @@ def score(model, docs: np.ndarray, mode: Mode, context: sr.Context | None, repla
     timer = CallTimer(model.synchronize)
     with sr.KvCache(context, num_layers=cfg.num_layers, num_kv_heads=cfg.num_kv_heads, head_dim=cfg.head_dim,
                     page_tokens=page, capacity_tokens=batch * math.ceil(tokens_per_doc / page) * page,
-                    dtype=sr.DType.BF16, max_batch=batch, max_q_heads=cfg.num_q_heads) as cache:
+                    dtype=mode.cache_dtype, max_batch=batch, max_q_heads=cfg.num_q_heads) as cache:
         seqs = [cache.add_sequence() for _ in range(batch)]
         engine = DeviceAttention if model.device_tensors else HostAttention
         attend = engine(cache, seqs, mode, cfg.num_q_heads, timer)
