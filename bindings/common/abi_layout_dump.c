@@ -80,6 +80,7 @@ int main(void) {
   printf("enum sr_dtype.SR_DTYPE_F32 %d\n", (int)SR_DTYPE_F32);
   printf("enum sr_dtype.SR_DTYPE_F16 %d\n", (int)SR_DTYPE_F16);
   printf("enum sr_dtype.SR_DTYPE_BF16 %d\n", (int)SR_DTYPE_BF16);
+  printf("enum sr_dtype.SR_DTYPE_FP8_E4M3 %d\n", (int)SR_DTYPE_FP8_E4M3);
   printf("enum sr_memory.SR_MEMORY_HOST %d\n", (int)SR_MEMORY_HOST);
   printf("enum sr_memory.SR_MEMORY_DEVICE %d\n", (int)SR_MEMORY_DEVICE);
   printf("enum sr_routing_mode.SR_ROUTING_OFF %d\n", (int)SR_ROUTING_OFF);

@@ -96,6 +96,7 @@ func bindingABI() []string {
 	enum("sr_dtype.SR_DTYPE_F32", int32(DTypeF32))
 	enum("sr_dtype.SR_DTYPE_F16", int32(DTypeF16))
 	enum("sr_dtype.SR_DTYPE_BF16", int32(DTypeBF16))
+	enum("sr_dtype.SR_DTYPE_FP8_E4M3", int32(DTypeFP8E4M3))
 	enum("sr_memory.SR_MEMORY_HOST", int32(memoryHost))
 	enum("sr_memory.SR_MEMORY_DEVICE", int32(memoryDevice))
 	enum("sr_routing_mode.SR_ROUTING_OFF", int32(RoutingOff))

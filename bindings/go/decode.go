@@ -63,7 +63,20 @@ func DefaultDecodeOptions() DecodeOptions {
 // buffers are host memory, so the context must run on the CPU backend.
 func (c *Context) Decode(cache *KvCache, layer int, seqs []SeqID, numQHeads int, q, out []float32,
 	options *DecodeOptions) error {
-	const op = "Context.Decode"
+	return c.decode("Context.Decode", cache, layer, seqs, numQHeads,
+		hostBuffer{firstElement(q), len(q), DTypeF32}, hostBuffer{firstElement(out), len(out), DTypeF32}, options)
+}
+
+// hostBuffer is a q or out buffer as the C call sees it: its first element, its length in
+// elements and their dtype (the library checks the dtype; Decode passes f32 slices).
+type hostBuffer struct {
+	first  unsafe.Pointer
+	length int
+	dtype  DType
+}
+
+func (c *Context) decode(op string, cache *KvCache, layer int, seqs []SeqID, numQHeads int, q, out hostBuffer,
+	options *DecodeOptions) error {
 	if cache == nil {
 		return argumentError(op, StatusInvalidArgument, "cache is nil")
 	}
@@ -87,22 +100,22 @@ func (c *Context) Decode(cache *KvCache, layer int, seqs []SeqID, numQHeads int,
 			"the context runs on the %s backend, whose decode takes device memory; Go slices need a cpu context",
 			c.backend)
 	}
-	args, err := decodeArgs(op, layer, len(seqs), numQHeads, o)
+	args, err := decodeArgs(op, layer, len(seqs), numQHeads, q.dtype, out.dtype, o)
 	if err != nil {
 		return err
 	}
-	if err := checkDecodeBuffers(op, cache.options, len(seqs), numQHeads, q, out, o); err != nil {
+	if err := checkDecodeBuffers(op, cache.options, len(seqs), numQHeads, q.length, out.length, o); err != nil {
 		return err
 	}
 	seqIDs := (*C.sr_seq_id)(firstElement(seqs))
 	return call("sr_decode_step", func() C.sr_status {
-		return C.sr_go_decode_step(ctx, kv, args, seqIDs, firstElement(q), firstElement(out),
+		return C.sr_go_decode_step(ctx, kv, args, seqIDs, q.first, out.first,
 			(*C.float)(firstElement(o.HeadSkippedMass)), (*C.float)(firstElement(o.HeadErrorBound)))
 	})
 }
 
 // decodeArgs fills the scalar fields of sr_decode_args; the buffers are added in C.
-func decodeArgs(op string, layer, batch, numQHeads int, o DecodeOptions) (C.sr_decode_args, error) {
+func decodeArgs(op string, layer, batch, numQHeads int, qDType, outDType DType, o DecodeOptions) (C.sr_decode_args, error) {
 	var a C.sr_decode_args
 	_ = call("sr_decode_args_default", func() C.sr_status {
 		return C.sr_decode_args_default(&a, C.size_t(unsafe.Sizeof(a)))
@@ -117,8 +130,8 @@ func decodeArgs(op string, layer, batch, numQHeads int, o DecodeOptions) (C.sr_d
 	if a.num_q_heads, err = int32Arg(op, "numQHeads", numQHeads); err != nil {
 		return a, err
 	}
-	a.q_dtype = C.sr_dtype(DTypeF32)
-	a.out_dtype = C.sr_dtype(DTypeF32)
+	a.q_dtype = C.sr_dtype(qDType)
+	a.out_dtype = C.sr_dtype(outDType)
 	a.scale = C.float(o.Scale)
 	a.routing = C.sr_routing_mode(o.Routing)
 	a.tau = C.float(o.Tau)
@@ -135,19 +148,19 @@ func decodeArgs(op string, layer, batch, numQHeads int, o DecodeOptions) (C.sr_d
 
 // checkDecodeBuffers makes sure C reads and writes only inside the slices. Shapes the C
 // library rejects itself (no sequences, numQHeads < 1) are left to its message.
-func checkDecodeBuffers(op string, cache KvCacheOptions, batch, numQHeads int, q, out []float32, o DecodeOptions) error {
+func checkDecodeBuffers(op string, cache KvCacheOptions, batch, numQHeads int, lenQ, lenOut int, o DecodeOptions) error {
 	if batch < 1 || numQHeads < 1 {
 		return nil
 	}
 	heads := batch * numQHeads
 	want := heads * int(cache.HeadDim)
-	if len(q) != want {
+	if lenQ != want {
 		return argumentError(op, StatusInvalidArgument,
-			"len(q) = %d, but batch %d x numQHeads %d x head_dim %d needs %d", len(q), batch, numQHeads, cache.HeadDim, want)
+			"len(q) = %d, but batch %d x numQHeads %d x head_dim %d needs %d", lenQ, batch, numQHeads, cache.HeadDim, want)
 	}
-	if len(out) != want {
+	if lenOut != want {
 		return argumentError(op, StatusInvalidArgument,
-			"len(out) = %d, but batch %d x numQHeads %d x head_dim %d needs %d", len(out), batch, numQHeads, cache.HeadDim, want)
+			"len(out) = %d, but batch %d x numQHeads %d x head_dim %d needs %d", lenOut, batch, numQHeads, cache.HeadDim, want)
 	}
 	if o.HeadSkippedMass != nil && len(o.HeadSkippedMass) != heads {
 		return argumentError(op, StatusInvalidArgument,

@@ -7,7 +7,8 @@ import "unsafe"
 
 // AppendF32 appends tokens to one layer of a sequence from f32 K and V laid out
 // [n_tokens][num_kv_heads][head_dim]; n_tokens is len(k) / (num_kv_heads * head_dim). The
-// cache converts to its own dtype (bf16 and f16 round to nearest even).
+// cache converts to its own dtype (bf16 and f16 round to nearest even; an FP8 cache also
+// computes each token's per-kv-head scale).
 func (c *KvCache) AppendF32(seq SeqID, layer int, k, v []float32) error {
 	return appendTokens(c, "KvCache.AppendF32", seq, layer, DTypeF32, len(k), len(v), firstElement(k), firstElement(v))
 }

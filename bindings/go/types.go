@@ -26,9 +26,14 @@ const (
 	DTypeF32   DType = 0
 	DTypeF16   DType = 1
 	DTypeBF16  DType = 2
+	// DTypeFP8E4M3 (OCP FP8 E4M3) is a cache element type only: transfers and decode buffers
+	// never take it. The library keeps one f32 scale per token and kv-head for K and for V
+	// (8 bytes a token and kv-head besides the elements) and converts on append and read.
+	// Since library 0.2.0.
+	DTypeFP8E4M3 DType = 3
 )
 
-// Size is the bytes of one element, 0 for DTypeCache or an unknown value.
+// Size is the bytes of one element, 0 for DTypeCache or an unknown value (DTypeFP8E4M3: 1).
 func (d DType) Size() int { return int(C.sr_dtype_size(C.sr_dtype(d))) }
 
 func (d DType) String() string {
@@ -41,6 +46,8 @@ func (d DType) String() string {
 		return "f16"
 	case DTypeBF16:
 		return "bf16"
+	case DTypeFP8E4M3:
+		return "fp8_e4m3"
 	}
 	return fmt.Sprintf("DType(%d)", int32(d))
 }

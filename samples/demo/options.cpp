@@ -14,7 +14,8 @@ const char* kUsage =
     "  --group N                     q-heads per kv-head (default 4)\n"
     "  --head-dim 64|128|256         (default 128)\n"
     "  --page 16|32|64|128           tokens per page (default 16)\n"
-    "  --dtype bf16|f16|f32          cache dtype (default bf16)\n"
+    "  --dtype bf16|f16|f32|fp8      cache dtype (default bf16; fp8 = fp8_e4m3, with a scale per\n"
+    "                                token and kv-head)\n"
     "  --tau X                       logit gap of tau routing (default 10)\n"
     "  --budget X                    relative error budget of budget routing (default 1e-3)\n"
     "  --route-from N                route steps from N tokens; shorter ones run dense\n"
@@ -40,6 +41,7 @@ bool parse_dtype(const char* s, sr_dtype* out) {
   if (std::strcmp(s, "bf16") == 0) *out = SR_DTYPE_BF16;
   else if (std::strcmp(s, "f16") == 0) *out = SR_DTYPE_F16;
   else if (std::strcmp(s, "f32") == 0) *out = SR_DTYPE_F32;
+  else if (std::strcmp(s, "fp8") == 0 || std::strcmp(s, "fp8_e4m3") == 0) *out = SR_DTYPE_FP8_E4M3;
   else return false;
   return true;
 }

@@ -23,6 +23,16 @@ bool check(sr_status status, const char* what) {
   return false;
 }
 
+const char* dtype_name(sr_dtype dtype) {
+  switch (dtype) {
+    case SR_DTYPE_F32: return "f32";
+    case SR_DTYPE_F16: return "f16";
+    case SR_DTYPE_BF16: return "bf16";
+    case SR_DTYPE_FP8_E4M3: return "fp8_e4m3";
+    default: return "?";
+  }
+}
+
 struct StepResult {
   double ms = 0, skipped = 0, max_bound = 0, max_error = 0;
   int64_t recomputed = 0;
@@ -68,12 +78,13 @@ int main(int argc, char** argv) {
   std::printf("SinkRouter %s demo on %s\n", sr_version(), device);
   std::printf("context %lld tokens, %d kv-heads x %d q-heads each, head_dim %d, %d-token pages, %s cache\n",
               static_cast<long long>(o.context), o.kv_heads, o.group, o.head_dim, o.page_tokens,
-              o.dtype == SR_DTYPE_BF16 ? "bf16" : o.dtype == SR_DTYPE_F16 ? "f16" : "f32");
+              dtype_name(o.dtype));
   std::printf("heads (%s mix):", o.sink_heavy ? "sink-heavy" : "mixed");
   for (int32_t h = 0; h < o.kv_heads; ++h) std::printf(" %s", sr::workloads::head_kind_name(generator.kind(h)));
   std::printf("\n");
 
-  // Fill the cache in chunks, converting f32 rows to the cache's dtype on the way in.
+  // Fill the cache in chunks, converting f32 rows to the cache's dtype on the way in. The io names
+  // the buffers' dtype: an FP8 cache refuses "the cache's own" (a NULL io).
   auto fill_start = std::chrono::steady_clock::now();
   sr_seq_id seq = 0;
   if (!check(sr_seq_add(cache, &seq), "adding a sequence")) return 1;
@@ -88,8 +99,16 @@ int main(int argc, char** argv) {
     if (!check(sr_kv_append(cache, seq, 0, n, k.data(), v.data(), &io), "appending")) return 1;
   }
   double fill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - fill_start).count();
-  const double kv_bytes = 2.0 * o.context * o.kv_heads * o.head_dim * sr_dtype_size(o.dtype);
-  std::printf("cache filled in %.2f s (%.1f MB of K and V)\n\n", fill_s, kv_bytes / 1e6);
+  const double rows_of_k_and_v = 2.0 * o.context * o.kv_heads;
+  const double element_bytes = rows_of_k_and_v * o.head_dim * sr_dtype_size(o.dtype);
+  // FP8 keeps one f32 scale per row (token and kv-head) of K and of V besides its elements.
+  const double scale_bytes = o.dtype == SR_DTYPE_FP8_E4M3 ? rows_of_k_and_v * sizeof(float) : 0.0;
+  if (scale_bytes > 0) {
+    std::printf("cache filled in %.2f s (%.1f MB of K and V: %.1f MB of elements + %.2f MB of scales)\n\n", fill_s,
+                (element_bytes + scale_bytes) / 1e6, element_bytes / 1e6, scale_bytes / 1e6);
+  } else {
+    std::printf("cache filled in %.2f s (%.1f MB of K and V)\n\n", fill_s, element_bytes / 1e6);
+  }
 
   const int32_t q_heads = o.kv_heads * o.group;
   const size_t rows = static_cast<size_t>(q_heads);

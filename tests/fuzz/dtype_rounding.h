@@ -1,12 +1,16 @@
-// The harness's own model of the three element types, written independently of the library's
-// bit tricks: a value is rounded to a format in double arithmetic (round to nearest, ties to
-// even, subnormals kept, overflow to infinity), so read-back can be predicted exactly.
+// The harness's own model of the three buffer element types, written independently of the
+// library's bit tricks: a value is rounded to a format in double arithmetic (round to nearest,
+// ties to even, subnormals kept, overflow to infinity), so read-back can be predicted exactly.
+// FP8 cache rows are the exception: their scale and codes are the library's shared arithmetic
+// (shared_arithmetic/fp8_rows.h), so the model predicts the one rounding the library defines.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
+#include "shared_arithmetic/fp8_rows.h"
 #include "sinkrouter/sinkrouter.h"
 
 namespace sr_fuzz {
@@ -69,10 +73,25 @@ inline double decode_bits(uint32_t bits, FloatFormat f) {
   return negative ? -value : value;
 }
 
-// The value x becomes when stored as dtype.
+// The value x becomes when stored as a 16- or 32-bit dtype (FP8 rounds whole rows: below).
 inline float round_to(sr_dtype dtype, float x) {
   if (std::isnan(x) || dtype == SR_DTYPE_F32) return x;
   return static_cast<float>(decode_bits(encode_rne(x, format_of(dtype)), format_of(dtype)));
+}
+
+// The values a cache of `dtype` stores for `values` (f32, rows of head_dim: one token's K or V of
+// one kv-head each). FP8: each row's amax, its scale amax / 448, codes, and their decoded values.
+inline void round_rows_to(sr_dtype dtype, int32_t head_dim, std::vector<float>& values) {
+  if (dtype != SR_DTYPE_FP8_E4M3) {
+    for (float& x : values) x = round_to(dtype, x);
+    return;
+  }
+  for (size_t row = 0; row + head_dim <= values.size(); row += head_dim) {
+    float amax = 0.f;
+    for (int32_t d = 0; d < head_dim; ++d) amax = sr::fp8_amax_step(amax, values[row + d]);
+    const float scale = sr::fp8_row_scale(amax);
+    for (int32_t d = 0; d < head_dim; ++d) values[row + d] = sr::fp8_decode(sr::fp8_encode(values[row + d], scale), scale);
+  }
 }
 
 // Element i of a buffer of dtype, widened to float.

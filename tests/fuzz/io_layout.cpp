@@ -38,8 +38,8 @@ IoLayout pick_io(ByteReader& in, const sr_kv_cache_options& cache, int64_t token
     case 2: L.io.dtype = SR_DTYPE_F32; break;
     case 3: L.io.dtype = SR_DTYPE_F16; break;
     case 4: L.io.dtype = SR_DTYPE_BF16; break;
-    case 5:
-      store_raw(L.io.dtype, variant & 0x80 ? 7 : -2);
+    case 5:  // not a buffer dtype: unknown values, and FP8 (a cache element type only)
+      store_raw(L.io.dtype, variant & 0x80 ? 7 : variant & 0x40 ? SR_DTYPE_FP8_E4M3 : -2);
       e.must_fail({SR_ERR_UNSUPPORTED, SR_ERR_INVALID_ARGUMENT});
       break;
     case 6:
@@ -53,6 +53,12 @@ IoLayout pick_io(ByteReader& in, const sr_kv_cache_options& cache, int64_t token
   }
   // The buffer type the library would use; the call must fail for variants 5 to 7 anyway.
   L.dtype = variant % 8 >= 5 || L.io.dtype == SR_DTYPE_CACHE ? cache.dtype : L.io.dtype;
+  if (L.dtype == SR_DTYPE_FP8_E4M3) {
+    // An FP8 cache's K/V travel as f32, f16 or bf16 named in the io: "the cache's own" (a NULL
+    // io or SR_DTYPE_CACHE) is refused. The buffers are laid out as f32 for the refused call.
+    if (variant % 8 <= 1) e.must_fail({SR_ERR_UNSUPPORTED});
+    L.dtype = SR_DTYPE_F32;
+  }
 
   int64_t ts = 0, hs = 0;
   const int64_t pad1 = (pad & 7) * 4, pad2 = (pad >> 3 & 7) * 4;

@@ -24,7 +24,7 @@ KV_APPEND, KV_READ, DECODE, STATS, QUERIES, DEFAULTS = 8, 9, 10, 11, 12, 13
 
 # Argument bytes (see the pickers in harness.cpp and the call files).
 SIZE_OK, SIZE_ZERO, SIZE_FUTURE, SIZE_HUGE, SIZE_OLDER = 0, 1, 2, 3, 4
-F32, F16, BF16 = 0, 2, 4          # cache dtype byte (ops_handles.cpp)
+F32, FP8, F16, BF16 = 0, 1, 2, 4  # cache dtype byte (ops_handles.cpp)
 IO_NULL, IO_CACHE, IO_F32, IO_F16, IO_BF16, IO_BAD_DTYPE, IO_BAD_SIZE, IO_DEVICE = range(8)
 ST_DEFAULT, ST_PADDED, ST_HEAD_MAJOR, ST_NEGATIVE, ST_OVERLAP, ST_HUGE = 0, 3, 4, 5, 6, 7
 ROUTE_OFF, ROUTE_TAU, ROUTE_BUDGET, ROUTE_BAD = 0, 1, 2, 3
@@ -113,18 +113,20 @@ class Program:
 
     def decode(self, ctx=0, cache=0, layer=0, seqs=(0,), q_heads=0, q_dtype=0, out_dtype=0, scale=0,
                routing=ROUTE_OFF, tau=0, sink=0, window=0, budget=0, flags=0, size=SIZE_OK, seed=3, style=0,
-               batch=None):
+               batch=None, route_from=0):
         # q_heads byte: kv_heads * (b % 3 + 1) for b % 8 < 6; 6 a non-multiple, 7 too many
-        # dtype bytes: 0 f32, 2 f16, 3 bf16, 0xF8 invalid; scale: 0 default, 4 0.25, 5 2, 6 -1, 7 NaN
+        # dtype bytes: 0 f32, 2 f16, 3 bf16; refused: 0xF8 FP8, 0xF9 an unknown value, 0xFA CACHE
+        # scale: 0 default, 4 0.25, 5 2, 6 -1, 7 NaN
         # tau: 0 12, 3 0.5, 4 4, 5 inf, 6 0, 7 NaN; sink: 0 4, 4 0, 5 1, 6 16, 7 -1;
         # window: 0 64, 4 0, 5 1, 6 8, 7 -1; budget: 0 1e-3, 4 0, 5 0.1, 6 1e-6, 7 -1
         # flags: 1 head_skipped_mass, 2 head_error_bound, 4 collect_stats, 8/16/24 NULL seq_ids/q/out,
         #        0x80 re-read the cache afterwards
+        # route_from: 0 -1 (the backend's threshold), 3 0, 5 5 tokens, 6 2^20, 7 -2 (invalid)
         self.emit(DECODE, ctx, cache)
         if cache in self.open_caches:
             self.emit(layer, (len(seqs) - 1) if batch is None else batch, *seqs)
             self.emit(q_heads, q_dtype, out_dtype, scale, routing, tau, sink, window, budget, flags, size, seed,
-                      style)
+                      style, route_from)
         return self
 
     def stats(self, ctx=0, kind=0, size=SIZE_OK):
@@ -150,11 +152,11 @@ class Program:
         return self.emit(DEFAULTS, which, size)
 
 
-def filled(p, cache=0, seq=0, tokens=20, layer=0, style=0, seed=5):
-    """Appends `tokens` tokens in chunks of at most 40."""
+def filled(p, cache=0, seq=0, tokens=20, layer=0, style=0, seed=5, io=IO_NULL):
+    """Appends `tokens` tokens in chunks of at most 40 (an FP8 cache needs an io naming a dtype)."""
     while tokens > 0:
         n = min(tokens, 40)
-        p.append(cache, seq, layer, n, seed=seed, style=style)
+        p.append(cache, seq, layer, n, seed=seed, style=style, io=io)
         tokens -= n
         seed += 1
     return p
@@ -167,15 +169,17 @@ def scenarios():
         p = Program().context(threads=threads).cache(kv_heads=kv_heads, dtype=dtype, head_dim=head_dim, page=page,
                                                      capacity=11, max_q=6)
         p.add()
-        filled(p, tokens=37)
-        p.read(first=0, n_byte=36).read(first=5, n_byte=3, io=IO_F32)
+        io = IO_F32 if dtype == FP8 else IO_NULL  # FP8 is never a buffer's type
+        filled(p, tokens=37, io=io)
+        p.read(first=0, n_byte=36, io=io).read(first=5, n_byte=3, io=IO_F32)
         p.decode(q_heads=0, flags=7).decode(q_heads=2, routing=ROUTE_TAU, flags=3, tau=4)
         p.decode(routing=ROUTE_BUDGET, budget=5, flags=7).stats().destroy_cache().destroy_context()
         return p
 
-    for name, dtype in (("f32", F32), ("f16", F16), ("bf16", BF16)):
+    for name, dtype in (("f32", F32), ("f16", F16), ("bf16", BF16), ("fp8", FP8)):
         for kv in (1, 2):
             s[f"basic_{name}_kv{kv}"] = basic(dtype, kv)
+    s["basic_fp8_head_dim_128"] = basic(FP8, 2, head_dim=5, threads=2)
     s["basic_head_dim_128"] = basic(BF16, 1, head_dim=5)
     s["basic_head_dim_256"] = basic(F16, 1, head_dim=6)
     s["basic_page_32_two_threads"] = basic(F32, 2, page=8, threads=2)
@@ -239,6 +243,18 @@ def scenarios():
     p.append(n=12, io=IO_F32, style=1).append(n=5, io=IO_BF16, style=4).append(n=3, io=IO_F32, style=2)
     p.read(n_byte=19, io=IO_BF16).read(n_byte=19, io=IO_F32).decode(flags=7, out_dtype=3, q_dtype=2)
     s["dtype_rounding_f16"] = p
+    # FP8: rows from each buffer type (tiny rows read back as zeros), reads in each; the cache's
+    # own dtype (NULL io, SR_DTYPE_CACHE) and FP8 named as a buffer's type are refused.
+    p = Program().context().cache(kv_heads=2, capacity=9, dtype=FP8).add()
+    p.append(n=12, io=IO_F32, style=0).append(n=5, io=IO_BF16, style=4).append(n=3, io=IO_F16, style=1)
+    p.append(n=4, io=IO_F32, strides=ST_PADDED, pad=0x1B, style=3).append(n=2, io=IO_F32, style=2)
+    p.append(n=2, io=IO_NULL).append(n=2, io=IO_CACHE).append(n=2, io=IO_BAD_DTYPE | 0x40)
+    p.read(n_byte=25, io=IO_F32).read(n_byte=25, io=IO_F16).read(first=3, n_byte=9, io=IO_BF16, strides=ST_HEAD_MAJOR)
+    p.read(n_byte=3, io=IO_NULL).read(n_byte=3, io=IO_CACHE).read(n_byte=3, io=IO_BAD_DTYPE | 0x40)
+    p.decode(flags=7).decode(flags=7, out_dtype=2, q_dtype=3).decode(q_dtype=0xF8).decode(out_dtype=0xF8)
+    p.fork().append(seq=1, n=3, io=IO_F32, seed=9).truncate(seq=0, length=20).append(n=6, io=IO_BF16, seed=11)
+    p.decode(seqs=(0, 1), routing=ROUTE_TAU, tau=4, flags=7).decode(seqs=(1, 0), routing=ROUTE_BUDGET, flags=7)
+    s["dtype_rounding_fp8"] = p
 
     # A removed sequence is unknown everywhere; ids are never reused.
     p = Program().context().cache(capacity=5).add()
@@ -348,7 +364,7 @@ def scenarios():
     return s
 
 
-def random_program(rng):
+def random_program(rng, dtypes=(F32, F16, BF16), append_ios=(IO_NULL, IO_NULL, IO_CACHE, IO_F32, IO_F16, IO_BF16)):
     """A random walk over the calls with mostly valid arguments: call orders no scenario above
     spells out (fixed seed, so the corpus is the same on every run)."""
     p = Program().context(0, threads=rng.choice((1, 2)))
@@ -357,7 +373,7 @@ def random_program(rng):
     for slot in range(rng.choice((1, 1, 2, 3))):
         p.cache(slot=slot, ctx=rng.choice(sorted(p.open_contexts)), layers=rng.choice((1, 1, 2, 3)),
                 kv_heads=rng.choice((1, 2)), head_dim=rng.choice((0, 0, 0, 5)), page=rng.choice((0, 0, 8, 12)),
-                capacity=rng.randrange(0, 12), dtype=rng.choice((F32, F16, BF16)), max_batch=rng.randrange(1, 5),
+                capacity=rng.randrange(0, 12), dtype=rng.choice(dtypes), max_batch=rng.randrange(1, 5),
                 max_q=rng.choice((0, 4, 5, 6)))
         p.add(slot)
     for _ in range(rng.randrange(8, 40)):
@@ -369,7 +385,7 @@ def random_program(rng):
                            weights=(30, 10, 20, 6, 6, 4, 6, 4, 3, 2, 1, 1))[0]
         if kind == "append":
             p.append(cache, seq, layer=rng.randrange(3), n=rng.randrange(1, 41),
-                     io=rng.choice((IO_NULL, IO_NULL, IO_CACHE, IO_F32, IO_F16, IO_BF16)),
+                     io=rng.choice(append_ios),
                      strides=rng.choice((ST_DEFAULT, ST_DEFAULT, ST_PADDED, ST_HEAD_MAJOR)), pad=rng.randrange(256),
                      seed=rng.randrange(256), style=rng.randrange(5))
         elif kind == "read":
@@ -412,6 +428,12 @@ def write_corpus():
     rng = random.Random(2026)
     for i in range(60):
         programs[f"random_walk_{i:02d}"] = random_program(rng)
+    # FP8 caches among the others, appended to mostly through named buffer types (its own stream,
+    # so the walks above stay as they were).
+    rng = random.Random(2027)
+    for i in range(12):
+        programs[f"random_walk_fp8_{i:02d}"] = random_program(
+            rng, dtypes=(FP8, FP8, F32, BF16), append_ios=(IO_NULL, IO_CACHE, IO_F32, IO_F32, IO_F16, IO_BF16))
     for name, program in sorted(programs.items()):
         with open(os.path.join(CORPUS, name), "wb") as f:
             f.write(bytes(program.bytes))

@@ -18,8 +18,10 @@ namespace {
 // values the call must reject, which are then never read as an enum here).
 sr_dtype pick_dtype(uint8_t b, sr_dtype& field, Expectation& e) {
   if (b >= 0xF8) {
+    // Unknown values, "the cache's own" (sr_kv_io only), and FP8 (a cache element type only).
     e.must_fail({SR_ERR_UNSUPPORTED, SR_ERR_INVALID_ARGUMENT});
-    store_raw(field, b & 1 ? 5 : SR_DTYPE_CACHE);
+    const int32_t refused[3] = {5, SR_DTYPE_CACHE, SR_DTYPE_FP8_E4M3};
+    store_raw(field, refused[b % 3]);
     return SR_DTYPE_F32;
   }
   const sr_dtype dtypes[4] = {SR_DTYPE_F32, SR_DTYPE_F32, SR_DTYPE_F16, SR_DTYPE_BF16};

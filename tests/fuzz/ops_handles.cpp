@@ -119,7 +119,7 @@ void Harness::cache_create() {
     e.must_fail({SR_ERR_OUT_OF_RANGE, SR_ERR_INVALID_ARGUMENT, SR_ERR_OUT_OF_MEMORY});
   }
   b = in_.u8();
-  const int32_t dtypes[8] = {SR_DTYPE_F32, SR_DTYPE_F32, SR_DTYPE_F16, SR_DTYPE_F16,
+  const int32_t dtypes[8] = {SR_DTYPE_F32, SR_DTYPE_FP8_E4M3, SR_DTYPE_F16, SR_DTYPE_F16,
                              SR_DTYPE_BF16, SR_DTYPE_BF16, SR_DTYPE_CACHE, 7};
   store_raw(o.dtype, dtypes[b % 8]);
   if (b % 8 >= 6) e.must_fail({SR_ERR_UNSUPPORTED, SR_ERR_INVALID_ARGUMENT});

@@ -65,11 +65,13 @@ void Harness::kv_append() {
     for (int64_t t = 0; t < rows; ++t) {
       for (int32_t h = 0; h < o.num_kv_heads; ++h) {
         for (int32_t d = 0; d < o.head_dim; ++d) {
-          k_rows.push_back(round_to(o.dtype, load_element(k.data(), L.offset(t, h) + d, L.dtype)));
-          v_rows.push_back(round_to(o.dtype, load_element(v.data(), L.offset(t, h) + d, L.dtype)));
+          k_rows.push_back(load_element(k.data(), L.offset(t, h) + d, L.dtype));
+          v_rows.push_back(load_element(v.data(), L.offset(t, h) + d, L.dtype));
         }
       }
     }
+    round_rows_to(o.dtype, o.head_dim, k_rows);
+    round_rows_to(o.dtype, o.head_dim, v_rows);
   }
   slot->contents_dirty = true;
   sr_status st = sr_kv_append(slot->handle, seq, layer, n_tokens, nulls == 1 ? nullptr : k.data(),

@@ -137,7 +137,10 @@ void Harness::queries() {
     const char* backend = sr_fuzz_c_backend_name(value);
     FUZZ_CHECK(status && status[0] && backend && backend[0], "a name function returned NULL or \"\" for %d", value);
     const size_t size = sr_fuzz_c_dtype_size(value);
-    const size_t expected = value == SR_DTYPE_F32 ? 4 : value == SR_DTYPE_F16 || value == SR_DTYPE_BF16 ? 2 : 0;
+    const size_t expected = value == SR_DTYPE_F32                               ? 4
+                            : value == SR_DTYPE_F16 || value == SR_DTYPE_BF16 ? 2
+                            : value == SR_DTYPE_FP8_E4M3                      ? 1
+                                                                              : 0;
     FUZZ_CHECK(size == expected, "sr_dtype_size(%d) = %zu", value, size);
   } else if (which == 4) {
     FUZZ_CHECK(sr_version_number() == SR_VERSION_NUMBER && sr_abi_version() == SR_ABI_VERSION &&

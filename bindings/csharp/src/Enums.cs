@@ -37,6 +37,11 @@ namespace SinkRouter
         F32 = 0,
         F16 = 1,
         Bf16 = 2,
+        /// <summary>OCP FP8 E4M3, a cache element type only (KvCacheOptions.DType): never a
+        /// buffer type. The library keeps one f32 scale per token and kv-head for K and for V
+        /// and converts on Append and Read from and to the f32, F16 or Bf16 buffers you pass.
+        /// Since library 0.2.0.</summary>
+        Fp8E4m3 = 3,
     }
 
     /// <summary>sr_memory: where a caller's buffer lives.</summary>

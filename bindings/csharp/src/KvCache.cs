@@ -120,7 +120,8 @@ namespace SinkRouter
         // ------------------------------------------------------------ K/V transfer
 
         /// <summary>Appends whole tokens of f32 K and V, laid out [n_tokens][NumKvHeads][HeadDim],
-        /// converted to the cache's dtype. On SinkRouterException (CacheFull...) nothing is appended.</summary>
+        /// converted to the cache's dtype (an Fp8E4m3 cache computes each token's per-kv-head scale).
+        /// On SinkRouterException (CacheFull...) nothing is appended.</summary>
         public unsafe void Append(long seq, int layer, ReadOnlySpan<float> k, ReadOnlySpan<float> v)
         {
             long tokens = WholeTokens(k.Length, v.Length);
@@ -215,7 +216,8 @@ namespace SinkRouter
             {
                 DecodeCore(layer, sequences, numQHeads, (IntPtr)qp, (IntPtr)outp,
                            headSkippedMass.Length == 0 ? IntPtr.Zero : (IntPtr)massp,
-                           headErrorBound.Length == 0 ? IntPtr.Zero : (IntPtr)boundp, IntPtr.Zero, options);
+                           headErrorBound.Length == 0 ? IntPtr.Zero : (IntPtr)boundp, IntPtr.Zero, options,
+                           DType.F32);
             }
         }
 
@@ -227,7 +229,8 @@ namespace SinkRouter
         public void Decode(int layer, ReadOnlySpan<long> sequences, int numQHeads, IntPtr q, IntPtr output,
                            IntPtr headSkippedMass, IntPtr headErrorBound, IntPtr stream, DecodeOptions options)
         {
-            DecodeCore(layer, sequences, numQHeads, q, output, headSkippedMass, headErrorBound, stream, options);
+            DecodeCore(layer, sequences, numQHeads, q, output, headSkippedMass, headErrorBound, stream, options,
+                       DType.F32);
         }
 
         // ------------------------------------------------------------ lifetime
@@ -262,9 +265,11 @@ namespace SinkRouter
             NativeMethods.Check(NativeMethods.sr_kv_read(LiveHandle(), seq, layer, firstToken, nTokens, kOut, vOut, ref io));
         }
 
-        private unsafe void DecodeCore(int layer, ReadOnlySpan<long> sequences, int numQHeads, IntPtr q, IntPtr output,
-                                       IntPtr headSkippedMass, IntPtr headErrorBound, IntPtr stream,
-                                       DecodeOptions options)
+        /// <summary>The step as the C call takes it; qDType is the library's to check (the public
+        /// overloads pass F32).</summary>
+        internal unsafe void DecodeCore(int layer, ReadOnlySpan<long> sequences, int numQHeads, IntPtr q, IntPtr output,
+                                        IntPtr headSkippedMass, IntPtr headErrorBound, IntPtr stream,
+                                        DecodeOptions options, DType qDType)
         {
             KvCacheHandle live = LiveHandle();
             sr_decode_args args = (options ?? new DecodeOptions()).ToNative();
@@ -272,7 +277,7 @@ namespace SinkRouter
             args.batch = sequences.Length;
             args.num_q_heads = numQHeads;
             args.q = q;
-            args.q_dtype = DType.F32;
+            args.q_dtype = qDType;
             args.@out = output;
             args.out_dtype = DType.F32;
             args.head_skipped_mass = headSkippedMass;

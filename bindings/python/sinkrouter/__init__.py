@@ -11,7 +11,7 @@ from .dtypes import bf16_to_float32, float32_to_bf16
 from .errors import SinkRouterError
 from .kv_cache import KvCache, PagePool
 
-__version__ = "0.1.0"  # of this binding; the library's own is sinkrouter.library_version()
+__version__ = "0.2.0"  # of this binding; the library's own is sinkrouter.library_version()
 
 
 def library_version() -> str:

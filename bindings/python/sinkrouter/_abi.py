@@ -45,6 +45,9 @@ class DType(enum.IntEnum):
     F32 = 0
     F16 = 1
     BF16 = 2
+    # OCP FP8 E4M3, a cache element type only: arrays never hold it. The library keeps one f32
+    # scale per token and kv-head for K and for V and converts on append and read. Since 0.2.0.
+    FP8_E4M3 = 3
 
 
 class Memory(enum.IntEnum):

@@ -45,7 +45,7 @@ def _candidates() -> list[str]:
     """Places to try, in order, when the environment variable is not set."""
     package_dir = pathlib.Path(__file__).resolve().parent
     found = [str(package_dir / name) for name in _FILE_NAMES if (package_dir / name).exists()]
-    # Versioned names such as libsinkrouter.so.0.1.0 when no symlink was installed.
+    # Versioned names such as libsinkrouter.so.0.2.0 when no symlink was installed.
     found += sorted(str(p) for p in package_dir.glob("libsinkrouter.so.*") if str(p) not in found)
     system = ctypes.util.find_library("sinkrouter")
     if system:

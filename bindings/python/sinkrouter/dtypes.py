@@ -18,6 +18,9 @@ def numpy_dtype(dtype: DType) -> np.dtype:
     try:
         return _NUMPY_DTYPE[DType(dtype)]
     except (KeyError, ValueError):
+        if dtype == DType.FP8_E4M3:
+            raise ValueError("dtype = FP8_E4M3 is a cache element type only, never an array's: pass F32, F16 or "
+                             "BF16 arrays (an FP8 cache converts them on append and read)") from None
         raise ValueError(f"dtype = {dtype!r} has no array form (use F32, F16 or BF16)") from None
 
 

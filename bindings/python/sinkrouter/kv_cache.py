@@ -176,9 +176,13 @@ class KvCache:
     def read(self, seq: int, layer: int, first_token: int = 0, n_tokens: int | None = None, *,
              dtype: DType | None = None, k_out: np.ndarray | None = None, v_out: np.ndarray | None = None):
         """(k, v) of tokens [first_token, first_token + n_tokens) of one layer, each
-        [n_tokens][num_kv_heads][head_dim] in `dtype` (default: the cache's own, exact).
-        n_tokens defaults to the rest of the sequence; k_out / v_out are filled when given."""
-        dtype = self.dtype if dtype is None or dtype == DType.CACHE else DType(dtype)
+        [n_tokens][num_kv_heads][head_dim] in `dtype` (default: the cache's own, exact; an FP8
+        cache, which no array can hold, gives its stored values as the type of k_out / v_out, else
+        float32). n_tokens defaults to the rest of the sequence; k_out / v_out are filled when given."""
+        if dtype is None or dtype == DType.CACHE:
+            dtype = self.dtype if self.dtype != DType.FP8_E4M3 else self._fp8_read_dtype(k_out, v_out)
+        else:
+            dtype = DType(dtype)
         if n_tokens is None:
             n_tokens = self.sequence_length(seq, layer) - first_token
         shape = (int64(n_tokens, "n_tokens"), self.num_kv_heads, self.head_dim)
@@ -200,10 +204,24 @@ class KvCache:
                       stream: int = 0) -> None:
         """Append K/V from device memory of a GPU cache's device (asynchronous on `stream`, 0 =
         the context's). k_ptr / v_ptr are raw pointers (torch: tensor.data_ptr()); element
-        (t, h, d) sits at ptr[t * token_stride + h * head_stride + d] (0 = contiguous)."""
-        io = self._io(DType(dtype), token_stride, head_stride, Memory.DEVICE, stream)
+        (t, h, d) sits at ptr[t * token_stride + h * head_stride + d] (0 = contiguous). `dtype`
+        is the buffers' element type; an FP8 cache needs it named (F32, F16 or BF16)."""
+        dtype = DType(dtype)
+        if dtype == DType.CACHE and self.dtype == DType.FP8_E4M3:
+            raise ValueError("append_device to an FP8_E4M3 cache needs dtype= naming the buffers' element type "
+                             "(F32, F16 or BF16): FP8 is never a buffer type")
+        io = self._io(dtype, token_stride, head_stride, Memory.DEVICE, stream)
         check(self._lib.sr_kv_append(self._require_open(), int64(seq, "seq"), int32(layer, "layer"),
                                      int64(n_tokens, "n_tokens"), k_ptr or None, v_ptr or None, ctypes.byref(io)))
+
+    @staticmethod
+    def _fp8_read_dtype(k_out: np.ndarray | None, v_out: np.ndarray | None) -> DType:
+        """What a read of an FP8 cache without a dtype converts to: the given array's type (uint16
+        must say BF16 or F16), else F32, the values the library dequantizes to."""
+        for name, out in (("k_out", k_out), ("v_out", v_out)):
+            if out is not None:
+                return dtype_of(out, None, name)
+        return DType.F32
 
     def _io(self, dtype: DType, token_stride: int, head_stride: int, memory: Memory = Memory.HOST,
             stream: int = 0) -> _abi.sr_kv_io:

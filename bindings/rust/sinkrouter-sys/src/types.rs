@@ -32,6 +32,9 @@ c_enums! {
         SR_DTYPE_F32 = 0,
         SR_DTYPE_F16 = 1,
         SR_DTYPE_BF16 = 2,
+        /// OCP FP8 E4M3, a cache element type only (`sr_kv_cache_options.dtype`): q, out and
+        /// K/V buffers refuse it. One f32 scale per token and kv-head for K and for V. Since 0.2.0.
+        SR_DTYPE_FP8_E4M3 = 3,
     }
 
     /// Where a caller's buffer lives.
@@ -88,7 +91,7 @@ c_structs! {
         page_tokens: i32,
         /// pool size in tokens (no default)
         capacity_tokens: i64,
-        /// element type of K and V (default SR_DTYPE_BF16)
+        /// element type of K and V (default SR_DTYPE_BF16; SR_DTYPE_FP8_E4M3 adds per-row scales)
         dtype: sr_dtype,
         /// largest batch of one decode step (default 256)
         max_batch: i32,

@@ -10,6 +10,10 @@ pub enum Dtype {
     F32,
     F16,
     Bf16,
+    /// OCP FP8 E4M3, for caches only (no [`Element`] type has it): the library keeps one f32
+    /// scale per token and kv-head for K and for V, and appends and reads convert from and to
+    /// the f32, [`F16Bits`] or [`Bf16Bits`] slices you pass. Since library 0.2.0.
+    Fp8E4m3,
 }
 
 impl Dtype {
@@ -18,6 +22,7 @@ impl Dtype {
             Dtype::F32 => sys::SR_DTYPE_F32,
             Dtype::F16 => sys::SR_DTYPE_F16,
             Dtype::Bf16 => sys::SR_DTYPE_BF16,
+            Dtype::Fp8E4m3 => sys::SR_DTYPE_FP8_E4M3,
         }
     }
 
@@ -26,6 +31,7 @@ impl Dtype {
             sys::SR_DTYPE_F32 => Ok(Dtype::F32),
             sys::SR_DTYPE_F16 => Ok(Dtype::F16),
             sys::SR_DTYPE_BF16 => Ok(Dtype::Bf16),
+            sys::SR_DTYPE_FP8_E4M3 => Ok(Dtype::Fp8E4m3),
             other => Err(Error::new(Status::Unsupported, format!("dtype = {other} is not known to this binding"))),
         }
     }

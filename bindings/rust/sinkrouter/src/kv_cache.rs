@@ -177,7 +177,8 @@ impl KvCache {
 
     /// Appends tokens to one layer of a sequence. `k` and `v` are [n_tokens][num_kv_heads][head_dim]
     /// of any [`Element`] type; the library converts to the cache's dtype (f32 -> bf16 rounds
-    /// to nearest even). On `CacheFull` nothing is appended.
+    /// to nearest even; an FP8 cache stores each token's per-kv-head scale with it). On
+    /// `CacheFull` nothing is appended.
     pub fn append<E: Element>(&self, seq: SeqId, layer: i32, k: &[E], v: &[E]) -> Result<()> {
         if k.len() != v.len() {
             return Err(Error::new(
