@@ -15,14 +15,6 @@
 #include "shared_arithmetic/fp8_rows.h"
 
 namespace sr::cpu {
-namespace generic { void run_split(const LayerView&, const RoutingConfig&, SplitTask&); }
-#if defined(SR_CPU_HAVE_X86_KERNELS)
-namespace avx2 { void run_split(const LayerView&, const RoutingConfig&, SplitTask&); }
-namespace avx512 { void run_split(const LayerView&, const RoutingConfig&, SplitTask&); }
-#endif
-}  // namespace sr::cpu
-
-namespace sr::cpu {
 namespace {
 
 struct Built {

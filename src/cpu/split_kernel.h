@@ -48,6 +48,14 @@ constexpr int32_t kMaxGroup = 64;
 
 using SplitKernel = void (*)(const LayerView& layer, const RoutingConfig& routing, SplitTask& task);
 
+// Each instruction set's build of the kernel (split_kernel.cpp, compiled once per set; the x86
+// builds exist where SR_CPU_HAVE_X86_KERNELS is defined).
+namespace generic { void run_split(const LayerView&, const RoutingConfig&, SplitTask&); }
+#if defined(SR_CPU_HAVE_X86_KERNELS)
+namespace avx2 { void run_split(const LayerView&, const RoutingConfig&, SplitTask&); }
+namespace avx512 { void run_split(const LayerView&, const RoutingConfig&, SplitTask&); }
+#endif
+
 // The fastest kernel this CPU runs, and the name of its instruction set.
 SplitKernel select_split_kernel(const char** isa_name);
 

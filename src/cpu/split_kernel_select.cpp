@@ -5,12 +5,6 @@
 #endif
 
 namespace sr::cpu {
-namespace generic { void run_split(const LayerView&, const RoutingConfig&, SplitTask&); }
-#if defined(SR_CPU_HAVE_X86_KERNELS)
-namespace avx2 { void run_split(const LayerView&, const RoutingConfig&, SplitTask&); }
-namespace avx512 { void run_split(const LayerView&, const RoutingConfig&, SplitTask&); }
-#endif
-
 #if defined(SR_CPU_HAVE_X86_KERNELS)
 // F16C from CPUID directly: clang 14's __builtin_cpu_supports does not know the name.
 static bool cpu_has_f16c() {
