@@ -1,6 +1,10 @@
-// q.K and w.V as f32 FMAs on the CUDA (or AMD vector) cores: the passes of f32 caches, and of
-// every cache on HIP. A row is split over kLanesPerRow lanes (16 bytes each), a warp step covers
-// kRowsPerWarp rows, and a lane keeps every head of the tile in registers.
+// q.K and w.V as f32 FMAs on the CUDA (or AMD vector) cores: the passes of f32 and FP8 caches,
+// and of every cache on HIP. A row is split over kLanesPerRow lanes (one load each: 16 bytes, 8
+// for FP8), a warp step covers kRowsPerWarp rows, and a lane keeps every head of the tile in
+// registers. An FP8 row's scale (times CacheElem::unscale()) is loaded with the row, by one of
+// the row's lanes per batch step (one register, not one per step: the 3-blocks builds spilled),
+// and multiplies its logit (K) or its weight (V: before the sum over tokens), in f32, as the
+// CPU's split kernel does (docs/ARCHITECTURE.md, "GPU backend: the decode kernel").
 #pragma once
 
 #include "block_base.cuh"
@@ -9,13 +13,17 @@ namespace sr::gpu {
 
 template <int DT, int D, int GT>
 struct Shape {
-  static constexpr int kVec = CacheElem<DT>::kPerLoad;          // elements per 16-byte load
+  static constexpr int kVec = CacheElem<DT>::kPerLoad;          // elements per load
+  static constexpr int kLoadBytes = CacheElem<DT>::kLoadBytes;  // 16, or 8 for FP8
   static constexpr int kLanesPerRow = (D / kVec) < kWarp ? (D / kVec) : kWarp;
   static constexpr int kLoadsPerRow = D / (kLanesPerRow * kVec);  // per lane
   static constexpr int kRowsPerWarp = kWarp / kLanesPerRow;     // rows one warp step covers
   static constexpr int kElems = kLoadsPerRow * kVec;            // elements of a row per lane
-  static constexpr int kUnroll = 4 / kLoadsPerRow;              // 16-byte loads per batch (two in flight)
+  static constexpr int kUnroll = 4 / kLoadsPerRow;              // loads per batch (two in flight); FP8's 8-byte
+                                                                // loads at 8 a batch spill in the 3-blocks builds
+  static constexpr bool kScaled = DT == SR_DTYPE_FP8_E4M3;      // rows carry a scale
   static_assert(kLanesPerRow * kRowsPerWarp == kWarp, "rows tile the warp");
+  static_assert(!kScaled || kUnroll <= kLanesPerRow, "a lane of the row holds each step's scale");
 };
 
 template <int DT, int D, int GT, bool kAmpleRegisters>
@@ -74,34 +82,62 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     }
   }
 
-  // Rows of one batch of warp steps: 16-byte pieces of rows (s0 + u * kWarps) * rows-per-step.
-  __device__ void load_batch(Bytes16 (&buf)[S::kUnroll][S::kLoadsPerRow], const char* base, int s0, int64_t t0, int n,
-                             int32_t first_page, bool use_skip, bool (&keep)[S::kUnroll]) const {
+  // One load of a row's piece (8-byte loads fill the first two words).
+  __device__ static Bytes16 load_piece(const char* src) {
+    if constexpr (S::kLoadBytes == 8) {
+      const uint2 v = load_stream8<Base::kChunkWideFetch>(src);
+      return Bytes16{{v.x, v.y, 0u, 0u}};
+    } else {
+      return load_stream16<Base::kChunkWideFetch>(src);
+    }
+  }
+
+  // Rows of one batch of warp steps: the pieces of rows (s0 + u * kWarps) * rows-per-step, and
+  // for FP8 the scale (times unscale(); 0 for rows not read) of step u's row in the row's lane
+  // part() == u (row_scale() hands it out).
+  __device__ void load_batch(Bytes16 (&buf)[S::kUnroll][S::kLoadsPerRow], float& scale, const char* base,
+                             const float* scales, int s0, int64_t t0, int n, int32_t first_page, bool use_skip,
+                             bool (&keep)[S::kUnroll]) const {
 #pragma unroll
     for (int u = 0; u < S::kUnroll; ++u) {
       int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step();
       keep[u] = this->row_kept(row, n, use_skip);
       if (keep[u]) {
-        const char* src = base + this->row_offset(t0 + row, first_page) * Base::kElemBytes;
+        const int64_t offset = this->row_offset(t0 + row, first_page);
+        const char* src = base + offset * Base::kElemBytes;
 #pragma unroll
-        for (int j = 0; j < S::kLoadsPerRow; ++j) {
-          buf[u][j] = load_stream16<Base::kChunkWideFetch>(src + ((j * S::kLanesPerRow + part()) * S::kVec) * Base::kElemBytes);
+        for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = load_piece(src + ((j * S::kLanesPerRow + part()) * S::kVec) * Base::kElemBytes);
+        if constexpr (S::kScaled) {
+          if (part() == u) scale = scales[offset / D] * CacheElem<DT>::unscale();
         }
       } else {
 #pragma unroll
         for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = Bytes16{{0u, 0u, 0u, 0u}};
+        if constexpr (S::kScaled) {
+          if (part() == u) scale = 0.f;
+        }
       }
     }
   }
 
+  // The scale of this lane's row in batch step u (all lanes call it).
+  __device__ float row_scale(float scale, int u) const { return shfl(scale, row_in_step() * S::kLanesPerRow + u); }
+
   // The L2 prefetch of the rows p.prefetch_rows past this warp's batch at step s0. A warp's
-  // batch is 2 KB, 16 lines of 128 bytes: lane i < 16 requests line i.
+  // batch is 2 KB (1 KB for FP8), 16 (8) lines of 128 bytes: lane i requests line i (a line holds
+  // two rows of an FP8 head_dim-64 cache: consecutive rows of one step, lane i requests row 2i's).
   __device__ void prefetch_batch(const char* base, int s0, int64_t t0, int n, int32_t first_page, bool use_skip,
                                  const NextRows* next) const {
-    constexpr int kLinesPerRow = D * Base::kElemBytes / 128;
-    static_assert(D * Base::kElemBytes % 128 == 0 && S::kUnroll * S::kRowsPerWarp * kLinesPerRow == 16, "16 lines a batch");
-    if (!this->prefetching(next) || lane >= 16) return;
-    const int r = lane / kLinesPerRow;  // row of the batch
+    constexpr int kRowBytes = D * Base::kElemBytes;
+    constexpr int kLinesPerRow = kRowBytes >= 128 ? kRowBytes / 128 : 1;
+    constexpr int kRowsPerLine = kRowBytes >= 128 ? 1 : 128 / kRowBytes;
+    constexpr int kBatchLines = S::kUnroll * S::kRowsPerWarp * kLinesPerRow / kRowsPerLine;
+    static_assert(kRowBytes % 128 == 0 || 128 % kRowBytes == 0, "rows and lines tile");
+    static_assert(kBatchLines * kRowsPerLine == S::kUnroll * S::kRowsPerWarp * kLinesPerRow &&
+                      S::kRowsPerWarp % kRowsPerLine == 0 && kBatchLines <= kWarp,
+                  "whole lines a batch");
+    if (!this->prefetching(next) || lane >= kBatchLines) return;
+    const int r = (lane / kLinesPerRow) * kRowsPerLine;  // row of the batch
     const int row = (s0 + (r / S::kRowsPerWarp) * kWarps) * S::kRowsPerWarp + r % S::kRowsPerWarp + p.prefetch_rows;
     this->prefetch_line(base, t0, n, first_page, use_skip, next, row, (lane % kLinesPerRow) * 128);
   }
@@ -113,13 +149,15 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;
     constexpr int kStride = kWarps * S::kUnroll;
     Bytes16 buf[S::kUnroll][S::kLoadsPerRow];
+    float scale = 0.f;
     bool keep[S::kUnroll];
-    if (warp < steps) load_batch(buf, kbase, warp, t0, n, first_page, false, keep);
+    if (warp < steps) load_batch(buf, scale, kbase, p.k_scale, warp, t0, n, first_page, false, keep);
     prefetch_batch(kbase, warp, t0, n, first_page, false, then);
     for (int s0 = warp; s0 < steps; s0 += kStride) {
       Bytes16 next[S::kUnroll][S::kLoadsPerRow];
+      float scale_next = 0.f;
       bool keep_next[S::kUnroll] = {};
-      if (s0 + kStride < steps) load_batch(next, kbase, s0 + kStride, t0, n, first_page, false, keep_next);
+      if (s0 + kStride < steps) load_batch(next, scale_next, kbase, p.k_scale, s0 + kStride, t0, n, first_page, false, keep_next);
       prefetch_batch(kbase, s0 + kStride, t0, n, first_page, false, then);
 #pragma unroll
       for (int u = 0; u < S::kUnroll; ++u) {
@@ -136,6 +174,7 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
         }
         int head = 0;
         float total = reduce_heads(dot, head);
+        if constexpr (S::kScaled) total *= row_scale(scale, u);
         int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step();
         if (writes_head() && row < n) sh.w[head][row] = total;
       }
@@ -144,6 +183,7 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
 #pragma unroll
         for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = next[u][j];
       }
+      scale = scale_next;
     }
   }
 
@@ -192,16 +232,20 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;
     constexpr int kStride = kWarps * S::kUnroll;
     Bytes16 buf[S::kUnroll][S::kLoadsPerRow];
+    float scale = 0.f;
     bool keep[S::kUnroll];
-    if (warp < steps) load_batch(buf, vbase, warp, t0, n, first_page, use_skip, keep);
+    if (warp < steps) load_batch(buf, scale, vbase, p.v_scale, warp, t0, n, first_page, use_skip, keep);
     prefetch_batch(vbase, warp, t0, n, first_page, use_skip, then);
     for (int s0 = warp; s0 < steps; s0 += kStride) {
       Bytes16 next[S::kUnroll][S::kLoadsPerRow];
+      float scale_next = 0.f;
       bool keep_next[S::kUnroll] = {};
-      if (s0 + kStride < steps) load_batch(next, vbase, s0 + kStride, t0, n, first_page, use_skip, keep_next);
+      if (s0 + kStride < steps) load_batch(next, scale_next, vbase, p.v_scale, s0 + kStride, t0, n, first_page, use_skip, keep_next);
       prefetch_batch(vbase, s0 + kStride, t0, n, first_page, use_skip, then);
 #pragma unroll
       for (int u = 0; u < S::kUnroll; ++u) {
+        float v_scale = 1.f;
+        if constexpr (S::kScaled) v_scale = row_scale(scale, u);  // (before the branch: every lane shuffles)
         if (!keep[u]) continue;
         int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step();
         float x[S::kElems];
@@ -210,6 +254,7 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
 #pragma unroll
         for (int h = 0; h < GT; ++h) {
           float w = sh.w[h][row];
+          if constexpr (S::kScaled) w *= v_scale;  // the row's V scale enters its weight, before the sum over tokens
 #pragma unroll
           for (int e = 0; e < S::kElems; ++e) o.x[h][e] = fmaf(w, x[e], o.x[h][e]);
         }
@@ -220,6 +265,7 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
 #pragma unroll
         for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = next[u][j];
       }
+      scale = scale_next;
     }
   }
 
