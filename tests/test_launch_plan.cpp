@@ -157,6 +157,10 @@ TEST(LaunchPlan, Fp8CachesTakeTheCudaCorePasses) {
   LaunchShape s = fp8_layer(1, 65536, SR_ROUTING_OFF);
   s.head_dim = 256;  // CUDA-core passes of 256 dims keep 3 blocks per SM
   EXPECT_EQ(plan_launch(s, kH100, t).build.min_blocks, 3);
+  s.head_dim = 64;  // its tile of 4 spills at 3
+  EXPECT_EQ(plan_launch(s, kH100, t).build.min_blocks, 2);
+  s.group = 1;
+  EXPECT_EQ(plan_launch(s, kH100, t).build.min_blocks, 3);
   s = fp8_layer(1, 65536, SR_ROUTING_OFF);
   s.group = 8;
   EXPECT_EQ(plan_launch(s, kH100, t).build.tile_heads, 8);

@@ -32,10 +32,14 @@ constexpr bool tensor_core_passes(int32_t dtype, bool tensor_cores) {
 
 // Blocks per SM of the general build of a tile: 3, except where the tensor-core passes of
 // head_dim 256 keep q and 256 dims of accumulators in registers (they spill at 3, fit at 2); a
-// tile of 8 heads always 2. The bf16 head_dim-128 tile of 4 (the Llama-3.1-8B layer) is also
+// tile of 8 heads always 2; and FP8's head_dim-64 tile of 4 (its CUDA-core passes spill at 3 on
+// sm_90, by a register, with the L2 row prefetch). The bf16 head_dim-128 tile of 4 (the Llama-3.1-8B layer) is also
 // built at 4 blocks per SM, for one routed sequence (more blocks hide more latency there).
 constexpr int32_t general_min_blocks(int32_t dtype, int32_t head_dim, int32_t tile_heads, bool tensor_cores) {
-  return tile_heads == 8 ? 2 : tensor_core_passes(dtype, tensor_cores) && head_dim == 256 ? 2 : 3;
+  return tile_heads == 8                                              ? 2
+         : tensor_core_passes(dtype, tensor_cores) && head_dim == 256 ? 2
+         : dtype == SR_DTYPE_FP8_E4M3 && head_dim == 64 && tile_heads == 4 ? 2
+                                                                       : 3;
 }
 constexpr bool has_occupancy_build(int32_t dtype, int32_t head_dim, int32_t tile_heads) {
   return dtype == SR_DTYPE_BF16 && head_dim == 128 && tile_heads == 4;

@@ -283,7 +283,7 @@ TEST_F(GpuDecode, DevicePointerAppendMatchesHostAppend) {
       // E4M3 rounding: half a step of 3 mantissa bits, or of the subnormal steps (2^-9 scale).
       float amax = 0.f;
       for (int32_t d = 0; d < D; ++d) amax = std::max(amax, std::fabs(packed_k[i / D * D + d]));
-      ASSERT_LE(std::fabs(a_k[i] - packed_k[i]), std::fabs(packed_k[i]) * 0.0625 + amax / 448 / 1024 * 1.0001) << i;
+      ASSERT_LE(std::fabs(a_k[i] - packed_k[i]), (std::fabs(packed_k[i]) * 0.0625 + amax / 448 / 1024) * 1.0001) << i;
     } else {
       ASSERT_NEAR(a_k[i], packed_k[i], std::fabs(packed_k[i]) * 4e-3 + 1e-30);
     }

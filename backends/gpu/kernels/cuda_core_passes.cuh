@@ -1,10 +1,12 @@
 // q.K and w.V as f32 FMAs on the CUDA (or AMD vector) cores: the passes of f32 and FP8 caches,
 // and of every cache on HIP. A row is split over kLanesPerRow lanes (one load each: 16 bytes, 8
 // for FP8), a warp step covers kRowsPerWarp rows, and a lane keeps every head of the tile in
-// registers. An FP8 row's scale (times CacheElem::unscale()) is loaded with the row, by one of
-// the row's lanes per batch step (one register, not one per step: the 3-blocks builds spilled),
-// and multiplies its logit (K) or its weight (V: before the sum over tokens), in f32, as the
-// CPU's split kernel does (docs/ARCHITECTURE.md, "GPU backend: the decode kernel").
+// registers. An FP8 row's scale (times CacheElem::unscale()) multiplies its logit (K) or its
+// weight (V: before the sum over tokens), in f32, as the CPU's split kernel does
+// (docs/ARCHITECTURE.md, "GPU backend: the decode kernel"): in shared memory, once a chunk's
+// logits are written (end of score) and once its weights are (scale_weights, while warp 0
+// routes), so the pipelined loops hold no scales (a register for them, or the V scaling inside
+// accumulate, spilled the sm_90 3-blocks builds, and so did L2 prefetches of the scales).
 #pragma once
 
 #include "block_base.cuh"
@@ -23,7 +25,6 @@ struct Shape {
                                                                 // loads at 8 a batch spill in the 3-blocks builds
   static constexpr bool kScaled = DT == SR_DTYPE_FP8_E4M3;      // rows carry a scale
   static_assert(kLanesPerRow * kRowsPerWarp == kWarp, "rows tile the warp");
-  static_assert(!kScaled || kUnroll <= kLanesPerRow, "a lane of the row holds each step's scale");
 };
 
 template <int DT, int D, int GT, bool kAmpleRegisters>
@@ -92,36 +93,23 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     }
   }
 
-  // Rows of one batch of warp steps: the pieces of rows (s0 + u * kWarps) * rows-per-step, and
-  // for FP8 the scale (times unscale(); 0 for rows not read) of step u's row in the row's lane
-  // part() == u (row_scale() hands it out).
-  __device__ void load_batch(Bytes16 (&buf)[S::kUnroll][S::kLoadsPerRow], float& scale, const char* base,
-                             const float* scales, int s0, int64_t t0, int n, int32_t first_page, bool use_skip,
-                             bool (&keep)[S::kUnroll]) const {
+  // Rows of one batch of warp steps: the pieces of rows (s0 + u * kWarps) * rows-per-step.
+  __device__ void load_batch(Bytes16 (&buf)[S::kUnroll][S::kLoadsPerRow], const char* base, int s0, int64_t t0, int n,
+                             int32_t first_page, bool use_skip, bool (&keep)[S::kUnroll]) const {
 #pragma unroll
     for (int u = 0; u < S::kUnroll; ++u) {
       int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step();
       keep[u] = this->row_kept(row, n, use_skip);
       if (keep[u]) {
-        const int64_t offset = this->row_offset(t0 + row, first_page);
-        const char* src = base + offset * Base::kElemBytes;
+        const char* src = base + this->row_offset(t0 + row, first_page) * Base::kElemBytes;
 #pragma unroll
         for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = load_piece(src + ((j * S::kLanesPerRow + part()) * S::kVec) * Base::kElemBytes);
-        if constexpr (S::kScaled) {
-          if (part() == u) scale = scales[offset / D] * CacheElem<DT>::unscale();
-        }
       } else {
 #pragma unroll
         for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = Bytes16{{0u, 0u, 0u, 0u}};
-        if constexpr (S::kScaled) {
-          if (part() == u) scale = 0.f;
-        }
       }
     }
   }
-
-  // The scale of this lane's row in batch step u (all lanes call it).
-  __device__ float row_scale(float scale, int u) const { return shfl(scale, row_in_step() * S::kLanesPerRow + u); }
 
   // The L2 prefetch of the rows p.prefetch_rows past this warp's batch at step s0. A warp's
   // batch is 2 KB (1 KB for FP8), 16 (8) lines of 128 bytes: lane i requests line i (a line holds
@@ -149,15 +137,13 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;
     constexpr int kStride = kWarps * S::kUnroll;
     Bytes16 buf[S::kUnroll][S::kLoadsPerRow];
-    float scale = 0.f;
     bool keep[S::kUnroll];
-    if (warp < steps) load_batch(buf, scale, kbase, p.k_scale, warp, t0, n, first_page, false, keep);
+    if (warp < steps) load_batch(buf, kbase, warp, t0, n, first_page, false, keep);
     prefetch_batch(kbase, warp, t0, n, first_page, false, then);
     for (int s0 = warp; s0 < steps; s0 += kStride) {
       Bytes16 next[S::kUnroll][S::kLoadsPerRow];
-      float scale_next = 0.f;
       bool keep_next[S::kUnroll] = {};
-      if (s0 + kStride < steps) load_batch(next, scale_next, kbase, p.k_scale, s0 + kStride, t0, n, first_page, false, keep_next);
+      if (s0 + kStride < steps) load_batch(next, kbase, s0 + kStride, t0, n, first_page, false, keep_next);
       prefetch_batch(kbase, s0 + kStride, t0, n, first_page, false, then);
 #pragma unroll
       for (int u = 0; u < S::kUnroll; ++u) {
@@ -174,7 +160,6 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
         }
         int head = 0;
         float total = reduce_heads(dot, head);
-        if constexpr (S::kScaled) total *= row_scale(scale, u);
         int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step();
         if (writes_head() && row < n) sh.w[head][row] = total;
       }
@@ -183,7 +168,10 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
 #pragma unroll
         for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = next[u][j];
       }
-      scale = scale_next;
+    }
+    if constexpr (S::kScaled) {
+      __syncthreads();  // every warp's logits are written (the caller synchronises after)
+      scale_rows(p.k_scale, t0, n, first_page);
     }
   }
 
@@ -226,26 +214,40 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     return (part() & plain) == 0;
   }
 
-  // Pass 2: o += w * V over tokens [t0, t0 + n), leaving out rows of skipped blocks.
+  // FP8: sh.w[h][i] (every head) times the scale of row i of [t0, t0 + n): K scales into
+  // logits, V scales into weights (rows of skipped blocks too: nothing reads them). Called by
+  // all threads; no barrier.
+  __device__ void scale_rows(const float* scales, int64_t t0, int n, int32_t first_page) {
+    for (int i = threadIdx.x; i < n; i += kThreads) {
+      const float scale = scales[this->row_offset(t0 + i, first_page) / D] * CacheElem<DT>::unscale();
+#pragma unroll
+      for (int h = 0; h < GT; ++h) sh.w[h][i] *= scale;
+    }
+  }
+
+  // FP8: the chunk's weights times their rows' V scales, before the V pass (the caller
+  // synchronises before and after).
+  __device__ void scale_weights(int64_t t0, int n, int32_t first_page) {
+    if constexpr (S::kScaled) scale_rows(p.v_scale, t0, n, first_page);
+  }
+
+  // Pass 2: o += w * V over tokens [t0, t0 + n), leaving out rows of skipped blocks (FP8: the
+  // weights carry the V scales, scale_weights).
   __device__ void accumulate(O& o, int64_t t0, int n, int32_t first_page, bool use_skip, const NextRows* then = nullptr) {
     const char* vbase = static_cast<const char*>(p.v);
     const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;
     constexpr int kStride = kWarps * S::kUnroll;
     Bytes16 buf[S::kUnroll][S::kLoadsPerRow];
-    float scale = 0.f;
     bool keep[S::kUnroll];
-    if (warp < steps) load_batch(buf, scale, vbase, p.v_scale, warp, t0, n, first_page, use_skip, keep);
+    if (warp < steps) load_batch(buf, vbase, warp, t0, n, first_page, use_skip, keep);
     prefetch_batch(vbase, warp, t0, n, first_page, use_skip, then);
     for (int s0 = warp; s0 < steps; s0 += kStride) {
       Bytes16 next[S::kUnroll][S::kLoadsPerRow];
-      float scale_next = 0.f;
       bool keep_next[S::kUnroll] = {};
-      if (s0 + kStride < steps) load_batch(next, scale_next, vbase, p.v_scale, s0 + kStride, t0, n, first_page, use_skip, keep_next);
+      if (s0 + kStride < steps) load_batch(next, vbase, s0 + kStride, t0, n, first_page, use_skip, keep_next);
       prefetch_batch(vbase, s0 + kStride, t0, n, first_page, use_skip, then);
 #pragma unroll
       for (int u = 0; u < S::kUnroll; ++u) {
-        float v_scale = 1.f;
-        if constexpr (S::kScaled) v_scale = row_scale(scale, u);  // (before the branch: every lane shuffles)
         if (!keep[u]) continue;
         int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step();
         float x[S::kElems];
@@ -254,7 +256,6 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
 #pragma unroll
         for (int h = 0; h < GT; ++h) {
           float w = sh.w[h][row];
-          if constexpr (S::kScaled) w *= v_scale;  // the row's V scale enters its weight, before the sum over tokens
 #pragma unroll
           for (int e = 0; e < S::kElems; ++e) o.x[h][e] = fmaf(w, x[e], o.x[h][e]);
         }
@@ -265,7 +266,6 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
 #pragma unroll
         for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = next[u][j];
       }
-      scale = scale_next;
     }
   }
 
