@@ -231,63 +231,63 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, GpuStreamDecode, ::testing::ValuesIn(kDecodeDty
 // what the same append from host memory stores.
 TEST_F(GpuDecode, DevicePointerAppendMatchesHostAppend) {
   for (sr_dtype dtype : kDecodeDtypes) {
-  SCOPED_TRACE(dtype_name(dtype));
-  const uint64_t seed = fresh_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937_64 rng(seed);
-  auto ctx = make_context(SR_BACKEND_CUDA);
-  CacheShape shape;
-  shape.kv_heads = 3;
-  shape.head_dim = 64;
-  shape.page_tokens = 32;
-  shape.dtype = dtype;
-  auto cache = make_cache(ctx.get(), shape);
-  const int64_t n = 77;
-  const int64_t head_stride = 80, token_stride = 3 * 80 + 5;  // padded rows
-  auto strided_k = gaussian(rng, n * token_stride);
-  auto strided_v = gaussian(rng, strided_k.size());
-  std::vector<float> packed_k(n * shape.kv_heads * shape.head_dim), packed_v(packed_k.size());
-  for (int64_t t = 0; t < n; ++t) {
-    for (int32_t h = 0; h < shape.kv_heads; ++h) {
-      for (int32_t d = 0; d < shape.head_dim; ++d) {
-        packed_k[(t * shape.kv_heads + h) * shape.head_dim + d] = strided_k[t * token_stride + h * head_stride + d];
-        packed_v[(t * shape.kv_heads + h) * shape.head_dim + d] = strided_v[t * token_stride + h * head_stride + d];
+    SCOPED_TRACE(dtype_name(dtype));
+    const uint64_t seed = fresh_seed();
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937_64 rng(seed);
+    auto ctx = make_context(SR_BACKEND_CUDA);
+    CacheShape shape;
+    shape.kv_heads = 3;
+    shape.head_dim = 64;
+    shape.page_tokens = 32;
+    shape.dtype = dtype;
+    auto cache = make_cache(ctx.get(), shape);
+    const int64_t n = 77;
+    const int64_t head_stride = 80, token_stride = 3 * 80 + 5;  // padded rows
+    auto strided_k = gaussian(rng, n * token_stride);
+    auto strided_v = gaussian(rng, strided_k.size());
+    std::vector<float> packed_k(n * shape.kv_heads * shape.head_dim), packed_v(packed_k.size());
+    for (int64_t t = 0; t < n; ++t) {
+      for (int32_t h = 0; h < shape.kv_heads; ++h) {
+        for (int32_t d = 0; d < shape.head_dim; ++d) {
+          packed_k[(t * shape.kv_heads + h) * shape.head_dim + d] = strided_k[t * token_stride + h * head_stride + d];
+          packed_v[(t * shape.kv_heads + h) * shape.head_dim + d] = strided_v[t * token_stride + h * head_stride + d];
+        }
       }
     }
-  }
-  DeviceArray<float> dk(strided_k.size()), dv(strided_v.size());
-  dk.upload(strided_k);
-  dv.upload(strided_v);
-  sr_seq_id from_device, from_host;
-  ASSERT_EQ(sr_seq_add(cache.get(), &from_device), SR_OK);
-  ASSERT_EQ(sr_seq_add(cache.get(), &from_host), SR_OK);
-  sr_kv_io io;
-  sr_kv_io_default(&io, sizeof io);
-  io.dtype = SR_DTYPE_F32;
-  io.memory = SR_MEMORY_DEVICE;
-  io.token_stride = token_stride;
-  io.head_stride = head_stride;
-  ASSERT_EQ(sr_kv_append(cache.get(), from_device, 0, 40, dk.p, dv.p, &io), SR_OK) << sr_last_error();
-  ASSERT_EQ(sr_kv_append(cache.get(), from_device, 0, n - 40, dk.p + 40 * token_stride, dv.p + 40 * token_stride, &io),
-            SR_OK)
-      << sr_last_error();
-  append_f32(cache.get(), from_host, 0, n, packed_k.data(), packed_v.data());
-  std::vector<float> a_k(packed_k.size()), a_v(packed_k.size()), b_k(packed_k.size()), b_v(packed_k.size());
-  read_f32(cache.get(), from_device, 0, 0, n, a_k.data(), a_v.data());
-  read_f32(cache.get(), from_host, 0, 0, n, b_k.data(), b_v.data());
-  EXPECT_EQ(a_k, b_k);
-  EXPECT_EQ(a_v, b_v);
-  const int32_t D = shape.head_dim;
-  for (size_t i = 0; i < a_k.size(); ++i) {
-    if (dtype == SR_DTYPE_FP8_E4M3) {
-      // E4M3 rounding: half a step of 3 mantissa bits, or of the subnormal steps (2^-9 scale).
-      float amax = 0.f;
-      for (int32_t d = 0; d < D; ++d) amax = std::max(amax, std::fabs(packed_k[i / D * D + d]));
-      ASSERT_LE(std::fabs(a_k[i] - packed_k[i]), (std::fabs(packed_k[i]) * 0.0625 + amax / 448 / 1024) * 1.0001) << i;
-    } else {
-      ASSERT_NEAR(a_k[i], packed_k[i], std::fabs(packed_k[i]) * 4e-3 + 1e-30);
+    DeviceArray<float> dk(strided_k.size()), dv(strided_v.size());
+    dk.upload(strided_k);
+    dv.upload(strided_v);
+    sr_seq_id from_device, from_host;
+    ASSERT_EQ(sr_seq_add(cache.get(), &from_device), SR_OK);
+    ASSERT_EQ(sr_seq_add(cache.get(), &from_host), SR_OK);
+    sr_kv_io io;
+    sr_kv_io_default(&io, sizeof io);
+    io.dtype = SR_DTYPE_F32;
+    io.memory = SR_MEMORY_DEVICE;
+    io.token_stride = token_stride;
+    io.head_stride = head_stride;
+    ASSERT_EQ(sr_kv_append(cache.get(), from_device, 0, 40, dk.p, dv.p, &io), SR_OK) << sr_last_error();
+    ASSERT_EQ(sr_kv_append(cache.get(), from_device, 0, n - 40, dk.p + 40 * token_stride, dv.p + 40 * token_stride, &io),
+              SR_OK)
+        << sr_last_error();
+    append_f32(cache.get(), from_host, 0, n, packed_k.data(), packed_v.data());
+    std::vector<float> a_k(packed_k.size()), a_v(packed_k.size()), b_k(packed_k.size()), b_v(packed_k.size());
+    read_f32(cache.get(), from_device, 0, 0, n, a_k.data(), a_v.data());
+    read_f32(cache.get(), from_host, 0, 0, n, b_k.data(), b_v.data());
+    EXPECT_EQ(a_k, b_k);
+    EXPECT_EQ(a_v, b_v);
+    const int32_t D = shape.head_dim;
+    for (size_t i = 0; i < a_k.size(); ++i) {
+      if (dtype == SR_DTYPE_FP8_E4M3) {
+        // E4M3 rounding: half a step of 3 mantissa bits, or of the subnormal steps (2^-9 scale).
+        float amax = 0.f;
+        for (int32_t d = 0; d < D; ++d) amax = std::max(amax, std::fabs(packed_k[i / D * D + d]));
+        ASSERT_LE(std::fabs(a_k[i] - packed_k[i]), (std::fabs(packed_k[i]) * 0.0625 + amax / 448 / 1024) * 1.0001) << i;
+      } else {
+        ASSERT_NEAR(a_k[i], packed_k[i], std::fabs(packed_k[i]) * 4e-3 + 1e-30);
+      }
     }
-  }
   }
 }
 
@@ -594,48 +594,48 @@ INSTANTIATE_TEST_SUITE_P(Contexts, GpuLongContext,
 // follow-up launch, the statistics count them, and the result is the dense one.
 TEST_F(GpuDecode, FollowUpRecomputesHeadsOverBudget) {
   for (sr_dtype dtype : kDecodeDtypes) {
-  SCOPED_TRACE(dtype_name(dtype));
-  const uint64_t seed = fresh_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  CacheShape shape;
-  shape.kv_heads = 4;
-  shape.dtype = dtype;
-  shape.capacity = 20000;
-  const int32_t group = 4, q_heads = 16, D = 128;
-  workloads::ContextSpec spec = workloads::sink_heavy_spec(16000, seed);
-  spec.kv_heads = shape.kv_heads;
-  spec.group = group;
-  workloads::SyntheticContext generator(spec);
-  auto q = generator.query();
-  auto ctx = make_context(SR_BACKEND_CUDA);
-  auto cache = make_cache(ctx.get(), shape);
-  sr_seq_id seq = append_synthetic(cache.get(), generator);
-  auto ref = reference_outputs(cache.get(), {seq}, 0, q.data(), q_heads, shape, kScaleD128);
-  std::vector<float> out(q.size()), bound(q_heads);
-  const std::vector<sr_seq_id> batch = {seq};  // decode_args keeps a pointer to it
-  sr_decode_args args = decode_args(batch, q_heads, q.data(), out.data());
-  args.routing = SR_ROUTING_TAU;
-  args.tau = 6.f;
-  args.error_budget = 1e-9f;
-  args.head_error_bound = bound.data();
-  args.collect_stats = 1;
-  ASSERT_EQ(sr_context_reset_stats(ctx.get()), SR_OK);
-  ASSERT_EQ(decode_with_host_buffers(ctx.get(), cache.get(), args, D), SR_OK) << sr_last_error();
-  sr_decode_stats stats;
-  ASSERT_EQ(sr_context_stats(ctx.get(), &stats, sizeof stats), SR_OK);
-  EXPECT_GT(stats.heads_recomputed, 0);
-  EXPECT_LE(stats.max_error_bound, 1e-9);
-  auto errors = per_head_errors(out.data(), ref, q_heads, D);
-  for (int32_t h = 0; h < q_heads; ++h) {
-    EXPECT_LT(errors[h], 1e-5) << "head " << h;
-    EXPECT_LE(bound[h], 1e-9f) << "head " << h;
-  }
-  // Running again gives the same statistics increment: the redo flags were cleared.
-  ASSERT_EQ(decode_with_host_buffers(ctx.get(), cache.get(), args, D), SR_OK) << sr_last_error();
-  sr_decode_stats twice;
-  ASSERT_EQ(sr_context_stats(ctx.get(), &twice, sizeof twice), SR_OK);
-  EXPECT_EQ(twice.heads_recomputed, 2 * stats.heads_recomputed);
-  EXPECT_EQ(twice.blocks_v_skipped, 2 * stats.blocks_v_skipped);
+    SCOPED_TRACE(dtype_name(dtype));
+    const uint64_t seed = fresh_seed();
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    CacheShape shape;
+    shape.kv_heads = 4;
+    shape.dtype = dtype;
+    shape.capacity = 20000;
+    const int32_t group = 4, q_heads = 16, D = 128;
+    workloads::ContextSpec spec = workloads::sink_heavy_spec(16000, seed);
+    spec.kv_heads = shape.kv_heads;
+    spec.group = group;
+    workloads::SyntheticContext generator(spec);
+    auto q = generator.query();
+    auto ctx = make_context(SR_BACKEND_CUDA);
+    auto cache = make_cache(ctx.get(), shape);
+    sr_seq_id seq = append_synthetic(cache.get(), generator);
+    auto ref = reference_outputs(cache.get(), {seq}, 0, q.data(), q_heads, shape, kScaleD128);
+    std::vector<float> out(q.size()), bound(q_heads);
+    const std::vector<sr_seq_id> batch = {seq};  // decode_args keeps a pointer to it
+    sr_decode_args args = decode_args(batch, q_heads, q.data(), out.data());
+    args.routing = SR_ROUTING_TAU;
+    args.tau = 6.f;
+    args.error_budget = 1e-9f;
+    args.head_error_bound = bound.data();
+    args.collect_stats = 1;
+    ASSERT_EQ(sr_context_reset_stats(ctx.get()), SR_OK);
+    ASSERT_EQ(decode_with_host_buffers(ctx.get(), cache.get(), args, D), SR_OK) << sr_last_error();
+    sr_decode_stats stats;
+    ASSERT_EQ(sr_context_stats(ctx.get(), &stats, sizeof stats), SR_OK);
+    EXPECT_GT(stats.heads_recomputed, 0);
+    EXPECT_LE(stats.max_error_bound, 1e-9);
+    auto errors = per_head_errors(out.data(), ref, q_heads, D);
+    for (int32_t h = 0; h < q_heads; ++h) {
+      EXPECT_LT(errors[h], 1e-5) << "head " << h;
+      EXPECT_LE(bound[h], 1e-9f) << "head " << h;
+    }
+    // Running again gives the same statistics increment: the redo flags were cleared.
+    ASSERT_EQ(decode_with_host_buffers(ctx.get(), cache.get(), args, D), SR_OK) << sr_last_error();
+    sr_decode_stats twice;
+    ASSERT_EQ(sr_context_stats(ctx.get(), &twice, sizeof twice), SR_OK);
+    EXPECT_EQ(twice.heads_recomputed, 2 * stats.heads_recomputed);
+    EXPECT_EQ(twice.blocks_v_skipped, 2 * stats.blocks_v_skipped);
   }
 }
 
