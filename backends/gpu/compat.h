@@ -221,6 +221,23 @@ __device__ __forceinline__ Bytes16 load_stream16(const void* p) {
 #endif
 }
 
+// 8 bytes, read as load_stream16 reads 16 (the FP8 rows of the CUDA-core passes: 8 elements
+// per load, the indexing of the 16-bit caches).
+template <bool kWideFetch = true>
+__device__ __forceinline__ uint2 load_stream8(const void* p) {
+#if defined(__HIPCC__) || defined(SR_GPU_HIP)
+  return *static_cast<const uint2*>(p);
+#else
+  if constexpr (kWideFetch) {
+    uint2 v;
+    asm("ld.global.nc.L1::no_allocate.L2::256B.v2.u32 {%0,%1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+    return v;
+  } else {
+    return __ldcs(static_cast<const uint2*>(p));
+  }
+#endif
+}
+
 // Asks the L2 for the 128-byte line holding p, without waiting for it or using a register: raises
 // the bytes in flight beyond what registers hold. (No-op on HIP, where it is not measured yet.)
 __device__ __forceinline__ void prefetch_l2(const void* p) {

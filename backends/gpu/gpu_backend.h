@@ -36,6 +36,10 @@ struct sr_backend_storage {
   void* k = nullptr;           // [layers][pages][kv_heads][page_tokens][head_dim]
   void* v = nullptr;
   float* vnorm = nullptr;      // [layers][pages][kv_heads]
+  // FP8 caches: one f32 scale per row (a token's K or V of one kv-head), laid out as the CPU's,
+  // [layers][pages][kv_heads][page_tokens]; null for other dtypes.
+  float* k_scale = nullptr;
+  float* v_scale = nullptr;
 
   // Device page tables (see DeviceTables) and what was last sent for each slot.
   sr::gpu::DeviceTables* tables_device = nullptr;
@@ -66,6 +70,11 @@ struct sr_backend_storage {
   char* v_layer(int32_t layer) const {
     return static_cast<char*>(v) + static_cast<size_t>(layer) * layer_elements * element_size;
   }
+  int64_t layer_rows() const {
+    return static_cast<int64_t>(geometry.num_pages) * geometry.num_kv_heads * geometry.page_tokens;
+  }
+  float* k_scale_layer(int32_t layer) const { return k_scale ? k_scale + layer * layer_rows() : nullptr; }
+  float* v_scale_layer(int32_t layer) const { return v_scale ? v_scale + layer * layer_rows() : nullptr; }
   float* vnorm_layer(int32_t layer) const {
     return vnorm + static_cast<int64_t>(layer) * geometry.num_pages * geometry.num_kv_heads;
   }
@@ -111,6 +120,7 @@ struct DecodeKernel {
 DecodeKernel decode_kernel_f32(const KernelBuild& build);
 DecodeKernel decode_kernel_f16(const KernelBuild& build);
 DecodeKernel decode_kernel_bf16(const KernelBuild& build);
+DecodeKernel decode_kernel_fp8(const KernelBuild& build);
 DecodeKernel decode_kernel(int32_t dtype, const KernelBuild& build);
 
 }  // namespace sr::gpu

@@ -12,9 +12,13 @@
 namespace sr::gpu {
 
 DecodeKernel decode_kernel(int32_t dtype, const KernelBuild& build) {
-  return dtype == SR_DTYPE_F32   ? decode_kernel_f32(build)
-         : dtype == SR_DTYPE_F16 ? decode_kernel_f16(build)
-                                 : decode_kernel_bf16(build);
+  switch (dtype) {
+    case SR_DTYPE_F32: return decode_kernel_f32(build);
+    case SR_DTYPE_F16: return decode_kernel_f16(build);
+    case SR_DTYPE_BF16: return decode_kernel_bf16(build);
+    case SR_DTYPE_FP8_E4M3: return decode_kernel_fp8(build);
+    default: return DecodeKernel{};
+  }
 }
 
 namespace {
@@ -79,6 +83,8 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   p.k = storage->k_layer(a.layer);
   p.v = storage->v_layer(a.layer);
   p.vnorm = storage->vnorm_layer(a.layer);
+  p.k_scale = storage->k_scale_layer(a.layer);
+  p.v_scale = storage->v_scale_layer(a.layer);
   p.tables = storage->tables_device;
   p.layer = a.layer;
   p.kv_heads = g.num_kv_heads;

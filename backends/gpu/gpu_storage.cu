@@ -1,4 +1,4 @@
-// The device-resident page pool: K/V pages, V-norm summaries, page tables mirrored from the
+// The device-resident page pool: K/V pages (with per-row scales for FP8), V-norm summaries, page tables mirrored from the
 // core, and the decode workspace. Writes are asynchronous on the append's stream (the
 // context's when it names none); reads are synchronous.
 #include <algorithm>
@@ -25,6 +25,8 @@ void free_all(sr_backend_storage* s) {
   (void)gpuFree(s->k);
   (void)gpuFree(s->v);
   (void)gpuFree(s->vnorm);
+  (void)gpuFree(s->k_scale);
+  (void)gpuFree(s->v_scale);
   (void)gpuFree(s->tables_device);
   (void)gpuFree(s->tables.pages);
   (void)gpuFree(s->tables.lengths);
@@ -51,6 +53,8 @@ TokenCopy token_copy(const sr_backend_storage* s, int32_t layer, int64_t first_t
   TokenCopy c{};
   c.k = s->k_layer(layer);
   c.v = s->v_layer(layer);
+  c.k_scale = s->k_scale_layer(layer);
+  c.v_scale = s->v_scale_layer(layer);
   c.src_dtype = io->dtype;
   c.cache_dtype = g.dtype;
   c.kv_heads = g.num_kv_heads;
@@ -131,11 +135,6 @@ sr_status scatter_words(uint32_t* dst, const uint32_t* words, int64_t count, gpu
 
 sr_status storage_create(sr_backend_device* device, const sr_cache_geometry* g, sr_backend_storage** out,
                          sr_backend_error* err) {
-  if (g->dtype == SR_DTYPE_FP8_E4M3) {
-    set_backend_error(err, "dtype = SR_DTYPE_FP8_E4M3: this build's GPU backend has no FP8 kernels yet "
-                           "(the CPU backend stores and decodes FP8 caches)");
-    return SR_ERR_UNSUPPORTED;
-  }
   DeviceScope scope(device);
   auto s = new (std::nothrow) sr_backend_storage;
   if (!s) return SR_ERR_OUT_OF_MEMORY;
@@ -160,6 +159,11 @@ sr_status storage_create(sr_backend_device* device, const sr_cache_geometry* g, 
   if (st == SR_OK) {
     st = device_alloc(&s->vnorm, static_cast<size_t>(g->num_layers) * g->num_pages * g->num_kv_heads,
                       "allocating V-norm summaries", err);
+  }
+  if (st == SR_OK && g->dtype == SR_DTYPE_FP8_E4M3) {
+    const size_t rows = static_cast<size_t>(g->num_layers) * s->layer_rows();
+    st = device_alloc(&s->k_scale, rows, "allocating FP8 row scales", err);
+    if (st == SR_OK) st = device_alloc(&s->v_scale, rows, "allocating FP8 row scales", err);
   }
   if (st == SR_OK) st = device_alloc(&s->tables_device, 1, "allocating the page-table directory", err);
   if (st == SR_OK) st = device_alloc(&s->part_o, partial_rows * g->head_dim, "allocating decode workspace", err);
@@ -325,6 +329,15 @@ sr_status copy_page(sr_backend_storage* s, int32_t src_page, int32_t dst_page, s
                                 page_bytes, gpuMemcpyDeviceToDevice, stream),
                  "copying a shared page", err);
     }
+    if (st == SR_OK && s->k_scale) {
+      const int64_t page_rows = static_cast<int64_t>(g.num_kv_heads) * g.page_tokens;
+      for (float* scales : {s->k_scale_layer(layer), s->v_scale_layer(layer)}) {
+        if (st != SR_OK) break;
+        st = check(gpuMemcpyAsync(scales + dst_page * page_rows, scales + src_page * page_rows, sizeof(float) * page_rows,
+                                  gpuMemcpyDeviceToDevice, stream),
+                   "copying a shared page", err);
+      }
+    }
     if (st == SR_OK) {
       float* norms = s->vnorm_layer(layer);
       st = check(gpuMemcpyAsync(norms + static_cast<int64_t>(dst_page) * g.num_kv_heads,
@@ -342,7 +355,7 @@ sr_status trim_page(sr_backend_storage* s, int32_t layer, int32_t page, int32_t 
   DeviceScope scope(s->device);
   const sr_cache_geometry& g = s->geometry;
   trim_page_kernel<<<g.num_kv_heads, kStorageThreads, 0, s->device->stream>>>(
-      s->v_layer(layer), s->vnorm_layer(layer), g.dtype, g.num_kv_heads, g.head_dim, g.page_tokens, page, valid_tokens);
+      s->v_layer(layer), s->v_scale_layer(layer), s->vnorm_layer(layer), g.dtype, g.num_kv_heads, g.head_dim, g.page_tokens, page, valid_tokens);
   return check(gpuGetLastError(), "launching the trim kernel", err);
 }
 

@@ -46,6 +46,8 @@ struct DecodeParams {
   const void* k;          // [num_pages][kv_heads][page_tokens][head_dim]
   const void* v;
   const float* vnorm;     // [num_pages][kv_heads]
+  const float* k_scale;   // FP8 caches: each row's scale, [num_pages][kv_heads][page_tokens]; else null
+  const float* v_scale;
   const DeviceTables* tables;
   int32_t layer;
   int32_t kv_heads;

@@ -69,8 +69,7 @@ LaunchPlan configure(const LaunchShape& s, const DeviceFacts& device, const Tuni
   const int64_t max_splits = std::max<int64_t>(
       1, std::min({split_count(s.longest, plan.min_split_tokens), s.split_capacity / groups,
                    static_cast<int64_t>(kMaxMergeSplits)}));
-  const int64_t token_bytes = 2 * static_cast<int64_t>(s.head_dim) * static_cast<int64_t>(dtype_element_bytes(s.dtype));
-  int64_t splits = pick_splits(groups, wave, max_splits, s.longest, token_bytes);
+  int64_t splits = pick_splits(groups, wave, max_splits, s.longest, token_bytes(s.dtype, s.head_dim));
   // Page-aligned splits can leave the last few of the longest sequence empty: launch none.
   splits = split_count(s.longest, tokens_per_split(s.longest, splits, plan.min_split_tokens, s.page_tokens));
   plan.splits = static_cast<int32_t>(splits);

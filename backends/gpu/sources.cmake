@@ -8,4 +8,5 @@ set(SR_GPU_SOURCES
   ${SR_GPU_DIR}/tuning.cpp
   ${SR_GPU_DIR}/kernels/decode_f32.cu
   ${SR_GPU_DIR}/kernels/decode_f16.cu
-  ${SR_GPU_DIR}/kernels/decode_bf16.cu)
+  ${SR_GPU_DIR}/kernels/decode_bf16.cu
+  ${SR_GPU_DIR}/kernels/decode_fp8.cu)

@@ -3,16 +3,21 @@
 // kernel that lets it launch early and writes its q late reads the new q; appends from
 // device pointers with strides and dtype conversion; long contexts split over many blocks
 // agree with the CPU backend and float64; the error budget holds on the device and the
-// follow-up recompute is counted; routed steps split by the last step's reads stay exact. Skips
-// when no CUDA device is present.
+// follow-up recompute is counted; routed steps split by the last step's reads stay exact; an
+// FP8 cache stores the CPU backend's bits (codes and scales, read back) from every input dtype,
+// host or device memory, and carries them through copy-on-write. The decode cases run for bf16
+// and FP8 caches. Skips when no CUDA device is present.
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 
 #include "early_writer.h"
+#include "shared_arithmetic/dtype_convert.h"
 #include "test_helpers.h"
 #include "tuning.h"
 
@@ -22,6 +27,11 @@ namespace {
 #define CUDA_OK(call) ASSERT_EQ((call), cudaSuccess) << #call << ": " << cudaGetErrorString(cudaGetLastError())
 
 constexpr double kScaleD128 = 0.08838834764831845;  // 1 / sqrt(128)
+
+// The cache dtypes the decode cases run for: bf16 (tensor-core passes) and FP8 (CUDA-core passes).
+constexpr sr_dtype kDecodeDtypes[] = {SR_DTYPE_BF16, SR_DTYPE_FP8_E4M3};
+
+std::string dtype_name(sr_dtype dtype) { return dtype == SR_DTYPE_FP8_E4M3 ? "fp8" : dtype == SR_DTYPE_BF16 ? "bf16" : "other"; }
 
 bool have_cuda() {
   for (sr_backend b : test_backends()) {
@@ -73,9 +83,9 @@ struct DeviceArray {
   }
 };
 
-// A context on a stream of its own and one bf16 sequence of `tokens` random tokens in a cache
-// of 2 kv-heads (8 q-heads read it), for the tests of what a stream orders.
-class GpuStreamDecode : public GpuDecode {
+// A context on a stream of its own and one sequence of `tokens` random tokens in a cache (of the
+// parameter's dtype) of 2 kv-heads (8 q-heads read it), for the tests of what a stream orders.
+class GpuStreamDecode : public GpuDecode, public ::testing::WithParamInterface<sr_dtype> {
  protected:
   void SetUp() override {
     GpuDecode::SetUp();
@@ -89,7 +99,7 @@ class GpuStreamDecode : public GpuDecode {
     ASSERT_EQ(sr_context_create(&o, &raw), SR_OK) << sr_last_error();
     ctx.reset(raw);
     shape.kv_heads = 2;
-    shape.dtype = SR_DTYPE_BF16;
+    shape.dtype = GetParam();
     shape.capacity = 8192;
     cache = make_cache(ctx.get(), shape);
     ASSERT_EQ(sr_seq_add(cache.get(), &seq), SR_OK);
@@ -117,7 +127,7 @@ class GpuStreamDecode : public GpuDecode {
 
 // A decode step captured once in a graph follows the sequence as appends grow it between
 // replays (the split boundaries come from the device-side length).
-TEST_F(GpuStreamDecode, GraphReplayFollowsAppendsBetweenReplays) {
+TEST_P(GpuStreamDecode, GraphReplayFollowsAppendsBetweenReplays) {
   SCOPED_TRACE("seed " + std::to_string(seed));
   append_random(3001);
 
@@ -177,7 +187,7 @@ TEST_F(GpuStreamDecode, GraphReplayFollowsAppendsBetweenReplays) {
 // A step reads q only after the kernel before it in the stream has finished, even where that
 // kernel lets its dependents launch early and writes q late (decode launches overlap the
 // previous kernel: programmatic dependent launch on sm_90).
-TEST_F(GpuStreamDecode, StepWaitsForTheKernelBeforeItThatWritesQ) {
+TEST_P(GpuStreamDecode, StepWaitsForTheKernelBeforeItThatWritesQ) {
   SCOPED_TRACE("seed " + std::to_string(seed));
   append_random(4000);
 
@@ -214,55 +224,235 @@ TEST_F(GpuStreamDecode, StepWaitsForTheKernelBeforeItThatWritesQ) {
   }
 }
 
-// Appends from device memory with strides and f32 -> bf16 conversion store exactly what the
-// same append from host memory stores.
+INSTANTIATE_TEST_SUITE_P(Dtypes, GpuStreamDecode, ::testing::ValuesIn(kDecodeDtypes),
+                         [](const ::testing::TestParamInfo<sr_dtype>& info) { return dtype_name(info.param); });
+
+// Appends from device memory with strides and f32 -> bf16 (or FP8) conversion store exactly
+// what the same append from host memory stores.
 TEST_F(GpuDecode, DevicePointerAppendMatchesHostAppend) {
+  for (sr_dtype dtype : kDecodeDtypes) {
+    SCOPED_TRACE(dtype_name(dtype));
+    const uint64_t seed = fresh_seed();
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937_64 rng(seed);
+    auto ctx = make_context(SR_BACKEND_CUDA);
+    CacheShape shape;
+    shape.kv_heads = 3;
+    shape.head_dim = 64;
+    shape.page_tokens = 32;
+    shape.dtype = dtype;
+    auto cache = make_cache(ctx.get(), shape);
+    const int64_t n = 77;
+    const int64_t head_stride = 80, token_stride = 3 * 80 + 5;  // padded rows
+    auto strided_k = gaussian(rng, n * token_stride);
+    auto strided_v = gaussian(rng, strided_k.size());
+    std::vector<float> packed_k(n * shape.kv_heads * shape.head_dim), packed_v(packed_k.size());
+    for (int64_t t = 0; t < n; ++t) {
+      for (int32_t h = 0; h < shape.kv_heads; ++h) {
+        for (int32_t d = 0; d < shape.head_dim; ++d) {
+          packed_k[(t * shape.kv_heads + h) * shape.head_dim + d] = strided_k[t * token_stride + h * head_stride + d];
+          packed_v[(t * shape.kv_heads + h) * shape.head_dim + d] = strided_v[t * token_stride + h * head_stride + d];
+        }
+      }
+    }
+    DeviceArray<float> dk(strided_k.size()), dv(strided_v.size());
+    dk.upload(strided_k);
+    dv.upload(strided_v);
+    sr_seq_id from_device, from_host;
+    ASSERT_EQ(sr_seq_add(cache.get(), &from_device), SR_OK);
+    ASSERT_EQ(sr_seq_add(cache.get(), &from_host), SR_OK);
+    sr_kv_io io;
+    sr_kv_io_default(&io, sizeof io);
+    io.dtype = SR_DTYPE_F32;
+    io.memory = SR_MEMORY_DEVICE;
+    io.token_stride = token_stride;
+    io.head_stride = head_stride;
+    ASSERT_EQ(sr_kv_append(cache.get(), from_device, 0, 40, dk.p, dv.p, &io), SR_OK) << sr_last_error();
+    ASSERT_EQ(sr_kv_append(cache.get(), from_device, 0, n - 40, dk.p + 40 * token_stride, dv.p + 40 * token_stride, &io),
+              SR_OK)
+        << sr_last_error();
+    append_f32(cache.get(), from_host, 0, n, packed_k.data(), packed_v.data());
+    std::vector<float> a_k(packed_k.size()), a_v(packed_k.size()), b_k(packed_k.size()), b_v(packed_k.size());
+    read_f32(cache.get(), from_device, 0, 0, n, a_k.data(), a_v.data());
+    read_f32(cache.get(), from_host, 0, 0, n, b_k.data(), b_v.data());
+    EXPECT_EQ(a_k, b_k);
+    EXPECT_EQ(a_v, b_v);
+    const int32_t D = shape.head_dim;
+    for (size_t i = 0; i < a_k.size(); ++i) {
+      if (dtype == SR_DTYPE_FP8_E4M3) {
+        // E4M3 rounding: half a step of 3 mantissa bits, or of the subnormal steps (2^-9 scale).
+        float amax = 0.f;
+        for (int32_t d = 0; d < D; ++d) amax = std::max(amax, std::fabs(packed_k[i / D * D + d]));
+        ASSERT_LE(std::fabs(a_k[i] - packed_k[i]), (std::fabs(packed_k[i]) * 0.0625 + amax / 448 / 1024) * 1.0001) << i;
+      } else {
+        ASSERT_NEAR(a_k[i], packed_k[i], std::fabs(packed_k[i]) * 4e-3 + 1e-30);
+      }
+    }
+  }
+}
+
+// Bits of x, with every NaN the same (the payload a NaN product keeps differs between processors).
+uint32_t value_bits(float x) { return std::isnan(x) ? 0x7fc00000u : sr::float_to_bits(x); }
+
+// Rows an FP8 cache must store as the CPU backend does: random rows of several magnitudes, and
+// rows holding a NaN, an infinity, only zeros, values below the smallest scale (2^-100), values
+// near the largest float, subnormal floats, and exact E4M3 midpoints.
+std::vector<float> fp8_test_rows(std::mt19937_64& rng, int64_t rows, int32_t D) {
+  std::vector<float> x(static_cast<size_t>(rows) * D);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = x.data() + r * D;
+    const float magnitude = std::ldexp(1.f, static_cast<int>(r % 41) - 20);
+    for (int32_t d = 0; d < D; ++d) row[d] = normal(rng) * magnitude;
+    switch (r % 9) {
+      case 1: row[(r * 7) % D] = std::numeric_limits<float>::quiet_NaN(); break;
+      case 2: row[(r * 5) % D] = (r & 16) ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity(); break;
+      case 3: std::fill(row, row + D, (r & 16) ? -0.f : 0.f); break;
+      case 4: for (int32_t d = 0; d < D; ++d) row[d] = normal(rng) * 1e-32f; break;  // amax below 2^-100
+      case 5: for (int32_t d = 0; d < D; ++d) row[d] = std::ldexp(normal(rng), 125); break;
+      case 6: for (int32_t d = 0; d < D; ++d) row[d] = std::ldexp(normal(rng), -140); break;
+      case 7:
+        // 448 at d = 0 makes the scale 1: the rest sit on E4M3 midpoints (ties to even).
+        row[0] = 448.f;
+        for (int32_t d = 1; d < D; ++d) row[d] = (1.f + (2 * (d % 8) + 1) / 16.f) * std::ldexp(1.f, d % 12 - 4);
+        break;
+      default: break;
+    }
+  }
+  return x;
+}
+
+// An FP8 cache on the GPU stores the CPU backend's codes and scales for the same input: from
+// f32, f16 and bf16 buffers, from host and from (strided) device memory, at every head_dim. The
+// public API reads rows back as code x scale, compared bit for bit (every NaN alike).
+TEST_F(GpuDecode, Fp8StoresTheCpuBackendsCodesAndScales) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  auto gpu = make_context(SR_BACKEND_CUDA), cpu = make_context(SR_BACKEND_CPU);
+  for (int32_t D : {64, 128, 256}) {
+    for (sr_dtype io_dtype : {SR_DTYPE_F32, SR_DTYPE_F16, SR_DTYPE_BF16}) {
+      SCOPED_TRACE("head_dim " + std::to_string(D) + " input dtype " + std::to_string(io_dtype));
+      CacheShape shape;
+      shape.kv_heads = 3;
+      shape.head_dim = D;
+      shape.page_tokens = 16;
+      shape.capacity = 4096;
+      shape.dtype = SR_DTYPE_FP8_E4M3;
+      auto gpu_cache = make_cache(gpu.get(), shape), cpu_cache = make_cache(cpu.get(), shape);
+      const int64_t n = 93;
+      const int64_t rows = n * shape.kv_heads;
+      const auto k = fp8_test_rows(rng, rows, D), v = fp8_test_rows(rng, rows, D);
+      // The input in io_dtype's bytes, packed [n][kv_heads][D].
+      const size_t elem = sr_dtype_size(io_dtype);
+      auto encode = [&](const std::vector<float>& x) {
+        std::vector<unsigned char> bytes(x.size() * elem);
+        for (size_t i = 0; i < x.size(); ++i) {
+          if (io_dtype == SR_DTYPE_F32) {
+            std::memcpy(bytes.data() + 4 * i, &x[i], 4);
+          } else {
+            const uint16_t h = io_dtype == SR_DTYPE_F16 ? sr::float_to_f16(x[i]) : sr::float_to_bf16(x[i]);
+            std::memcpy(bytes.data() + 2 * i, &h, 2);
+          }
+        }
+        return bytes;
+      };
+      const auto k_bytes = encode(k), v_bytes = encode(v);
+      sr_kv_io io;
+      sr_kv_io_default(&io, sizeof io);
+      io.dtype = io_dtype;
+      sr_seq_id gpu_host, gpu_device, on_cpu;
+      ASSERT_EQ(sr_seq_add(gpu_cache.get(), &gpu_host), SR_OK);
+      ASSERT_EQ(sr_seq_add(gpu_cache.get(), &gpu_device), SR_OK);
+      ASSERT_EQ(sr_seq_add(cpu_cache.get(), &on_cpu), SR_OK);
+      // In two appends, the second starting inside a page.
+      for (int64_t first : {int64_t{0}, int64_t{37}}) {
+        const int64_t count = first == 0 ? 37 : n - 37;
+        const size_t offset = static_cast<size_t>(first) * shape.kv_heads * D * elem;
+        ASSERT_EQ(sr_kv_append(gpu_cache.get(), gpu_host, 0, count, k_bytes.data() + offset, v_bytes.data() + offset, &io), SR_OK)
+            << sr_last_error();
+        ASSERT_EQ(sr_kv_append(cpu_cache.get(), on_cpu, 0, count, k_bytes.data() + offset, v_bytes.data() + offset, &io), SR_OK)
+            << sr_last_error();
+      }
+      // From device memory with padded rows: head_stride D + 8, token_stride 3 (D + 8) + 4.
+      const int64_t head_stride = D + 8, token_stride = shape.kv_heads * head_stride + 4;
+      std::vector<unsigned char> strided_k(static_cast<size_t>(n * token_stride) * elem), strided_v(strided_k.size());
+      for (int64_t t = 0; t < n; ++t) {
+        for (int32_t h = 0; h < shape.kv_heads; ++h) {
+          const size_t from = static_cast<size_t>((t * shape.kv_heads + h) * D) * elem;
+          const size_t to = static_cast<size_t>(t * token_stride + h * head_stride) * elem;
+          std::memcpy(strided_k.data() + to, k_bytes.data() + from, D * elem);
+          std::memcpy(strided_v.data() + to, v_bytes.data() + from, D * elem);
+        }
+      }
+      DeviceArray<unsigned char> dk(strided_k.size()), dv(strided_v.size());
+      dk.upload(strided_k);
+      dv.upload(strided_v);
+      sr_kv_io device_io = io;
+      device_io.memory = SR_MEMORY_DEVICE;
+      device_io.head_stride = head_stride;
+      device_io.token_stride = token_stride;
+      ASSERT_EQ(sr_kv_append(gpu_cache.get(), gpu_device, 0, n, dk.p, dv.p, &device_io), SR_OK) << sr_last_error();
+
+      std::vector<float> cpu_k(k.size()), cpu_v(k.size());
+      read_f32(cpu_cache.get(), on_cpu, 0, 0, n, cpu_k.data(), cpu_v.data());
+      for (sr_seq_id seq : {gpu_host, gpu_device}) {
+        std::vector<float> got_k(k.size()), got_v(k.size());
+        read_f32(gpu_cache.get(), seq, 0, 0, n, got_k.data(), got_v.data());
+        for (size_t i = 0; i < k.size(); ++i) {
+          ASSERT_EQ(value_bits(got_k[i]), value_bits(cpu_k[i])) << (seq == gpu_host ? "host" : "device") << " K element " << i;
+          ASSERT_EQ(value_bits(got_v[i]), value_bits(cpu_v[i])) << (seq == gpu_host ? "host" : "device") << " V element " << i;
+        }
+      }
+      // The special rows read back as the format says: NaN rows NaN, zero and tiny rows zero.
+      for (int64_t r = 0; r < rows; ++r) {
+        const int kind = static_cast<int>(r % 9);
+        if (kind == 1 || kind == 2) EXPECT_TRUE(std::isnan(cpu_k[r * D])) << "row " << r;
+        if (kind == 3 || kind == 4) EXPECT_EQ(cpu_k[r * D + 1], 0.f) << "row " << r;
+      }
+    }
+  }
+}
+
+// Copy-on-write of an FP8 page carries its scales: a fork that appends into a shared page reads
+// the parent's rows back unchanged, and so does the parent; truncating the fork inside its own
+// copied page (a trim) keeps its prefix.
+TEST_F(GpuDecode, Fp8CopyOnWriteCarriesScales) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   auto ctx = make_context(SR_BACKEND_CUDA);
   CacheShape shape;
-  shape.kv_heads = 3;
-  shape.head_dim = 64;
-  shape.page_tokens = 32;
-  shape.dtype = SR_DTYPE_BF16;
+  shape.layers = 2;
+  shape.kv_heads = 2;
+  shape.dtype = SR_DTYPE_FP8_E4M3;
   auto cache = make_cache(ctx.get(), shape);
-  const int64_t n = 77;
-  const int64_t head_stride = 80, token_stride = 3 * 80 + 5;  // padded rows
-  auto strided_k = gaussian(rng, n * token_stride);
-  auto strided_v = gaussian(rng, strided_k.size());
-  std::vector<float> packed_k(n * shape.kv_heads * shape.head_dim), packed_v(packed_k.size());
-  for (int64_t t = 0; t < n; ++t) {
-    for (int32_t h = 0; h < shape.kv_heads; ++h) {
-      for (int32_t d = 0; d < shape.head_dim; ++d) {
-        packed_k[(t * shape.kv_heads + h) * shape.head_dim + d] = strided_k[t * token_stride + h * head_stride + d];
-        packed_v[(t * shape.kv_heads + h) * shape.head_dim + d] = strided_v[t * token_stride + h * head_stride + d];
-      }
-    }
+  const int32_t D = shape.head_dim;
+  const int64_t n = 40;  // two and a half 16-token pages
+  sr_seq_id parent, child;
+  ASSERT_EQ(sr_seq_add(cache.get(), &parent), SR_OK);
+  for (int32_t layer = 0; layer < shape.layers; ++layer) {
+    const auto k = gaussian(rng, n * shape.kv_heads * D, 3.f), v = gaussian(rng, k.size(), 0.5f);
+    append_f32(cache.get(), parent, layer, n, k.data(), v.data());
   }
-  DeviceArray<float> dk(strided_k.size()), dv(strided_v.size());
-  dk.upload(strided_k);
-  dv.upload(strided_v);
-  sr_seq_id from_device, from_host;
-  ASSERT_EQ(sr_seq_add(cache.get(), &from_device), SR_OK);
-  ASSERT_EQ(sr_seq_add(cache.get(), &from_host), SR_OK);
-  sr_kv_io io;
-  sr_kv_io_default(&io, sizeof io);
-  io.dtype = SR_DTYPE_F32;
-  io.memory = SR_MEMORY_DEVICE;
-  io.token_stride = token_stride;
-  io.head_stride = head_stride;
-  ASSERT_EQ(sr_kv_append(cache.get(), from_device, 0, 40, dk.p, dv.p, &io), SR_OK) << sr_last_error();
-  ASSERT_EQ(sr_kv_append(cache.get(), from_device, 0, n - 40, dk.p + 40 * token_stride, dv.p + 40 * token_stride, &io),
-            SR_OK)
-      << sr_last_error();
-  append_f32(cache.get(), from_host, 0, n, packed_k.data(), packed_v.data());
-  std::vector<float> a_k(packed_k.size()), a_v(packed_k.size()), b_k(packed_k.size()), b_v(packed_k.size());
-  read_f32(cache.get(), from_device, 0, 0, n, a_k.data(), a_v.data());
-  read_f32(cache.get(), from_host, 0, 0, n, b_k.data(), b_v.data());
-  EXPECT_EQ(a_k, b_k);
-  EXPECT_EQ(a_v, b_v);
-  for (size_t i = 0; i < a_k.size(); ++i) ASSERT_NEAR(a_k[i], packed_k[i], std::fabs(packed_k[i]) * 4e-3 + 1e-30);
+  std::vector<float> before_k(n * shape.kv_heads * D), before_v(before_k.size());
+  read_f32(cache.get(), parent, 1, 0, n, before_k.data(), before_v.data());
+  ASSERT_EQ(sr_seq_fork(cache.get(), parent, &child), SR_OK) << sr_last_error();
+  for (int32_t layer = 0; layer < shape.layers; ++layer) {
+    const auto k = gaussian(rng, 3 * shape.kv_heads * D, 100.f), v = gaussian(rng, k.size(), 1e-3f);
+    append_f32(cache.get(), child, layer, 3, k.data(), v.data());
+  }
+  std::vector<float> parent_k(before_k.size()), parent_v(before_k.size()), child_k(before_k.size()), child_v(before_k.size());
+  read_f32(cache.get(), parent, 1, 0, n, parent_k.data(), parent_v.data());
+  read_f32(cache.get(), child, 1, 0, n, child_k.data(), child_v.data());
+  EXPECT_EQ(parent_k, before_k);
+  EXPECT_EQ(parent_v, before_v);
+  EXPECT_EQ(child_k, before_k);
+  EXPECT_EQ(child_v, before_v);
+  ASSERT_EQ(sr_seq_truncate(cache.get(), child, n + 1), SR_OK) << sr_last_error();
+  read_f32(cache.get(), child, 1, 0, n, child_k.data(), child_v.data());
+  EXPECT_EQ(child_k, before_k);
+  EXPECT_EQ(child_v, before_v);
 }
 
 struct Mode {
@@ -311,7 +501,8 @@ struct LongCase {
   bool sink_heavy;
   int64_t length;
   int32_t page_tokens;
-  bool tau_stream_everywhere = false;  // tuning: tau splits stream at every length
+  bool tau_stream_everywhere = false;  // tuning: tau splits stream at every length (16-bit caches)
+  sr_dtype dtype = SR_DTYPE_BF16;
 };
 
 class GpuLongContext : public GpuDecode, public ::testing::WithParamInterface<LongCase> {};
@@ -330,7 +521,7 @@ TEST_P(GpuLongContext, AgreesWithCpuAndFloat64) {
   CacheShape shape;
   shape.kv_heads = 4;
   shape.page_tokens = lc.page_tokens;
-  shape.dtype = SR_DTYPE_BF16;
+  shape.dtype = lc.dtype;
   shape.capacity = lc.length + lc.page_tokens;
   const int32_t group = 4, q_heads = shape.kv_heads * group, D = shape.head_dim;
   workloads::ContextSpec spec =
@@ -386,57 +577,66 @@ INSTANTIATE_TEST_SUITE_P(Contexts, GpuLongContext,
                          ::testing::Values(LongCase{true, 65536 + 77, 16}, LongCase{true, 262144 + 77, 16}, LongCase{false, 40000, 64},
                                            LongCase{true, 20000, 128}, LongCase{true, 9000, 32},
                                            LongCase{true, 9000 + 5, 16, true}, LongCase{false, 20000 + 3, 16, true},
-                                           LongCase{true, 40000, 16, true}),
+                                           LongCase{true, 40000, 16, true},
+                                           // FP8 (the chunked CUDA-core passes at every length)
+                                           LongCase{true, 65536 + 77, 16, false, SR_DTYPE_FP8_E4M3},
+                                           LongCase{false, 40000, 64, false, SR_DTYPE_FP8_E4M3},
+                                           LongCase{true, 9000 + 5, 16, true, SR_DTYPE_FP8_E4M3},
+                                           LongCase{false, 20000 + 3, 128, false, SR_DTYPE_FP8_E4M3}),
                          [](const ::testing::TestParamInfo<LongCase>& info) {
                            return std::string(info.param.sink_heavy ? "sink" : "mixed") + "_" +
                                   std::to_string(info.param.length) + "_p" + std::to_string(info.param.page_tokens) +
-                                  (info.param.tau_stream_everywhere ? "_tau_streamed" : "");
+                                  (info.param.tau_stream_everywhere ? "_tau_streamed" : "") +
+                                  (info.param.dtype == SR_DTYPE_BF16 ? "" : "_" + dtype_name(info.param.dtype));
                          });
 
 // Tau mode with a tiny error cap: heads whose bound passes it are recomputed exactly by the
 // follow-up launch, the statistics count them, and the result is the dense one.
 TEST_F(GpuDecode, FollowUpRecomputesHeadsOverBudget) {
-  const uint64_t seed = fresh_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  CacheShape shape;
-  shape.kv_heads = 4;
-  shape.dtype = SR_DTYPE_BF16;
-  shape.capacity = 20000;
-  const int32_t group = 4, q_heads = 16, D = 128;
-  workloads::ContextSpec spec = workloads::sink_heavy_spec(16000, seed);
-  spec.kv_heads = shape.kv_heads;
-  spec.group = group;
-  workloads::SyntheticContext generator(spec);
-  auto q = generator.query();
-  auto ctx = make_context(SR_BACKEND_CUDA);
-  auto cache = make_cache(ctx.get(), shape);
-  sr_seq_id seq = append_synthetic(cache.get(), generator);
-  auto ref = reference_outputs(cache.get(), {seq}, 0, q.data(), q_heads, shape, kScaleD128);
-  std::vector<float> out(q.size()), bound(q_heads);
-  const std::vector<sr_seq_id> batch = {seq};  // decode_args keeps a pointer to it
-  sr_decode_args args = decode_args(batch, q_heads, q.data(), out.data());
-  args.routing = SR_ROUTING_TAU;
-  args.tau = 6.f;
-  args.error_budget = 1e-9f;
-  args.head_error_bound = bound.data();
-  args.collect_stats = 1;
-  ASSERT_EQ(sr_context_reset_stats(ctx.get()), SR_OK);
-  ASSERT_EQ(decode_with_host_buffers(ctx.get(), cache.get(), args, D), SR_OK) << sr_last_error();
-  sr_decode_stats stats;
-  ASSERT_EQ(sr_context_stats(ctx.get(), &stats, sizeof stats), SR_OK);
-  EXPECT_GT(stats.heads_recomputed, 0);
-  EXPECT_LE(stats.max_error_bound, 1e-9);
-  auto errors = per_head_errors(out.data(), ref, q_heads, D);
-  for (int32_t h = 0; h < q_heads; ++h) {
-    EXPECT_LT(errors[h], 1e-5) << "head " << h;
-    EXPECT_LE(bound[h], 1e-9f) << "head " << h;
+  for (sr_dtype dtype : kDecodeDtypes) {
+    SCOPED_TRACE(dtype_name(dtype));
+    const uint64_t seed = fresh_seed();
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    CacheShape shape;
+    shape.kv_heads = 4;
+    shape.dtype = dtype;
+    shape.capacity = 20000;
+    const int32_t group = 4, q_heads = 16, D = 128;
+    workloads::ContextSpec spec = workloads::sink_heavy_spec(16000, seed);
+    spec.kv_heads = shape.kv_heads;
+    spec.group = group;
+    workloads::SyntheticContext generator(spec);
+    auto q = generator.query();
+    auto ctx = make_context(SR_BACKEND_CUDA);
+    auto cache = make_cache(ctx.get(), shape);
+    sr_seq_id seq = append_synthetic(cache.get(), generator);
+    auto ref = reference_outputs(cache.get(), {seq}, 0, q.data(), q_heads, shape, kScaleD128);
+    std::vector<float> out(q.size()), bound(q_heads);
+    const std::vector<sr_seq_id> batch = {seq};  // decode_args keeps a pointer to it
+    sr_decode_args args = decode_args(batch, q_heads, q.data(), out.data());
+    args.routing = SR_ROUTING_TAU;
+    args.tau = 6.f;
+    args.error_budget = 1e-9f;
+    args.head_error_bound = bound.data();
+    args.collect_stats = 1;
+    ASSERT_EQ(sr_context_reset_stats(ctx.get()), SR_OK);
+    ASSERT_EQ(decode_with_host_buffers(ctx.get(), cache.get(), args, D), SR_OK) << sr_last_error();
+    sr_decode_stats stats;
+    ASSERT_EQ(sr_context_stats(ctx.get(), &stats, sizeof stats), SR_OK);
+    EXPECT_GT(stats.heads_recomputed, 0);
+    EXPECT_LE(stats.max_error_bound, 1e-9);
+    auto errors = per_head_errors(out.data(), ref, q_heads, D);
+    for (int32_t h = 0; h < q_heads; ++h) {
+      EXPECT_LT(errors[h], 1e-5) << "head " << h;
+      EXPECT_LE(bound[h], 1e-9f) << "head " << h;
+    }
+    // Running again gives the same statistics increment: the redo flags were cleared.
+    ASSERT_EQ(decode_with_host_buffers(ctx.get(), cache.get(), args, D), SR_OK) << sr_last_error();
+    sr_decode_stats twice;
+    ASSERT_EQ(sr_context_stats(ctx.get(), &twice, sizeof twice), SR_OK);
+    EXPECT_EQ(twice.heads_recomputed, 2 * stats.heads_recomputed);
+    EXPECT_EQ(twice.blocks_v_skipped, 2 * stats.blocks_v_skipped);
   }
-  // Running again gives the same statistics increment: the redo flags were cleared.
-  ASSERT_EQ(decode_with_host_buffers(ctx.get(), cache.get(), args, D), SR_OK) << sr_last_error();
-  sr_decode_stats twice;
-  ASSERT_EQ(sr_context_stats(ctx.get(), &twice, sizeof twice), SR_OK);
-  EXPECT_EQ(twice.heads_recomputed, 2 * stats.heads_recomputed);
-  EXPECT_EQ(twice.blocks_v_skipped, 2 * stats.blocks_v_skipped);
 }
 
 // One routed sequence splits each tau step's blocks among its kv-heads by what they read in the
@@ -497,11 +697,13 @@ TEST_F(GpuDecode, RoutedAnchorSetsOfEveryShapeSkipAsTheCpuDoes) {
   struct Anchor {
     int32_t sink, window;
   };
+  for (sr_dtype dtype : kDecodeDtypes)
   for (int32_t page_tokens : {16, 128}) {
+    SCOPED_TRACE(dtype_name(dtype));
     CacheShape shape;
     shape.kv_heads = 4;
     shape.page_tokens = page_tokens;
-    shape.dtype = SR_DTYPE_BF16;
+    shape.dtype = dtype;
     shape.capacity = length + page_tokens;
     const int32_t q_heads = shape.kv_heads * group, D = shape.head_dim;
     workloads::ContextSpec spec = workloads::sink_heavy_spec(length, seed + page_tokens);

@@ -63,6 +63,9 @@ struct SharedState {
 template <int DT, int D, int GT, bool kAmpleRegisters>
 struct BlockBase {
   static constexpr int kElemBytes = static_cast<int>(dtype_element_bytes(DT));
+  // FP8 rows carry a scale: the passes fold the V scales into the weights (scale_weights)
+  // between the routing decision and the V pass.
+  static constexpr bool kRowScales = DT == SR_DTYPE_FP8_E4M3;
   // The chunked passes' loads: wide DRAM fetches unless this build prefetches rows into the L2.
   static constexpr bool kChunkWideFetch = !kAmpleRegisters;
 
@@ -123,6 +126,9 @@ struct BlockBase {
       prefetch_l2(static_cast<const char*>(next->base) + offset * kElemBytes + line);
     }
   }
+
+  // Passes whose rows carry no scale have no weights to scale.
+  __device__ void scale_weights(int64_t, int, int32_t) {}
 
   __device__ bool prefetching(const NextRows* next) const { return kAmpleRegisters && p.prefetch_rows > 0 && next != nullptr; }
 };

@@ -1,6 +1,12 @@
-// q.K and w.V as f32 FMAs on the CUDA (or AMD vector) cores: the passes of f32 caches, and of
-// every cache on HIP. A row is split over kLanesPerRow lanes (16 bytes each), a warp step covers
-// kRowsPerWarp rows, and a lane keeps every head of the tile in registers.
+// q.K and w.V as f32 FMAs on the CUDA (or AMD vector) cores: the passes of f32 and FP8 caches,
+// and of every cache on HIP. A row is split over kLanesPerRow lanes (one load each: 16 bytes, 8
+// for FP8), a warp step covers kRowsPerWarp rows, and a lane keeps every head of the tile in
+// registers. An FP8 row's scale (times CacheElem::unscale()) multiplies its logit (K) or its
+// weight (V: before the sum over tokens), in f32, as the CPU's split kernel does
+// (docs/ARCHITECTURE.md, "GPU backend: the decode kernel"): in shared memory, once a chunk's
+// logits are written (end of score) and once its weights are (scale_weights, while warp 0
+// routes), so the pipelined loops hold no scales (a register for them, or the V scaling inside
+// accumulate, spilled the sm_90 3-blocks builds, and so did L2 prefetches of the scales).
 #pragma once
 
 #include "block_base.cuh"
@@ -9,12 +15,15 @@ namespace sr::gpu {
 
 template <int DT, int D, int GT>
 struct Shape {
-  static constexpr int kVec = CacheElem<DT>::kPerLoad;          // elements per 16-byte load
+  static constexpr int kVec = CacheElem<DT>::kPerLoad;          // elements per load
+  static constexpr int kLoadBytes = CacheElem<DT>::kLoadBytes;  // 16, or 8 for FP8
   static constexpr int kLanesPerRow = (D / kVec) < kWarp ? (D / kVec) : kWarp;
   static constexpr int kLoadsPerRow = D / (kLanesPerRow * kVec);  // per lane
   static constexpr int kRowsPerWarp = kWarp / kLanesPerRow;     // rows one warp step covers
   static constexpr int kElems = kLoadsPerRow * kVec;            // elements of a row per lane
-  static constexpr int kUnroll = 4 / kLoadsPerRow;              // 16-byte loads per batch (two in flight)
+  static constexpr int kUnroll = 4 / kLoadsPerRow;              // loads per batch (two in flight); FP8's 8-byte
+                                                                // loads at 8 a batch spill in the 3-blocks builds
+  static constexpr bool kScaled = DT == SR_DTYPE_FP8_E4M3;      // rows carry a scale
   static_assert(kLanesPerRow * kRowsPerWarp == kWarp, "rows tile the warp");
 };
 
@@ -74,7 +83,17 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     }
   }
 
-  // Rows of one batch of warp steps: 16-byte pieces of rows (s0 + u * kWarps) * rows-per-step.
+  // One load of a row's piece (8-byte loads fill the first two words).
+  __device__ static Bytes16 load_piece(const char* src) {
+    if constexpr (S::kLoadBytes == 8) {
+      const uint2 v = load_stream8<Base::kChunkWideFetch>(src);
+      return Bytes16{{v.x, v.y, 0u, 0u}};
+    } else {
+      return load_stream16<Base::kChunkWideFetch>(src);
+    }
+  }
+
+  // Rows of one batch of warp steps: the pieces of rows (s0 + u * kWarps) * rows-per-step.
   __device__ void load_batch(Bytes16 (&buf)[S::kUnroll][S::kLoadsPerRow], const char* base, int s0, int64_t t0, int n,
                              int32_t first_page, bool use_skip, bool (&keep)[S::kUnroll]) const {
 #pragma unroll
@@ -84,9 +103,7 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
       if (keep[u]) {
         const char* src = base + this->row_offset(t0 + row, first_page) * Base::kElemBytes;
 #pragma unroll
-        for (int j = 0; j < S::kLoadsPerRow; ++j) {
-          buf[u][j] = load_stream16<Base::kChunkWideFetch>(src + ((j * S::kLanesPerRow + part()) * S::kVec) * Base::kElemBytes);
-        }
+        for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = load_piece(src + ((j * S::kLanesPerRow + part()) * S::kVec) * Base::kElemBytes);
       } else {
 #pragma unroll
         for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = Bytes16{{0u, 0u, 0u, 0u}};
@@ -95,13 +112,20 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   }
 
   // The L2 prefetch of the rows p.prefetch_rows past this warp's batch at step s0. A warp's
-  // batch is 2 KB, 16 lines of 128 bytes: lane i < 16 requests line i.
+  // batch is 2 KB (1 KB for FP8), 16 (8) lines of 128 bytes: lane i requests line i (a line holds
+  // two rows of an FP8 head_dim-64 cache: consecutive rows of one step, lane i requests row 2i's).
   __device__ void prefetch_batch(const char* base, int s0, int64_t t0, int n, int32_t first_page, bool use_skip,
                                  const NextRows* next) const {
-    constexpr int kLinesPerRow = D * Base::kElemBytes / 128;
-    static_assert(D * Base::kElemBytes % 128 == 0 && S::kUnroll * S::kRowsPerWarp * kLinesPerRow == 16, "16 lines a batch");
-    if (!this->prefetching(next) || lane >= 16) return;
-    const int r = lane / kLinesPerRow;  // row of the batch
+    constexpr int kRowBytes = D * Base::kElemBytes;
+    constexpr int kLinesPerRow = kRowBytes >= 128 ? kRowBytes / 128 : 1;
+    constexpr int kRowsPerLine = kRowBytes >= 128 ? 1 : 128 / kRowBytes;
+    constexpr int kBatchLines = S::kUnroll * S::kRowsPerWarp * kLinesPerRow / kRowsPerLine;
+    static_assert(kRowBytes % 128 == 0 || 128 % kRowBytes == 0, "rows and lines tile");
+    static_assert(kBatchLines * kRowsPerLine == S::kUnroll * S::kRowsPerWarp * kLinesPerRow &&
+                      S::kRowsPerWarp % kRowsPerLine == 0 && kBatchLines <= kWarp,
+                  "whole lines a batch");
+    if (!this->prefetching(next) || lane >= kBatchLines) return;
+    const int r = (lane / kLinesPerRow) * kRowsPerLine;  // row of the batch
     const int row = (s0 + (r / S::kRowsPerWarp) * kWarps) * S::kRowsPerWarp + r % S::kRowsPerWarp + p.prefetch_rows;
     this->prefetch_line(base, t0, n, first_page, use_skip, next, row, (lane % kLinesPerRow) * 128);
   }
@@ -145,6 +169,10 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
         for (int j = 0; j < S::kLoadsPerRow; ++j) buf[u][j] = next[u][j];
       }
     }
+    if constexpr (S::kScaled) {
+      __syncthreads();  // every warp's logits are written (the caller synchronises after)
+      scale_rows(p.k_scale, t0, n, first_page);
+    }
   }
 
   // Sums dot[h] over the kLanesPerRow lanes of a row for every head with few shuffles: while
@@ -186,7 +214,25 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     return (part() & plain) == 0;
   }
 
-  // Pass 2: o += w * V over tokens [t0, t0 + n), leaving out rows of skipped blocks.
+  // FP8: sh.w[h][i] (every head) times the scale of row i of [t0, t0 + n): K scales into
+  // logits, V scales into weights (rows of skipped blocks too: nothing reads them). Called by
+  // all threads; no barrier.
+  __device__ void scale_rows(const float* scales, int64_t t0, int n, int32_t first_page) {
+    for (int i = threadIdx.x; i < n; i += kThreads) {
+      const float scale = scales[this->row_offset(t0 + i, first_page) / D] * CacheElem<DT>::unscale();
+#pragma unroll
+      for (int h = 0; h < GT; ++h) sh.w[h][i] *= scale;
+    }
+  }
+
+  // FP8: the chunk's weights times their rows' V scales, before the V pass (the caller
+  // synchronises before and after).
+  __device__ void scale_weights(int64_t t0, int n, int32_t first_page) {
+    if constexpr (S::kScaled) scale_rows(p.v_scale, t0, n, first_page);
+  }
+
+  // Pass 2: o += w * V over tokens [t0, t0 + n), leaving out rows of skipped blocks (FP8: the
+  // weights carry the V scales, scale_weights).
   __device__ void accumulate(O& o, int64_t t0, int n, int32_t first_page, bool use_skip, const NextRows* then = nullptr) {
     const char* vbase = static_cast<const char*>(p.v);
     const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;

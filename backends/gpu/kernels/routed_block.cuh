@@ -4,7 +4,7 @@
 // skip with the arithmetic of src/shared_arithmetic/softmax_state.h, as the CPU's split kernel
 // does (docs/ARCHITECTURE.md, "Routing arithmetic and the certified bound"). The passes run on
 // tensor cores for 16-bit caches on CUDA (tensor_core_*.cuh) and on CUDA/vector cores otherwise
-// (cuda_core_passes.cuh).
+// (cuda_core_passes.cuh: f32 and FP8 caches, and every cache on HIP).
 #pragma once
 
 #include <math.h>
@@ -13,6 +13,7 @@
 
 #include "shared_arithmetic/softmax_state.h"
 #include "cuda_core_passes.cuh"
+#include "launch_plan.h"
 #if SR_GPU_TENSOR_CORES
 #include "tensor_core_tau_stream.cuh"
 #endif
@@ -21,7 +22,7 @@ namespace sr::gpu {
 
 #if SR_GPU_TENSOR_CORES
 template <int DT, int D, int GT, bool P>
-using Passes = std::conditional_t<DT == SR_DTYPE_F32, CudaCorePasses<DT, D, GT, P>, TensorCorePasses<DT, D, GT, P>>;
+using Passes = std::conditional_t<tensor_core_passes(DT, true), TensorCorePasses<DT, D, GT, P>, CudaCorePasses<DT, D, GT, P>>;
 #else
 template <int DT, int D, int GT, bool P>
 using Passes = CudaCorePasses<DT, D, GT, P>;
@@ -127,6 +128,10 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
         }
         if (pass == 1) {
           __syncthreads();
+          if constexpr (Base::kRowScales) {
+            this->scale_weights(0, n, 0);
+            __syncthreads();
+          }
           accumulate(o, 0, n, 0, false);
         }
       }
