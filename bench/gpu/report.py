@@ -106,7 +106,7 @@ def main():
               "Per call: CUDA events around one synchronised call (median of 35); in brackets the host's part, "
               "the time the call itself takes on the CPU (the GPU waits for it). Pipelined: a CUDA graph of "
               "steps rotating over enough caches (>= 200 MB) to defeat the L2, replayed; time over steps "
-              "(median of 5). KV GB/s and % ceiling count the dense KV bytes; 'GB read' is K plus the V "
+              "(median of 5). KV GB/s and % ceiling count the dense KV bytes of the row's cache (fp8 rows: E4M3 codes and their row scales, 264 bytes per token and kv-head); 'GB read' is K plus the V "
               "blocks not skipped (plus recomputed heads); speedup is the best SDPA backend's time over ours. "
               "Bound and true error: largest over the heads of batch entry 0 (true error vs float64, where "
               "cheap). The routed rows route at every length (route_from_tokens 0); budget1e-3-default is "
