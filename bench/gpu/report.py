@@ -79,8 +79,8 @@ def plot(ours, peers, path):
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o--", label=f"{name} (pipelined)")
     for data in ("sink", "mixed"):
-        for method in ("dense", "budget1e-3"):
-            if data == "mixed" and method == "dense":
+        for method in ("dense", "budget1e-3", "fp8-dense", "fp8-tau12"):
+            if data == "mixed" and method in ("dense", "fp8-dense", "fp8-tau12"):
                 continue
             pts = sorted((int(r["length"]), float(r["pipelined_us"])) for r in ours
                          if r["data"] == data and r["method"] == method and r["batch"] == "1")
@@ -88,7 +88,7 @@ def plot(ours, peers, path):
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"ours {method} ({data}, pipelined)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("context (tokens), batch 1, Llama-3.1-8B layer, bf16")
+    ax.set_xlabel("context (tokens), batch 1, Llama-3.1-8B layer, bf16 cache (fp8: E4M3 cache)")
     ax.set_ylabel("time per decode step (us)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
