@@ -14,6 +14,10 @@ rm -rf build/cuda-run/tests/install_consumer
 find build/cuda-run \( -name '*.o' -o -name '*.a' -o -name '*.ninja' -o -name '.ninja_*' \) -delete
 strip --strip-unneeded build/cuda-run/lib/*.so* build/cuda-run/tests/sr_tests build/cuda-run/tests/gpu/sr_gpu_tests \
   build/cuda-run/bench/gpu/sr_gpu_bench 2>/dev/null || true
+# Only the current library version, and the CUDA plugin xz-compressed (22 MB -> 5 MB: the carry
+# limit counts the tracked tree too); run_device.sh unpacks it.
+find build/cuda-run/lib -name 'libsinkrouter.so.*.*.*' ! -name "$(readlink build/cuda-run/lib/libsinkrouter.so.1)" -delete
+xz -T2 -6 -f build/cuda-run/lib/libsinkrouter-cuda.so
 # The real-attention data the suite and the benchmark read, carried as .realattn (ignored by git).
 if [ ! -f .realattn/manifest.json ] && [ -f ../shared/data/realattn/manifest.json ]; then
   rm -rf .realattn && cp -r ../shared/data/realattn .realattn

@@ -25,6 +25,8 @@ else
   ln -sfn "$ROOT/build/cuda-run" "$ROOT/build/cuda"
 fi
 BUILD=/work/main/build/cuda
+# pack_build.sh carries the CUDA plugin xz-compressed.
+[ -f "$BUILD/lib/libsinkrouter-cuda.so.xz" ] && xz -d -f "$BUILD/lib/libsinkrouter-cuda.so.xz"
 # CTest runs `cmake -P` scripts by the building machine's path of cmake.
 [ -x /usr/bin/cmake ] || ln -s "$(command -v cmake)" /usr/bin/cmake
 # The test files include this CMake module by the absolute path of the building machine.
