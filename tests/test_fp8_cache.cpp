@@ -76,6 +76,15 @@ std::vector<float> probe_rows(std::mt19937_64& rng, int32_t head_dim, int32_t* r
   return x;
 }
 
+// The first n tokens of two sequences (`elements` values each of K and V) read back bit for bit alike.
+void expect_identical_reads(const sr_kv_cache* cache, sr_seq_id a, sr_seq_id b, int64_t n, size_t elements) {
+  std::vector<float> a_k(elements), a_v(elements), b_k(elements), b_v(elements);
+  read_f32(cache, a, 0, 0, n, a_k.data(), a_v.data());
+  read_f32(cache, b, 0, 0, n, b_k.data(), b_v.data());
+  EXPECT_EQ(std::memcmp(a_k.data(), b_k.data(), elements * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(a_v.data(), b_v.data(), elements * sizeof(float)), 0);
+}
+
 TEST_P(Fp8Cache, StoredValuesFollowTheElementModel) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
@@ -144,11 +153,7 @@ TEST_P(Fp8Cache, HalfPrecisionBuffersStoreWhatTheirF32ValuesStore) {
     io.dtype = dtype;
     ASSERT_EQ(sr_kv_append(cache.get(), from_half, 0, n, k16.data(), v16.data(), &io), SR_OK) << sr_last_error();
     append_f32(cache.get(), from_f32, 0, n, k_exact.data(), v_exact.data());
-    std::vector<float> a_k(k.size()), a_v(k.size()), b_k(k.size()), b_v(k.size());
-    read_f32(cache.get(), from_half, 0, 0, n, a_k.data(), a_v.data());
-    read_f32(cache.get(), from_f32, 0, 0, n, b_k.data(), b_v.data());
-    EXPECT_EQ(std::memcmp(a_k.data(), b_k.data(), a_k.size() * sizeof(float)), 0);
-    EXPECT_EQ(std::memcmp(a_v.data(), b_v.data(), a_v.size() * sizeof(float)), 0);
+    expect_identical_reads(cache.get(), from_half, from_f32, n, k.size());
   }
 }
 
@@ -168,11 +173,7 @@ TEST_P(Fp8Cache, OneTokenAppendsStoreWhatABulkAppendStores) {
   ASSERT_EQ(sr_seq_add(cache.get(), &single), SR_OK);
   append_f32(cache.get(), bulk, 0, n, k.data(), v.data());
   for (int64_t t = 0; t < n; ++t) append_f32(cache.get(), single, 0, 1, k.data() + t * row, v.data() + t * row);
-  std::vector<float> a_k(k.size()), a_v(k.size()), b_k(k.size()), b_v(k.size());
-  read_f32(cache.get(), bulk, 0, 0, n, a_k.data(), a_v.data());
-  read_f32(cache.get(), single, 0, 0, n, b_k.data(), b_v.data());
-  EXPECT_EQ(std::memcmp(a_k.data(), b_k.data(), a_k.size() * sizeof(float)), 0);
-  EXPECT_EQ(std::memcmp(a_v.data(), b_v.data(), a_v.size() * sizeof(float)), 0);
+  expect_identical_reads(cache.get(), bulk, single, n, k.size());
 }
 
 TEST_P(Fp8Cache, ForkCopyOnWriteAndTruncateCarryTheScales) {
