@@ -244,6 +244,57 @@ TEST_P(RoutedDecode, Fp8CacheKeepsTheBoundAndTheBudget) {
   EXPECT_GT(skip_fraction(run(sink, SR_ROUTING_TAU, 10.f, 0.f)), 0.1) << "FP8 sink-heavy context at tau 10";
 }
 
+// A V row holding NaN makes its page's summary infinite: the dense result of its kv-head's
+// heads is NaN, so a step that skips the page must not report a finite bound, and budget mode
+// never skips it (its heads come out NaN, as dense). The other kv-heads are untouched.
+TEST_P(RoutedDecode, NonFiniteValueRowsAreNeverSkippedSilently) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  for (sr_dtype dtype : {SR_DTYPE_BF16, SR_DTYPE_FP8_E4M3}) {
+    Context c;
+    c.ctx = make_context(GetParam());
+    c.shape.kv_heads = 4;
+    c.shape.dtype = dtype;
+    const int32_t group = 4;
+    c.shape.max_q_heads = c.shape.kv_heads * group;
+    c.shape.capacity = 9000;
+    c.cache = make_cache(c.ctx.get(), c.shape);
+    c.q_heads = c.shape.kv_heads * group;
+    workloads::ContextSpec spec = workloads::sink_heavy_spec(8000, seed);
+    spec.kv_heads = c.shape.kv_heads;
+    spec.group = group;
+    workloads::SyntheticContext generator(spec);
+    const int64_t row = static_cast<int64_t>(c.shape.kv_heads) * c.shape.head_dim;
+    std::vector<float> k(8000 * row), v(8000 * row);
+    generator.tokens(0, 8000, k.data(), v.data());
+    v[4000 * row + 5] = std::numeric_limits<float>::quiet_NaN();  // kv-head 0, far from the anchors
+    sr_seq_id seq;
+    ASSERT_EQ(sr_seq_add(c.cache.get(), &seq), SR_OK);
+    append_f32(c.cache.get(), seq, 0, 8000, k.data(), v.data());
+    c.seqs = {seq};
+    c.q = generator.query();
+    set_reference(c);
+    for (float tau : {4.f, 8.f}) {
+      Result r = run(c, SR_ROUTING_TAU, tau, 0.f);
+      for (int32_t h = 0; h < group; ++h) {
+        bool nan_out = false;
+        for (int32_t d = 0; d < c.shape.head_dim; ++d) nan_out = nan_out || std::isnan(r.out[h * c.shape.head_dim + d]);
+        EXPECT_TRUE(nan_out || !(r.bound[h] < INFINITY)) << "tau " << tau << " head " << h << ": bound " << r.bound[h];
+      }
+    }
+    Result b = run(c, SR_ROUTING_BUDGET, 0.f, 1e-2f);
+    for (int32_t h = 0; h < c.q_heads; ++h) {
+      bool nan_out = false;
+      for (int32_t d = 0; d < c.shape.head_dim; ++d) nan_out = nan_out || std::isnan(b.out[h * c.shape.head_dim + d]);
+      EXPECT_EQ(nan_out, h < group) << "budget: head " << h;
+      if (h >= group) {
+        EXPECT_LE(b.bound[h], 1e-2f) << "head " << h;
+        EXPECT_LE(b.errors[h], 1e-2 + kRounding) << "head " << h;
+      }
+    }
+  }
+}
+
 TEST_P(RoutedDecode, LargePagesAndF32CacheKeepTheBound) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));

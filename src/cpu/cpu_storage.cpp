@@ -12,6 +12,7 @@
 
 #include "shared_arithmetic/dtype_convert.h"
 #include "shared_arithmetic/fp8_rows.h"
+#include "shared_arithmetic/softmax_state.h"
 #include "cpu/cpu_backend.h"
 
 void sr_backend_storage::FreeDeleter::operator()(void* p) const { std::free(p); }
@@ -89,13 +90,13 @@ void store_row(const CacheRow& row, const float* in) {
   }
 }
 
-// Norm of one stored V row, rounded up so the bound built on it stays an upper bound.
+// Norm of one stored V row as its page's summary counts it (summary_row_norm).
 float stored_row_norm(const CacheRow& row) {
   float x[256];
   load_row(row, x);
   double sum = 0.0;
   for (int32_t d = 0; d < row.head_dim; ++d) sum += static_cast<double>(x[d]) * x[d];
-  return static_cast<float>(std::sqrt(sum) * (1.0 + 1e-6));
+  return summary_row_norm(sum);
 }
 
 bool check_host(const sr_kv_io* io, sr_backend_error* err) {

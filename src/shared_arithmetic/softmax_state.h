@@ -98,6 +98,15 @@ SR_HD float budget_allowance(float budget, float anchor_out_norm, float z_anchor
 
 // ---------------------------------------------------------------- certified bound
 
+// A V row's norm as a page summary holds it (docs/ARCHITECTURE.md, "Per-page summaries"): from
+// the sum of squares in double, rounded up so the bound built on it stays an upper bound. A row
+// holding NaN or Inf counts as infinitely large: skipping it could hide what the dense result
+// holds (NaN), so no bound that skips it may be finite.
+SR_HD float summary_row_norm(double sum_squares) {
+  const double norm = sqrt(sum_squares) * (1.0 + 1e-6);
+  return norm == norm ? static_cast<float>(norm) : INFINITY;  // above FLT_MAX the cast gives +inf
+}
+
 // ||o - o'|| <= sum over skipped blocks of P_block * vmax_block = skipped_err / l (absolute).
 // Relative to the exact output: ||o|| >= ||o'|| - abs_bound, so
 // ||o - o'|| / ||o|| <= abs_bound / (||o'|| - abs_bound), infinite when that is not positive.

@@ -8,6 +8,7 @@
 
 #include "shared_arithmetic/dtype_convert.h"
 #include "shared_arithmetic/fp8_rows.h"
+#include "shared_arithmetic/softmax_state.h"
 #include "compat.h"
 #include "element_access.cuh"
 #include "gpu_types.h"
@@ -47,11 +48,6 @@ __device__ __forceinline__ float load_stored(const void* base, const float* scal
                                              int32_t dtype) {
   if (dtype == SR_DTYPE_FP8_E4M3) return fp8_decode(static_cast<const uint8_t*>(base)[i], scales[i / head_dim]);
   return load_any(base, i, dtype);
-}
-
-// Norm of a stored row, rounded up so a bound built on it stays an upper bound (as the CPU).
-__device__ __forceinline__ float rounded_up_norm(double sum_squares) {
-  return static_cast<float>(sqrt(sum_squares) * (1.0 + 1e-6));
 }
 
 __device__ __forceinline__ double warp_sum_double(double v) {
@@ -121,7 +117,7 @@ __global__ void __launch_bounds__(kStorageThreads) write_tokens_kernel(const SR_
       }
     }
     sum = warp_sum_double(sum);
-    norm = fmaxf(norm, rounded_up_norm(sum));
+    norm = fmaxf(norm, summary_row_norm(sum));
   }
   if (lane_id() == 0) warp_norm[warp_id()] = norm;
   __syncthreads();
@@ -168,7 +164,7 @@ __global__ void __launch_bounds__(kStorageThreads) trim_page_kernel(const void* 
       double x = load_stored(v, v_scale, row + d, head_dim, dtype);
       sum += x * x;
     }
-    norm = fmaxf(norm, rounded_up_norm(warp_sum_double(sum)));
+    norm = fmaxf(norm, summary_row_norm(warp_sum_double(sum)));
   }
   if (lane_id() == 0) warp_norm[warp_id()] = norm;
   __syncthreads();
