@@ -67,13 +67,7 @@ sr_kv_io resolve_io(const sr_kv_cache& cache, const sr_kv_io* io_in, int64_t n_t
          "(set io.dtype); the stored bytes mean nothing without their scales");
   }
   if (enum_bits(io.dtype) == SR_DTYPE_CACHE) io.dtype = g.dtype;
-  if (enum_bits(io.dtype) == SR_DTYPE_FP8_E4M3) {
-    fail(SR_ERR_UNSUPPORTED,
-         "io.dtype = SR_DTYPE_FP8_E4M3: FP8 is a cache element type only; K/V buffers are f32, f16 or bf16");
-  }
-  if (!is_buffer_dtype(enum_bits(io.dtype))) {
-    fail(SR_ERR_UNSUPPORTED, "io.dtype = %d is not an sr_dtype value", enum_bits(io.dtype));
-  }
+  require_buffer_dtype(enum_bits(io.dtype), "io.dtype");
   if (io.head_stride < 0 || io.token_stride < 0) {
     fail(SR_ERR_INVALID_ARGUMENT, "io strides must not be negative (token_stride = %lld, head_stride = %lld)",
          static_cast<long long>(io.token_stride), static_cast<long long>(io.head_stride));

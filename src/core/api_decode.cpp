@@ -37,19 +37,8 @@ sr_decode_args resolve_args(const sr_kv_cache& cache, const sr_decode_args* in) 
     fail(SR_ERR_UNSUPPORTED, "a GQA group of %d q-heads per kv-head is not supported (at most 64)",
          a.num_q_heads / g.num_kv_heads);
   }
-  if (enum_bits(a.q_dtype) == SR_DTYPE_FP8_E4M3) {
-    fail(SR_ERR_UNSUPPORTED, "q_dtype = SR_DTYPE_FP8_E4M3: FP8 is a cache element type only; q is f32, f16 or bf16");
-  }
-  if (!is_buffer_dtype(enum_bits(a.q_dtype))) {
-    fail(SR_ERR_UNSUPPORTED, "q_dtype = %d is not an sr_dtype value", enum_bits(a.q_dtype));
-  }
-  if (enum_bits(a.out_dtype) == SR_DTYPE_FP8_E4M3) {
-    fail(SR_ERR_UNSUPPORTED,
-         "out_dtype = SR_DTYPE_FP8_E4M3: FP8 is a cache element type only; out is f32, f16 or bf16");
-  }
-  if (!is_buffer_dtype(enum_bits(a.out_dtype))) {
-    fail(SR_ERR_UNSUPPORTED, "out_dtype = %d is not an sr_dtype value", enum_bits(a.out_dtype));
-  }
+  require_buffer_dtype(enum_bits(a.q_dtype), "q_dtype");
+  require_buffer_dtype(enum_bits(a.out_dtype), "out_dtype");
   if (!(a.scale >= 0.f) || std::isinf(a.scale)) fail(SR_ERR_INVALID_ARGUMENT, "scale = %g must be finite and >= 0", a.scale);
   if (a.scale == 0.f) a.scale = 1.f / std::sqrt(static_cast<float>(g.head_dim));
   if (enum_bits(a.routing) < SR_ROUTING_OFF || enum_bits(a.routing) > SR_ROUTING_BUDGET) {

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/errors.h"
+
 namespace sr {
 
 template <class E>
@@ -19,5 +21,15 @@ int32_t enum_bits(const E& value) {
 inline bool is_cache_dtype(int32_t bits) { return bits >= 0 && bits <= 3; }
 // Element types of a caller's buffer (q, out, K/V transfers): F32, F16, BF16.
 inline bool is_buffer_dtype(int32_t bits) { return bits >= 0 && bits <= 2; }
+
+// Throws SR_ERR_UNSUPPORTED unless `bits` (the field named `field`) is a buffer dtype; FP8 gets
+// its own message, since it is a valid sr_dtype.
+inline void require_buffer_dtype(int32_t bits, const char* field) {
+  if (bits == SR_DTYPE_FP8_E4M3) {
+    fail(SR_ERR_UNSUPPORTED, "%s = SR_DTYPE_FP8_E4M3: FP8 is a cache element type only; buffers are f32, f16 or bf16",
+         field);
+  }
+  if (!is_buffer_dtype(bits)) fail(SR_ERR_UNSUPPORTED, "%s = %d is not an sr_dtype value", field, bits);
+}
 
 }  // namespace sr

@@ -126,14 +126,7 @@ inline void score_heads(const float* q, const void* base, int64_t first, float f
     f32x16 k = chunk16<DT>(base, first + d);
     for (int h = 0; h < GT; ++h) acc[h] += load16(q + h * D + d) * k;
   }
-  for (int h = 0; h < GT; ++h) {
-    if constexpr (DT == SR_DTYPE_FP8_E4M3) {
-      s[h * s_stride] = sum16(acc[h]) * factor;
-    } else {
-      (void)factor;
-      s[h * s_stride] = sum16(acc[h]);
-    }
-  }
+  for (int h = 0; h < GT; ++h) s[h * s_stride] = sum16(acc[h]) * factor;  // factor 1 (exact) but for FP8
 }
 
 // All G heads of a group against cache row `row` of a layer whose rows have scales `scales`
