@@ -175,6 +175,19 @@ int main(int argc, char** argv) {
     }
     }
   }
+  {  // The backend's own name for what runs: its threads and the kernel's instruction set.
+    sr_context_options co;
+    sr_context_options_default(&co, sizeof co);
+    co.backend = SR_BACKEND_CPU;
+    co.num_threads = g_threads;
+    sr_context* ctx = nullptr;
+    const char* device = nullptr;
+    die(sr_context_create(&co, &ctx), "context");
+    die(sr_context_device_name(ctx, &device), "device name");
+    std::printf("device: %s\n", device);
+    benchmark::AddCustomContext("device", device);
+    sr_context_destroy(ctx);
+  }
   benchmark::AddCustomContext("threads", std::to_string(g_threads));
   benchmark::AddCustomContext("read_bandwidth_GBps", std::to_string(g_read_bandwidth / 1e9));
   benchmark::RunSpecifiedBenchmarks();

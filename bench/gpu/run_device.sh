@@ -107,7 +107,18 @@ if want cpu; then
   timeout 240 "$BUILD/bench/sinkrouter_bench" --threads="${SR_CPU_THREADS:-$(nproc)}" \
     --benchmark_filter='MemoryRead|Decode/context:(32768|131072)/mode:(0|1|3)/sink:1/' >"$OUT/cpu_bench.txt" 2>&1
   echo "cpu bench exit $?" >>"$summary"
-  grep -E "bandwidth|^Decode" "$OUT/cpu_bench.txt" | sed -E 's/ +/ /g' | cut -c1-200 >>"$summary"
+  grep -E "bandwidth|^device|^Decode" "$OUT/cpu_bench.txt" | sed -E 's/ +/ /g' | cut -c1-200 >>"$summary"
+  # The bf16 dot-product build against the plain AVX-512 one, on bf16 caches, all threads and one.
+  if grep -q avx512_bf16 /proc/cpuinfo; then
+    for threads in "${SR_CPU_THREADS:-$(nproc)}" 1; do
+      for isa in avx512bf16 avx512; do
+        SINKROUTER_CPU_ISA=$isa timeout 120 "$BUILD/bench/sinkrouter_bench" --threads=$threads \
+          --benchmark_filter='Decode/context:(32768|131072)/mode:(0|1)/sink:1/dtype:2' >"$OUT/cpu_isa_${isa}_t$threads.txt" 2>&1
+        echo "== $isa, $threads threads (exit $?)" >>"$summary"
+        grep -E "^device|^Decode" "$OUT/cpu_isa_${isa}_t$threads.txt" | sed -E 's/ +/ /g' | cut -c1-120 >>"$summary"
+      done
+    done
+  fi
 fi
 
 if want e2e; then

@@ -116,10 +116,52 @@ inline float row_factor(const float* scales, int64_t row) {
   }
 }
 
-// Logits of GT q-heads against one cache row (elements [first, first + D)): the row is
-// loaded once for all heads. s[h * s_stride] receives head h's logit.
+// The group's queries (times the softmax scale), [group][head_dim] each. Where the build has
+// AVX512-BF16 and the cache is bf16, also as two bf16 halves, hi = bf16(q) and
+// lo = bf16(q - hi): |q - hi - lo| <= 2^-16 |q|, so VDPBF16PS (exact bf16 products, f32 sums)
+// scores a row with an error of at most 2^-16 sum |q_i k_i| beyond f32 rounding
+// (docs/ARCHITECTURE.md, "CPU backend").
+struct Query {
+  const float* f32;
+  const uint16_t* hi;
+  const uint16_t* lo;
+};
+
+#if defined(__AVX512BF16__)
+constexpr bool kDotBf16 = true;
+inline __m512bh load_bf16x32(const uint16_t* p) {
+  __m512bh v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+#else
+constexpr bool kDotBf16 = false;
+#endif
+
+// Logits of GT q-heads (from head h0 on) against one cache row (elements [first, first + D)):
+// the row is loaded once for all heads. s[h * s_stride] receives head h's logit.
 template <sr_dtype DT, int D, int GT>
-inline void score_heads(const float* q, const void* base, int64_t first, float factor, float* s, int64_t s_stride) {
+inline void score_heads(const Query& query, int h0, const void* base, int64_t first, float factor, float* s,
+                        int64_t s_stride) {
+#if defined(__AVX512BF16__)
+  if constexpr (DT == SR_DTYPE_BF16) {
+    // Two accumulators per head (hi and lo halves) keep the dependency chains short.
+    const uint16_t* k = static_cast<const uint16_t*>(base) + first;
+    __m512 acc_hi[GT], acc_lo[GT];
+    for (int h = 0; h < GT; ++h) acc_hi[h] = acc_lo[h] = _mm512_setzero_ps();
+    for (int d = 0; d < D; d += 32) {
+      const __m512bh kv = load_bf16x32(k + d);
+      for (int h = 0; h < GT; ++h) {
+        acc_hi[h] = _mm512_dpbf16_ps(acc_hi[h], kv, load_bf16x32(query.hi + (h0 + h) * D + d));
+        acc_lo[h] = _mm512_dpbf16_ps(acc_lo[h], kv, load_bf16x32(query.lo + (h0 + h) * D + d));
+      }
+    }
+    for (int h = 0; h < GT; ++h) s[h * s_stride] = _mm512_reduce_add_ps(_mm512_add_ps(acc_hi[h], acc_lo[h]));
+    (void)factor;  // 1 for bf16
+    return;
+  }
+#endif
+  const float* q = query.f32 + h0 * D;
   f32x16 acc[GT];
   for (int h = 0; h < GT; ++h) acc[h] = f32x16{};
   for (int d = 0; d < D; d += 16) {
@@ -132,21 +174,21 @@ inline void score_heads(const float* q, const void* base, int64_t first, float f
 // All G heads of a group against cache row `row` of a layer whose rows have scales `scales`
 // (FP8), in fixed-size bundles the compiler keeps in registers.
 template <sr_dtype DT, int D>
-inline void score_row(const float* q, int G, const void* base, const float* scales, int64_t row, float* s,
+inline void score_row(const Query& q, int G, const void* base, const float* scales, int64_t row, float* s,
                       int64_t s_stride) {
   const int64_t first = row * D;
   const float factor = row_factor<DT>(scales, row);
   int h = 0;
-  for (; h + 8 <= G; h += 8) score_heads<DT, D, 8>(q + h * D, base, first, factor, s + h * s_stride, s_stride);
+  for (; h + 8 <= G; h += 8) score_heads<DT, D, 8>(q, h, base, first, factor, s + h * s_stride, s_stride);
   if (h + 4 <= G) {
-    score_heads<DT, D, 4>(q + h * D, base, first, factor, s + h * s_stride, s_stride);
+    score_heads<DT, D, 4>(q, h, base, first, factor, s + h * s_stride, s_stride);
     h += 4;
   }
   if (h + 2 <= G) {
-    score_heads<DT, D, 2>(q + h * D, base, first, factor, s + h * s_stride, s_stride);
+    score_heads<DT, D, 2>(q, h, base, first, factor, s + h * s_stride, s_stride);
     h += 2;
   }
-  if (h < G) score_heads<DT, D, 1>(q + h * D, base, first, factor, s + h * s_stride, s_stride);
+  if (h < G) score_heads<DT, D, 1>(q, h, base, first, factor, s + h * s_stride, s_stride);
 }
 
 // o[h] += sum over n rows of w[h * w_stride + t] * row_t, for GT heads: each 16-wide slice
@@ -222,6 +264,7 @@ struct Scratch {
   float* anchor_logits = nullptr;  // [anchor tokens][group]
   float* anchor_out = nullptr;     // [group][head_dim]
   float* scaled_weights = nullptr; // [group][page tokens]: FP8 weights times their row factors
+  uint16_t* q_halves = nullptr;    // [2][group][head_dim]: the bf16 halves of Query
   int anchor_capacity = 0;
   Scratch() {
     weights = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxSplitTokens));
@@ -232,6 +275,7 @@ struct Scratch {
     skip = static_cast<unsigned char*>(malloc(kMaxBlocks));
     anchor_out = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * 256));
     scaled_weights = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxPageTokens));
+    q_halves = static_cast<uint16_t*>(malloc(sizeof(uint16_t) * 2 * kMaxGroup * 256));
   }
   ~Scratch() {
     free(weights);
@@ -243,6 +287,7 @@ struct Scratch {
     free(anchor_logits);
     free(anchor_out);
     free(scaled_weights);
+    free(q_halves);
   }
   float* anchor(int tokens, int group) {
     if (tokens * group > anchor_capacity) {
@@ -253,7 +298,7 @@ struct Scratch {
     return anchor_logits;
   }
   bool ok() const {
-    return weights && block_max && block_sum && order && keys && skip && anchor_out && scaled_weights;
+    return weights && block_max && block_sum && order && keys && skip && anchor_out && scaled_weights && q_halves;
   }
 };
 
@@ -300,11 +345,24 @@ inline int64_t row_of(const LayerView& L, const int32_t* pages, int32_t kv_head,
   return (page * L.kv_heads + kv_head) * L.page_tokens + t % L.page_tokens;
 }
 
+// The Query of a split: its bf16 halves, in `halves`, only where score_heads takes them.
+template <sr_dtype DT, int D>
+inline Query make_query(const float* q, int G, uint16_t* halves) {
+  if (!(kDotBf16 && DT == SR_DTYPE_BF16)) return Query{q, nullptr, nullptr};
+  uint16_t* hi = halves;
+  uint16_t* lo = halves + G * D;
+  for (int i = 0; i < G * D; ++i) {
+    hi[i] = float_to_bf16(q[i]);
+    lo[i] = float_to_bf16(q[i] - bf16_to_float(hi[i]));
+  }
+  return Query{q, hi, lo};
+}
+
 // Scores of the anchor set for every q-head of the group: reference m_ref, z = sum
 // exp(s - m_ref), and (budget mode) the norm of the anchor-only output.
 template <sr_dtype DT, int D>
-void score_anchor(const LayerView& L, const RoutingConfig& R, const SplitTask& task, const AnchorSet& anchor,
-                  Scratch& scratch, float* m_ref, float* z, float* out_norm) {
+void score_anchor(const LayerView& L, const RoutingConfig& R, const SplitTask& task, const Query& query,
+                  const AnchorSet& anchor, Scratch& scratch, float* m_ref, float* z, float* out_norm) {
   const int G = task.group;
   const bool budget = R.mode == SR_ROUTING_BUDGET;
   const int64_t n_sink = anchor.sink_end, n_window = task.length - anchor.window_begin;
@@ -313,7 +371,7 @@ void score_anchor(const LayerView& L, const RoutingConfig& R, const SplitTask& t
   auto token = [&](int i) { return i < n_sink ? i : anchor.window_begin + (i - n_sink); };
   for (int h = 0; h < G; ++h) m_ref[h] = -INFINITY;
   for (int i = 0; i < n_anchor; ++i) {
-    score_row<DT, D>(task.q, G, L.k, L.k_scale, row_of(L, task.pages, task.kv_head, token(i)), logits + i * G, 1);
+    score_row<DT, D>(query, G, L.k, L.k_scale, row_of(L, task.pages, task.kv_head, token(i)), logits + i * G, 1);
     for (int h = 0; h < G; ++h) m_ref[h] = fmaxf(m_ref[h], logits[i * G + h]);
   }
   float* o = scratch.anchor_out;
@@ -351,6 +409,7 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
   float* w = scratch.weights;  // w[h * n + i]
   float* bmax = scratch.block_max;  // bmax[h * n_blocks + b]
   float* bsum = scratch.block_sum;
+  const Query query = make_query<DT, D>(task.q, G, scratch.q_halves);
 
   // Pass 1: every logit of the split, K read once for the whole group.
   float m[kMaxGroup];
@@ -362,7 +421,7 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
     int64_t next_row0 = b + 1 < n_blocks ? row_of(L, task.pages, task.kv_head, t0 + PT) : -1;
     for (int64_t t = t0; t < t1; ++t) {
       if (next_row0 >= 0) prefetch_row<DT, D>(L.k, next_row0 + (t - t0));
-      score_row<DT, D>(task.q, G, L.k, L.k_scale, row0 + (t - t0), w + (t - task.begin), n);
+      score_row<DT, D>(query, G, L.k, L.k_scale, row0 + (t - t0), w + (t - task.begin), n);
     }
     for (int h = 0; h < G; ++h) {
       float block_max = -INFINITY;
@@ -391,7 +450,7 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
   if (R.mode != SR_ROUTING_OFF) {
     AnchorSet anchor = anchor_set(task.length, R.sink_tokens, R.window_tokens);
     float m_ref[kMaxGroup], z[kMaxGroup], anchor_norm[kMaxGroup];
-    score_anchor<DT, D>(L, R, task, anchor, scratch, m_ref, z, anchor_norm);
+    score_anchor<DT, D>(L, R, task, query, anchor, scratch, m_ref, z, anchor_norm);
     auto is_anchor = [&](int b) {
       int64_t t0 = task.begin + static_cast<int64_t>(b) * PT;
       return range_touches_anchor(t0, min64(t0 + PT, task.end), anchor);

@@ -49,14 +49,27 @@ constexpr int32_t kMaxGroup = 64;
 using SplitKernel = void (*)(const LayerView& layer, const RoutingConfig& routing, SplitTask& task);
 
 // Each instruction set's build of the kernel (split_kernel.cpp, compiled once per set; the x86
-// builds exist where SR_CPU_HAVE_X86_KERNELS is defined).
+// builds exist where SR_CPU_HAVE_X86_KERNELS is defined). avx512bf16 is the avx512 build with
+// the bf16 dot-product instruction scoring bf16 caches (docs/ARCHITECTURE.md, "CPU backend").
 namespace generic { void run_split(const LayerView&, const RoutingConfig&, SplitTask&); }
 #if defined(SR_CPU_HAVE_X86_KERNELS)
 namespace avx2 { void run_split(const LayerView&, const RoutingConfig&, SplitTask&); }
 namespace avx512 { void run_split(const LayerView&, const RoutingConfig&, SplitTask&); }
+namespace avx512bf16 { void run_split(const LayerView&, const RoutingConfig&, SplitTask&); }
 #endif
 
-// The fastest kernel this CPU runs, and the name of its instruction set.
+struct KernelBuild {
+  const char* isa;
+  SplitKernel kernel;
+};
+constexpr int kMaxKernelBuilds = 4;
+
+// The builds this CPU runs, fastest first, generic last; returns how many (at most
+// kMaxKernelBuilds are written).
+int runnable_split_kernels(KernelBuild* out, int capacity);
+
+// The fastest build this CPU runs, or the one SINKROUTER_CPU_ISA names if the CPU runs it, and
+// the name of its instruction set.
 SplitKernel select_split_kernel(const char** isa_name);
 
 }  // namespace sr::cpu
