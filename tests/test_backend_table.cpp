@@ -34,6 +34,7 @@ sr_backend_i complete_table() {
     return SR_OK;
   };
   t.decode = [](sr_backend_device*, sr_backend_storage*, const sr_step_desc*, sr_backend_error*) { return SR_OK; };
+  t.merge_states = [](sr_backend_device*, const sr_merge_desc*, sr_backend_error*) { return SR_OK; };
   t.stats_read = [](sr_backend_device*, sr_decode_stats*, sr_backend_error*) { return SR_OK; };
   t.stats_reset = [](sr_backend_device*, sr_backend_error*) { return SR_OK; };
   return t;

@@ -1,5 +1,6 @@
 #include "device_buffers.h"
 
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -24,6 +25,11 @@ const DeviceMemoryOps* device_memory(sr_backend backend) {
 }
 
 namespace {
+// Whether args (of its caller's struct_size) holds the 0.3.0 fields: an older caller's struct
+// ends before them, and whatever lies there is not read.
+bool has_variant_fields(const sr_decode_args& a) {
+  return a.struct_size >= offsetof(sr_decode_args, logit_soft_cap) + sizeof a.logit_soft_cap;
+}
 size_t heads_bytes(const sr_decode_args& a) { return sizeof(float) * a.batch * a.num_q_heads; }
 }  // namespace
 
@@ -40,6 +46,7 @@ sr_status decode_with_host_buffers(sr_context* context, const sr_kv_cache* cache
     if (args.out) std::memset(args.out, 0xff, out_bytes);
     if (args.head_skipped_mass) std::memset(args.head_skipped_mass, 0xff, heads_bytes(args));
     if (args.head_error_bound) std::memset(args.head_error_bound, 0xff, heads_bytes(args));
+    if (has_variant_fields(args) && args.lse) std::memset(args.lse, 0xff, heads_bytes(args));
     return sr_decode_step(context, cache, &args);
   }
   sr_decode_args dev = args;
@@ -56,12 +63,17 @@ sr_status decode_with_host_buffers(sr_context* context, const sr_kv_cache* cache
   dev.out = mirror(args.out, out_bytes, false);
   dev.head_skipped_mass = static_cast<float*>(mirror(args.head_skipped_mass, heads_bytes(args), false));
   dev.head_error_bound = static_cast<float*>(mirror(args.head_error_bound, heads_bytes(args), false));
+  if (has_variant_fields(args)) {
+    dev.lse = static_cast<float*>(mirror(args.lse, heads_bytes(args), false));
+    dev.sink_logits = static_cast<const float*>(mirror(args.sink_logits, sizeof(float) * args.num_q_heads, true));
+  }
   sr_status status = sr_decode_step(context, cache, &dev);
   mem->synchronize();
   if (status == SR_OK) {
     if (args.out) mem->to_host(args.out, dev.out, out_bytes);
     if (args.head_skipped_mass) mem->to_host(args.head_skipped_mass, dev.head_skipped_mass, heads_bytes(args));
     if (args.head_error_bound) mem->to_host(args.head_error_bound, dev.head_error_bound, heads_bytes(args));
+    if (has_variant_fields(args) && args.lse) mem->to_host(args.lse, dev.lse, heads_bytes(args));
   }
   for (void* p : owned) mem->release(p);
   return status;

@@ -103,6 +103,7 @@ sr_status trim_page(sr_backend_storage*, int32_t layer, int32_t page, int32_t va
 sr_status sequence_update(sr_backend_storage*, int64_t slot, const int32_t* pages, int64_t n_pages,
                           const int64_t* lengths, sr_backend_error*);
 sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_step_desc*, sr_backend_error*);
+sr_status merge_states(sr_backend_device*, const sr_merge_desc*, sr_backend_error*);
 
 // The blocks of one launch: a block per (split, kv-head x tile, batch entry); each build orders
 // them in the grid its own way (heads_fastest in kernels/decode_kernel.cuh).

@@ -70,8 +70,15 @@ int32_t log2_exact(int32_t x) {
 
 sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const sr_step_desc* step,
                  sr_backend_error* err) {
-  DeviceScope scope(device);
   const sr_step_desc& a = *step;
+  // The attention variants run on the CPU backend so far (docs/ARCHITECTURE.md, "Attention
+  // variants"); the GPU kernels refuse them rather than ignore them.
+  if (a.sink_logits || a.lse || a.window_left >= 0 || a.logit_soft_cap > 0.f) {
+    set_backend_error(err, "sink_logits, lse, window_left and logit_soft_cap are not supported by the %s backend "
+                           "yet (the CPU backend runs them)", SR_GPU_VENDOR);
+    return SR_ERR_UNSUPPORTED;
+  }
+  DeviceScope scope(device);
   const sr_step_routing& routing = a.routing;
   const sr_cache_geometry& g = storage->geometry;
   const Tuning& tuning = device->tuning;
@@ -158,6 +165,12 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
     if (st != SR_OK) return st;
   }
   return SR_OK;
+}
+
+sr_status merge_states(sr_backend_device*, const sr_merge_desc*, sr_backend_error* err) {
+  set_backend_error(err, "sr_merge_attention_states is not supported by the %s backend yet (the CPU backend runs it)",
+                    SR_GPU_VENDOR);
+  return SR_ERR_UNSUPPORTED;
 }
 
 }  // namespace sr::gpu

@@ -273,6 +273,24 @@ typedef struct sr_decode_args {
                                 (default) = the backend's own threshold: CPU 0, CUDA and HIP
                                 65536 (H100: below it every routed mode was slower than dense,
                                 bench/RESULTS.md); 0 = route every step */
+  /* Attention variants (since 0.3.0; docs/ARCHITECTURE.md, "Attention variants"). Logits are
+   * s = scale * q.k, soft-capped where logit_soft_cap is set. */
+  const float* sink_logits;  /* optional [num_q_heads], the context's memory: a learned sink
+                                logit per q-head (gpt-oss). exp(sink) joins the head's softmax
+                                denominator with no value, so the output shrinks by
+                                Z / (Z + exp(sink)); routing takes it as an anchor logit. NULL
+                                (default) = none; -inf = none for that head */
+  float* lse;                /* optional [batch][num_q_heads], the context's memory: the natural
+                                log of each head's whole softmax denominator, log(sum_t exp(s_t)
+                                + exp(sink)), exact even where routing skipped V (skipped
+                                logits are scored); what sr_merge_attention_states takes */
+  int32_t window_left;       /* sliding window: each sequence attends to its last
+                                window_left + 1 tokens only, and no other token is read; -1
+                                (default) = every token */
+  int32_t window_sink_tokens; /* with a window: its first window_sink_tokens tokens are attended
+                                too, as StreamingLLM keeps them (default 0) */
+  float logit_soft_cap;      /* > 0: each logit s becomes cap * tanh(s / cap) (Gemma 2) before the
+                                softmax, the routing and the bound; 0 (default) = none */
 } sr_decode_args;
 /* Buffers q, out, head_skipped_mass and head_error_bound live in the context's memory: host
  * for the CPU backend, device for GPU backends. On a GPU backend sr_decode_step is
@@ -290,6 +308,35 @@ SR_API sr_status sr_decode_args_default(sr_decode_args* args, size_t struct_size
 /* One decode step of attention for a batch of sequences in one layer. */
 SR_API sr_status sr_decode_step(sr_context* context, const sr_kv_cache* cache,
                                 const sr_decode_args* args);
+
+/* Attention over disjoint sets of keys, merged into attention over their union: say a shared
+ * prefix cache and a per-request suffix, or shards of one sequence. Each state is an output
+ * with its lse (sr_decode_args.lse), for `rows` (batch entry, q-head) pairs of head_dim values.
+ * The merged output is sum_i exp(lse_i - lse) out_i with lse = log sum_i exp(lse_i), and the
+ * merged certified bound combines the states' bounds (docs/ARCHITECTURE.md, "Merging attention
+ * states"). A learned sink belongs in one state only. */
+typedef struct sr_merge_args {
+  size_t struct_size;
+  int32_t num_states;               /* >= 1 and <= 64 */
+  int64_t rows;                     /* >= 1 */
+  int32_t head_dim;                 /* >= 1 */
+  const void* const* state_outs;    /* [num_states] pointers (host memory) to [rows][head_dim] */
+  sr_dtype state_dtype;             /* f32, f16 or bf16; default SR_DTYPE_F32 */
+  const float* const* state_lses;   /* [num_states] pointers (host memory) to [rows] */
+  const float* const* state_bounds; /* optional: NULL, or [num_states] pointers (host memory) to
+                                       [rows] relative bounds (head_error_bound); a NULL entry
+                                       means an exact state */
+  void* out;                        /* [rows][head_dim]; may be one of the state outputs */
+  sr_dtype out_dtype;               /* f32, f16 or bf16; default SR_DTYPE_F32 */
+  float* lse;                       /* optional [rows] */
+  float* bound;                     /* optional [rows]: the merged certified relative bound */
+  void* stream;                     /* GPU: NULL = the context's stream */
+} sr_merge_args;
+/* The buffers behind the pointers live in the context's memory: host for the CPU backend,
+ * device for GPU backends, where the call is asynchronous on the stream. */
+
+SR_API sr_status sr_merge_args_default(sr_merge_args* args, size_t struct_size);
+SR_API sr_status sr_merge_attention_states(sr_context* context, const sr_merge_args* args);
 
 /* Statistics summed over the steps run with collect_stats since the last reset. */
 typedef struct sr_decode_stats {

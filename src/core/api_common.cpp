@@ -43,6 +43,14 @@ void decode_args_defaults(sr_decode_args* o) {
   o->window_tokens = 64;
   o->error_budget = 1e-3f;
   o->route_from_tokens = -1;  // the backend's threshold
+  o->window_left = -1;        // every token
+}
+
+void merge_args_defaults(sr_merge_args* o) {
+  *o = sr_merge_args{};
+  o->struct_size = sizeof *o;
+  o->state_dtype = SR_DTYPE_F32;
+  o->out_dtype = SR_DTYPE_F32;
 }
 
 void decode_stats_defaults(sr_decode_stats* o) {
@@ -102,6 +110,10 @@ sr_status sr_kv_io_default(sr_kv_io* io, size_t struct_size) {
 
 sr_status sr_decode_args_default(sr_decode_args* args, size_t struct_size) {
   return sr::guard([&] { sr::fill_default(args, struct_size, "sr_decode_args", sr::decode_args_defaults); });
+}
+
+sr_status sr_merge_args_default(sr_merge_args* args, size_t struct_size) {
+  return sr::guard([&] { sr::fill_default(args, struct_size, "sr_merge_args", sr::merge_args_defaults); });
 }
 
 }  // extern "C"

@@ -62,7 +62,29 @@ sr_decode_args resolve_args(const sr_kv_cache& cache, const sr_decode_args* in) 
     fail(SR_ERR_OUT_OF_RANGE, "route_from_tokens = %lld must be >= 0, or -1 for the backend's threshold",
          static_cast<long long>(a.route_from_tokens));
   }
+  if (a.window_left < -1) {
+    fail(SR_ERR_OUT_OF_RANGE, "window_left = %d must be >= 0, or -1 for no window", a.window_left);
+  }
+  if (a.window_sink_tokens < 0) fail(SR_ERR_OUT_OF_RANGE, "window_sink_tokens = %d is negative", a.window_sink_tokens);
+  if (a.window_sink_tokens > 0 && a.window_left < 0) {
+    fail(SR_ERR_INVALID_ARGUMENT, "window_sink_tokens = %d needs a sliding window (window_left >= 0)",
+         a.window_sink_tokens);
+  }
+  if (!(a.logit_soft_cap >= 0.f) || std::isinf(a.logit_soft_cap)) {
+    fail(SR_ERR_OUT_OF_RANGE, "logit_soft_cap = %g must be finite and > 0, or 0 for none", a.logit_soft_cap);
+  }
   return a;
+}
+
+// Host-memory sink logits (the CPU backend's) are checked here; a GPU backend's are device
+// memory the core does not read, where a NaN sink logit makes its head's output NaN.
+void check_host_sink_logits(const sr_decode_args& a, const sr_context& context) {
+  if (!a.sink_logits || context.backend != SR_BACKEND_CPU) return;
+  for (int32_t h = 0; h < a.num_q_heads; ++h) {
+    if (std::isnan(a.sink_logits[h]) || a.sink_logits[h] == INFINITY) {
+      fail(SR_ERR_INVALID_ARGUMENT, "sink_logits[%d] = %g must be finite or -inf (no sink)", h, a.sink_logits[h]);
+    }
+  }
 }
 
 }  // namespace
@@ -78,6 +100,7 @@ extern "C" sr_status sr_decode_step(sr_context* context, const sr_kv_cache* cach
                sr_backend_name(context->backend), context->device_index);
     }
     sr_decode_args a = sr::resolve_args(*cache, args);
+    sr::check_host_sink_logits(a, *context);
     std::shared_lock<std::shared_mutex> lock(cache->mutex);
     std::vector<sr_decode_seq> seqs(static_cast<size_t>(a.batch));
     int64_t longest = 0;
@@ -107,6 +130,11 @@ extern "C" sr_status sr_decode_step(sr_context* context, const sr_kv_cache* cach
     step.head_error_bound = a.head_error_bound;
     step.collect_stats = a.collect_stats;
     step.stream = a.stream;
+    step.sink_logits = a.sink_logits;
+    step.lse = a.lse;
+    step.window_left = a.window_left;
+    step.window_sink_tokens = a.window_sink_tokens;
+    step.logit_soft_cap = a.logit_soft_cap;
     sr_backend_error err{};
     sr::check_backend(context->iface->decode(context->device, cache->storage, &step, &err), err, "decode");
   });

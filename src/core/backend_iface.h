@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-#define SR_BACKEND_IFACE_VERSION 3u
+#define SR_BACKEND_IFACE_VERSION 4u
 
 typedef struct sr_backend_device sr_backend_device;    // one opened device
 typedef struct sr_backend_storage sr_backend_storage;  // one cache's page pool
@@ -73,7 +73,29 @@ typedef struct sr_step_desc {
   float* head_error_bound;      // optional [batch][num_q_heads]
   int32_t collect_stats;
   void* stream;                 // GPU: NULL = the context's stream
+  // Attention variants (sr_decode_args; shared arithmetic in softmax_state.h).
+  const float* sink_logits;     // optional [num_q_heads], the context's memory
+  float* lse;                   // optional [batch][num_q_heads]
+  int32_t window_left;          // -1 = every token (visible_tokens)
+  int32_t window_sink_tokens;
+  float logit_soft_cap;         // 0 = none
 } sr_step_desc;
+
+// sr_merge_attention_states, checked by the core (the public sr_merge_args does not cross).
+typedef struct sr_merge_desc {
+  int32_t num_states;
+  int64_t rows;
+  int32_t head_dim;
+  const void* const* state_outs;    // host array of pointers into the context's memory
+  sr_dtype state_dtype;
+  const float* const* state_lses;
+  const float* const* state_bounds; // NULL, or entries that may be NULL
+  void* out;
+  sr_dtype out_dtype;
+  float* lse;                       // optional
+  float* bound;                     // optional
+  void* stream;
+} sr_merge_desc;
 
 // Backends write a message here on failure; the core forwards it to sr_last_error().
 typedef struct sr_backend_error {
@@ -122,6 +144,7 @@ typedef struct sr_backend_i {
 
   sr_status (*decode)(sr_backend_device* device, sr_backend_storage* storage,
                       const sr_step_desc* step, sr_backend_error* err);
+  sr_status (*merge_states)(sr_backend_device* device, const sr_merge_desc* merge, sr_backend_error* err);
   sr_status (*stats_read)(sr_backend_device* device, sr_decode_stats* out, sr_backend_error* err);
   sr_status (*stats_reset)(sr_backend_device* device, sr_backend_error* err);
 } sr_backend_i;
@@ -144,6 +167,7 @@ typedef struct sr_backend_i {
   (table).copy_page = copy_page;             \
   (table).trim_page = trim_page;             \
   (table).decode = decode;                   \
+  (table).merge_states = merge_states;       \
   (table).stats_read = stats_read;           \
   (table).stats_reset = stats_reset
 
@@ -165,6 +189,7 @@ inline const char* missing_backend_entry(const sr_backend_i* t) {
   SR_REQUIRE_ENTRY(copy_page)
   SR_REQUIRE_ENTRY(trim_page)
   SR_REQUIRE_ENTRY(decode)
+  SR_REQUIRE_ENTRY(merge_states)
   SR_REQUIRE_ENTRY(stats_read)
   SR_REQUIRE_ENTRY(stats_reset)
 #undef SR_REQUIRE_ENTRY

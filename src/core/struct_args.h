@@ -82,6 +82,14 @@ struct struct_sizes<sr_decode_args> {
   static constexpr struct_version known[] = {
       SR_STRUCT_VERSION(sr_decode_args, stream),             // v1 (0.1.0, abi/libsinkrouter.so.1.abi)
       SR_STRUCT_VERSION(sr_decode_args, route_from_tokens),  // v2: + route_from_tokens
+      SR_STRUCT_VERSION(sr_decode_args, logit_soft_cap),     // v3 (0.3.0): + attention variants
+  };
+};
+
+template <>
+struct struct_sizes<sr_merge_args> {
+  static constexpr struct_version known[] = {
+      SR_STRUCT_VERSION(sr_merge_args, stream),  // v1 (0.3.0)
   };
 };
 

@@ -58,6 +58,8 @@ sr_status trim_page(sr_backend_storage*, int32_t layer, int32_t page, int32_t va
 
 // Decode (cpu_decode.cpp).
 sr_status decode(sr_backend_device*, sr_backend_storage*, const sr_step_desc*, sr_backend_error*);
+// Merging attention states (cpu_merge.cpp).
+sr_status merge_states(sr_backend_device*, const sr_merge_desc*, sr_backend_error*);
 
 // Element conversion between a buffer dtype (f32, f16, bf16) and f32, one value at a time.
 float load_as_float(const void* base, int64_t index, sr_dtype dtype);

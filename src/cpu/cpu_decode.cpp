@@ -15,7 +15,8 @@ namespace {
 struct WorkItem {
   int32_t b;
   int32_t kv_head;
-  int64_t begin, end;
+  int64_t begin, end;  // begin is page aligned
+  int64_t first_row;   // the first attended token, >= begin
 };
 
 struct Step {
@@ -28,6 +29,7 @@ struct Step {
   std::vector<SoftmaxPartial> partials;  // [item][group]
   std::vector<float> o;                  // [item][group][head_dim]
   std::vector<int64_t> blocks, skipped;  // [item]
+  std::vector<VisibleTokens> visible;    // [batch]
 };
 
 void run_items(sr_backend_device* device, Step& step, const RoutingConfig& routing,
@@ -45,6 +47,10 @@ void run_items(sr_backend_device* device, Step& step, const RoutingConfig& routi
     task.end = item.end;
     task.q = step.q.data() + (static_cast<int64_t>(item.b) * step.args.num_q_heads + item.kv_head * G) * D;
     task.group = G;
+    task.visible = step.visible[item.b];
+    task.first_row = item.first_row;
+    task.sink_logits = step.args.sink_logits ? step.args.sink_logits + item.kv_head * G : nullptr;
+    task.soft_cap = step.args.logit_soft_cap;
     task.partial = step.partials.data() + i * G;
     task.o = step.o.data() + i * G * D;
     device->split_kernel(step.layer, routing, task);
@@ -76,6 +82,11 @@ void finish_group(Step& step, int32_t b, int32_t kv_head, HeadResult* results) {
       total = merge_partials(total, part, s);
     }
     int32_t h = kv_head * G + g;
+    if (a.sink_logits) {  // the sink: weight in the denominator, no value
+      MergeScales s = merge_scales(total.m, a.sink_logits[h]);
+      for (int32_t d = 0; d < D; ++d) acc[d] *= s.a;
+      total = merge_partials(total, sink_partial(a.sink_logits[h]), s);
+    }
     int64_t out_row = (static_cast<int64_t>(b) * a.num_q_heads + h) * D;
     float inv_l = 1.f / total.l;
     double norm2 = 0.0;
@@ -84,6 +95,7 @@ void finish_group(Step& step, int32_t b, int32_t kv_head, HeadResult* results) {
       norm2 += static_cast<double>(value) * value;
       store_from_float(a.out, out_row + d, a.out_dtype, value);
     }
+    if (a.lse) a.lse[static_cast<int64_t>(b) * a.num_q_heads + h] = partial_lse(total);
     results[g].skipped_mass = total.skipped_l * inv_l;
     results[g].bound = certified_relative_bound(total.skipped_err * inv_l, static_cast<float>(std::sqrt(norm2)));
   }
@@ -95,7 +107,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
                  sr_backend_error* /*err: the core validated the step; nothing here can fail but allocation*/) {
   const sr_step_desc& a = *desc;
   const sr_cache_geometry& g = storage->geometry;
-  Step step{a, {}, a.group, g.head_dim, {}, {}, {}, {}, {}, {}, {}};
+  Step step{a, {}, a.group, g.head_dim, {}, {}, {}, {}, {}, {}, {}, {}};
   step.layer = LayerView{storage->k_layer(a.layer),       storage->v_layer(a.layer),
                          storage->vnorm_layer(a.layer),   storage->k_scale_layer(a.layer),
                          storage->v_scale_layer(a.layer), g.num_kv_heads,
@@ -105,16 +117,29 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   step.q.resize(q_elements);
   for (int64_t i = 0; i < q_elements; ++i) step.q[i] = load_as_float(a.q, i, a.q_dtype) * a.scale;
 
+  // Each sequence's attended tokens: [0, kept_end) and [window_begin, length), the second
+  // range's splits starting at its page's start (rows before window_begin are masked).
   std::vector<int64_t> lengths(a.batch);
-  for (int32_t b = 0; b < a.batch; ++b) lengths[b] = a.seqs[b].length;
+  step.visible.resize(a.batch);
+  for (int32_t b = 0; b < a.batch; ++b) {
+    step.visible[b] = visible_tokens(a.seqs[b].length, a.window_left, a.window_sink_tokens);
+    const int64_t window_page_start = step.visible[b].window_begin / g.page_tokens * g.page_tokens;
+    lengths[b] = step.visible[b].kept_end + (a.seqs[b].length - window_page_start);
+  }
   SplitLimits limits{4 * static_cast<int64_t>(device->pool->size()), 512, kMaxSplitTokens};
   int64_t split_tokens = plan_split_tokens(lengths.data(), a.batch, g.num_kv_heads, g.page_tokens, limits);
   step.first_item.reserve(static_cast<size_t>(a.batch) * g.num_kv_heads + 1);
   for (int32_t b = 0; b < a.batch; ++b) {
+    const VisibleTokens& v = step.visible[b];
+    const int64_t length = a.seqs[b].length;
+    const int64_t window_page_start = v.window_begin / g.page_tokens * g.page_tokens;
     for (int32_t h = 0; h < g.num_kv_heads; ++h) {
       step.first_item.push_back(static_cast<int64_t>(step.items.size()));
-      for (int64_t t = 0; t < lengths[b]; t += split_tokens) {
-        step.items.push_back(WorkItem{b, h, t, std::min(t + split_tokens, lengths[b])});
+      for (int64_t t = 0; t < v.kept_end; t += split_tokens) {
+        step.items.push_back(WorkItem{b, h, t, std::min(t + split_tokens, v.kept_end), t});
+      }
+      for (int64_t t = window_page_start; t < length; t += split_tokens) {
+        step.items.push_back(WorkItem{b, h, t, std::min(t + split_tokens, length), std::max(t, v.window_begin)});
       }
     }
   }

@@ -365,18 +365,22 @@ void score_anchor(const LayerView& L, const RoutingConfig& R, const SplitTask& t
                   const AnchorSet& anchor, Scratch& scratch, float* m_ref, float* z, float* out_norm) {
   const int G = task.group;
   const bool budget = R.mode == SR_ROUTING_BUDGET;
-  const int64_t n_sink = anchor.sink_end, n_window = task.length - anchor.window_begin;
+  const int64_t n_sink = anchor.sink_end - anchor.sink_begin, n_window = task.length - anchor.window_begin;
   const int n_anchor = static_cast<int>(n_sink + n_window);
   float* logits = scratch.anchor(n_anchor, G);
-  auto token = [&](int i) { return i < n_sink ? i : anchor.window_begin + (i - n_sink); };
-  for (int h = 0; h < G; ++h) m_ref[h] = -INFINITY;
+  auto token = [&](int i) { return i < n_sink ? anchor.sink_begin + i : anchor.window_begin + (i - n_sink); };
+  for (int h = 0; h < G; ++h) m_ref[h] = task.sink_logits ? task.sink_logits[h] : -INFINITY;
   for (int i = 0; i < n_anchor; ++i) {
     score_row<DT, D>(query, G, L.k, L.k_scale, row_of(L, task.pages, task.kv_head, token(i)), logits + i * G, 1);
-    for (int h = 0; h < G; ++h) m_ref[h] = fmaxf(m_ref[h], logits[i * G + h]);
+    for (int h = 0; h < G; ++h) {
+      logits[i * G + h] = soft_cap(logits[i * G + h], task.soft_cap);
+      m_ref[h] = fmaxf(m_ref[h], logits[i * G + h]);
+    }
   }
   float* o = scratch.anchor_out;
   if (budget) memset(o, 0, sizeof(float) * G * D);
-  for (int h = 0; h < G; ++h) z[h] = 0.f;
+  // z holds the sink's weight too; the allowance uses only z * ||o_anchor / z||, which it cancels.
+  for (int h = 0; h < G; ++h) z[h] = task.sink_logits ? fast_exp(task.sink_logits[h] - m_ref[h]) : 0.f;
   for (int i = 0; i < n_anchor; ++i) {
     for (int h = 0; h < G; ++h) {
       logits[i * G + h] = fast_exp(logits[i * G + h] - m_ref[h]);
@@ -419,9 +423,19 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
     int64_t t1 = min64(t0 + PT, task.end);
     int64_t row0 = row_of(L, task.pages, task.kv_head, t0);
     int64_t next_row0 = b + 1 < n_blocks ? row_of(L, task.pages, task.kv_head, t0 + PT) : -1;
-    for (int64_t t = t0; t < t1; ++t) {
+    // Rows before the first attended one (a sliding window's first page) are not read.
+    const int64_t first = t0 > task.first_row ? t0 : task.first_row;
+    for (int64_t t = t0; t < first; ++t) {
+      for (int h = 0; h < G; ++h) w[h * n + (t - task.begin)] = -INFINITY;
+    }
+    for (int64_t t = first; t < t1; ++t) {
       if (next_row0 >= 0) prefetch_row<DT, D>(L.k, next_row0 + (t - t0));
       score_row<DT, D>(query, G, L.k, L.k_scale, row0 + (t - t0), w + (t - task.begin), n);
+    }
+    if (task.soft_cap > 0.f) {
+      for (int h = 0; h < G; ++h) {
+        for (int64_t i = first - task.begin; i < t1 - task.begin; ++i) w[h * n + i] = soft_cap(w[h * n + i], task.soft_cap);
+      }
     }
     for (int h = 0; h < G; ++h) {
       float block_max = -INFINITY;
@@ -448,7 +462,7 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
     return vnorm[page * L.kv_heads + task.kv_head];
   };
   if (R.mode != SR_ROUTING_OFF) {
-    AnchorSet anchor = anchor_set(task.length, R.sink_tokens, R.window_tokens);
+    AnchorSet anchor = anchor_set(task.length, R.sink_tokens, R.window_tokens, task.visible);
     float m_ref[kMaxGroup], z[kMaxGroup], anchor_norm[kMaxGroup];
     score_anchor<DT, D>(L, R, task, query, anchor, scratch, m_ref, z, anchor_norm);
     auto is_anchor = [&](int b) {
@@ -518,6 +532,7 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
     }
     int64_t t0 = task.begin + static_cast<int64_t>(b) * PT;
     int64_t t1 = min64(t0 + PT, task.end);
+    if (t0 < task.first_row) t0 = task.first_row;  // a window's first page: from its first token
     int64_t row0 = row_of(L, task.pages, task.kv_head, t0);
     next_kept = b + 1;
     while (next_kept < n_blocks && skip[next_kept]) ++next_kept;

@@ -35,6 +35,11 @@ struct SplitTask {
   int64_t begin, end;    // tokens of this split; begin is page aligned
   const float* q;        // [group][head_dim], multiplied by the softmax scale
   int32_t group;
+  // Attention variants (docs/ARCHITECTURE.md, "Attention variants").
+  VisibleTokens visible;     // what the step attends to; rows before first_row are not read
+  int64_t first_row;         // >= begin: the split's first attended token
+  const float* sink_logits;  // [group] or nullptr: anchor logits of the routing reference
+  float soft_cap;            // 0 = none
   // Outputs.
   SoftmaxPartial* partial;  // [group]
   float* o;                 // [group][head_dim], unnormalised (divide by l after the merge)

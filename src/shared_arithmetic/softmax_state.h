@@ -45,26 +45,65 @@ SR_HD SoftmaxPartial merge_partials(const SoftmaxPartial& a, const SoftmaxPartia
                         a.skipped_err * s.a + b.skipped_err * s.b};
 }
 
+// ---------------------------------------------------------------- attention variants
+
+// The tokens a step attends to in a sequence of `length` tokens: [0, kept_end) and
+// [window_begin, length), kept_end <= window_begin. Every token without a sliding window
+// (window_left < 0); else the last window_left + 1 and the first window_sink_tokens.
+struct VisibleTokens {
+  int64_t kept_end;
+  int64_t window_begin;
+};
+
+SR_HD VisibleTokens visible_tokens(int64_t length, int32_t window_left, int32_t window_sink_tokens) {
+  if (window_left < 0) return VisibleTokens{0, 0};
+  int64_t window_begin = length - 1 - window_left;
+  if (window_begin < 0) window_begin = 0;
+  const int64_t kept_end = window_sink_tokens < window_begin ? window_sink_tokens : window_begin;
+  return VisibleTokens{kept_end, window_begin};
+}
+
+// Logit soft-capping (Gemma 2): cap * tanh(s / cap), monotone, so a block's largest capped
+// logit is the cap of its largest logit; cap 0 = none.
+SR_HD float soft_cap(float s, float cap) { return cap > 0.f ? cap * tanhf(s / cap) : s; }
+
+// A learned sink logit as a partial state: one token of weight exp(sink - m) and no value. It
+// merges with a head's total like any split (merge_scales, merge_partials; its output is 0).
+SR_HD SoftmaxPartial sink_partial(float sink_logit) {
+  return sink_logit == -INFINITY ? empty_partial() : SoftmaxPartial{sink_logit, 1.f, 0.f, 0.f};
+}
+
+// The natural log of a head's whole softmax denominator from its merged state.
+SR_HD float partial_lse(const SoftmaxPartial& p) { return p.m + logf(p.l); }
+
 // ---------------------------------------------------------------- anchor set
 
-// The first sink_tokens and the last window_tokens positions of a sequence of `length` tokens.
+// The first sink_tokens and the last window_tokens tokens a step attends to (VisibleTokens).
 // Their blocks are always read in full, and their largest logit is the reference m_ref: the
 // global maximum is at least m_ref, so a logit below m_ref - tau has weight below exp(-tau).
+// A learned sink logit joins m_ref as one more anchor logit.
 struct AnchorSet {
-  int64_t sink_end;      // tokens [0, sink_end) are sinks
+  int64_t sink_begin;    // tokens [sink_begin, sink_end) are the first attended tokens
+  int64_t sink_end;
   int64_t window_begin;  // tokens [window_begin, length) are the recent window
 };
 
-SR_HD AnchorSet anchor_set(int64_t length, int32_t sink_tokens, int32_t window_tokens) {
-  int64_t sink_end = sink_tokens < length ? sink_tokens : length;
+SR_HD AnchorSet anchor_set(int64_t length, int32_t sink_tokens, int32_t window_tokens,
+                           VisibleTokens visible = VisibleTokens{0, 0}) {
+  // The first attended tokens are those of the kept range, or, with none kept, of the window.
+  const int64_t sink_begin = visible.kept_end > 0 ? 0 : visible.window_begin;
+  const int64_t first_range_end = visible.kept_end > 0 ? visible.kept_end : length;
+  int64_t sink_end = sink_begin + sink_tokens;
+  if (sink_end > first_range_end) sink_end = first_range_end;
   int64_t window_begin = length - window_tokens;
+  if (window_begin < visible.window_begin) window_begin = visible.window_begin;
   if (window_begin < sink_end) window_begin = sink_end;
-  return AnchorSet{sink_end, window_begin};
+  return AnchorSet{sink_begin, sink_end, window_begin};
 }
 
 // Whether tokens [begin, end) hold any anchor token.
 SR_HD bool range_touches_anchor(int64_t begin, int64_t end, const AnchorSet& a) {
-  return begin < a.sink_end || end > a.window_begin;
+  return (begin < a.sink_end && end > a.sink_begin) || end > a.window_begin;
 }
 
 // ---------------------------------------------------------------- skip rules
@@ -115,5 +154,42 @@ SR_HD float certified_relative_bound(float abs_bound, float out_norm) {
   float denominator = out_norm - abs_bound;
   return denominator > 0.f ? abs_bound / denominator : INFINITY;
 }
+
+// The absolute bound behind a reported relative one: eps = A / (N - A) with N = ||o'|| gives
+// A = eps N / (1 + eps). +inf (or NaN) stays +inf: nothing is known.
+SR_HD float absolute_from_relative_bound(float eps, float out_norm) {
+  if (eps == 0.f) return 0.f;
+  if (!(eps < INFINITY)) return INFINITY;
+  return eps * out_norm / (1.f + eps);
+}
+
+// ---------------------------------------------------------------- merging attention states
+
+// Outputs o_i over disjoint key sets with denominators exp(lse_i) merge into
+// o = sum_i c_i o_i, c_i = exp(lse_i - lse), lse = log sum_i exp(lse_i). Their errors add with
+// the same weights, so the merged absolute bound is sum_i c_i A_i (docs/ARCHITECTURE.md,
+// "Merging attention states"). Fed one state at a time; m = -inf while empty.
+struct StateMerge {
+  float m = -INFINITY;  // largest lse so far
+  float s = 0.f;        // sum of exp(lse_i - m)
+};
+
+// Adds a state with log-denominator `lse`; returns the factor the sums so far (outputs and
+// absolute bounds included) are multiplied by, and writes the new state's own weight.
+SR_HD float state_merge_add(StateMerge& merge, float lse, float* weight) {
+  if (lse == -INFINITY) {  // an empty state adds nothing
+    *weight = 0.f;
+    return 1.f;
+  }
+  const float m = merge.m > lse ? merge.m : lse;
+  const float old_factor = rescale(merge.m, m);
+  *weight = expf(lse - m);
+  merge.s = merge.s * old_factor + *weight;
+  merge.m = m;
+  return old_factor;
+}
+
+// The merged lse; outputs and bounds summed with state_merge_add's weights are divided by s.
+SR_HD float state_merge_lse(const StateMerge& merge) { return merge.m + logf(merge.s); }
 
 }  // namespace sr
