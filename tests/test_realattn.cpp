@@ -179,6 +179,96 @@ TEST_P(RealAttention, Fp8CacheWithinTheFormatBoundAndTheBudget) {
               100 * fraction(tau), 100 * fraction(budget), budget.max_error);
 }
 
+// The attention variants on real data: learned sinks (one per q-head, near each head's largest
+// logit, as gpt-oss learns them), a 1024-token window keeping 4 first tokens, a soft cap of 8
+// (below this model's largest logits, so it bends them), alone and together: dense against the
+// float64 reference over the stored values, budget 1e-2 within its bound, lse exact in both.
+TEST_P(RealAttention, VariantsMatchFloat64AndKeepTheBound) {
+  if (GetParam() != SR_BACKEND_CPU) GTEST_SKIP() << "the GPU backends refuse the variants for now";
+  auto ctx = make_context(GetParam());
+  CacheShape shape;
+  shape.kv_heads = RealAttnLayer::kKvHeads;
+  shape.dtype = SR_DTYPE_BF16;
+  shape.capacity = RealAttnLayer::kTokens;
+  const int32_t D = RealAttnLayer::kHeadDim, H = RealAttnLayer::kQHeads, G = H / RealAttnLayer::kKvHeads;
+  const double c = 1.0 / std::sqrt(128.0);
+  int64_t skipped = 0;
+  for (int32_t layer = 0; layer < 8; ++layer) {
+    RealAttnLayer data = workloads::load_realattn_layer(dir_, layer);
+    auto cache = make_cache(ctx.get(), shape);
+    sr_seq_id seq;
+    ASSERT_EQ(sr_seq_add(cache.get(), &seq), SR_OK);
+    sr_kv_io io;
+    sr_kv_io_default(&io, sizeof io);
+    io.dtype = SR_DTYPE_BF16;
+    io.token_stride = D;
+    io.head_stride = static_cast<int64_t>(RealAttnLayer::kTokens) * D;
+    ASSERT_EQ(sr_kv_append(cache.get(), seq, 0, RealAttnLayer::kTokens, data.k.data(), data.v.data(), &io), SR_OK);
+    std::vector<float> k(data.k.size()), v(data.v.size());  // [kv_head][token][dim], as stored (bf16)
+    for (size_t j = 0; j < k.size(); ++j) {
+      k[j] = bf16_to_float(data.k[j]);
+      v[j] = bf16_to_float(data.v[j]);
+    }
+    const int32_t i = RealAttnLayer::kQueries - 1;  // the last query, over all 4096 tokens
+    std::vector<float> qf(static_cast<size_t>(H) * D);
+    for (size_t j = 0; j < qf.size(); ++j) qf[j] = bf16_to_float(data.q[static_cast<size_t>(i) * H * D + j]);
+    // Sinks: each head's plain lse minus 1, so the sink takes about a quarter of the mass.
+    std::vector<float> sinks(H);
+    for (int32_t h = 0; h < H; ++h) {
+      const int64_t at = static_cast<int64_t>(h / G) * RealAttnLayer::kTokens * D;
+      sinks[h] = static_cast<float>(workloads::reference_attention_variant(qf.data() + h * D, k.data() + at,
+                                                                          v.data() + at, RealAttnLayer::kTokens, D, D,
+                                                                          c, {})
+                                        .lse -
+                                    1.0);
+    }
+    struct Case {
+      const char* name;
+      bool sinks;
+      int32_t window_left, kept;
+      float cap;
+    };
+    for (const Case& k_case : {Case{"sinks", true, -1, 0, 0.f}, Case{"window", false, 1023, 4, 0.f},
+                               Case{"soft cap", false, -1, 0, 8.f}, Case{"all", true, 1023, 4, 8.f}}) {
+      workloads::AttentionVariant var;
+      var.window_left = k_case.window_left;
+      var.window_sink_tokens = k_case.kept;
+      var.soft_cap = k_case.cap;
+      for (sr_routing_mode mode : {SR_ROUTING_OFF, SR_ROUTING_BUDGET}) {
+        SCOPED_TRACE(std::string(k_case.name) + " layer " + std::to_string(layer) + " mode " + std::to_string(mode));
+        std::vector<sr_seq_id> seqs = {seq};
+        std::vector<float> out(qf.size()), lse(H), bound(H);
+        sr_decode_args a = decode_args(seqs, H, qf.data(), out.data());
+        a.routing = mode;
+        a.error_budget = 1e-2f;
+        a.head_error_bound = bound.data();
+        a.lse = lse.data();
+        a.sink_logits = k_case.sinks ? sinks.data() : nullptr;
+        a.window_left = k_case.window_left;
+        a.window_sink_tokens = k_case.kept;
+        a.logit_soft_cap = k_case.cap;
+        a.collect_stats = 1;
+        ASSERT_EQ(decode_with_host_buffers(ctx.get(), cache.get(), a, D), SR_OK) << sr_last_error();
+        for (int32_t h = 0; h < H; ++h) {
+          var.sink_logit = k_case.sinks ? sinks[h] : -INFINITY;
+          const int64_t at = static_cast<int64_t>(h / G) * RealAttnLayer::kTokens * D;
+          const auto ref = workloads::reference_attention_variant(qf.data() + h * D, k.data() + at, v.data() + at,
+                                                                  RealAttnLayer::kTokens, D, D, c, var);
+          const double error = workloads::relative_error(out.data() + h * D, ref.out.data(), D);
+          EXPECT_NEAR(lse[h], ref.lse, 2e-5 * (1 + std::fabs(ref.lse))) << "head " << h;
+          if (mode == SR_ROUTING_OFF) EXPECT_LT(error, 1e-5) << "head " << h;
+          EXPECT_LE(error, bound[h] + 2e-5) << "head " << h << ": the true error passed the bound";
+          EXPECT_LE(bound[h], 1e-2f) << "head " << h;
+        }
+      }
+    }
+  }
+  sr_decode_stats s{};
+  ASSERT_EQ(sr_context_stats(ctx.get(), &s, sizeof s), SR_OK);
+  skipped = s.blocks_v_skipped;
+  EXPECT_GT(skipped, 0) << "budget 1e-2 skips V on real attention with the variants too";
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, RealAttention, ::testing::ValuesIn(test_backends()), backend_param_name);
 
 }  // namespace
