@@ -2,8 +2,8 @@
 // head_dim 128, bf16 and FP8 E4M3 caches) at several context lengths, beside the machine's memory-read
 // bandwidth measured in the same run, so every figure is also a ratio to the roofline.
 //
-// Counters: KV_GBps = dense K+V bytes / time (what a dense kernel would need to read; FP8
-// counts its codes and its per-row scales);
+// Counters: KV_GBps = dense K+V bytes / time (what a dense kernel would need to read, of the
+// attended tokens: a window's; FP8 counts its codes and its per-row scales);
 // read_GBps = bytes actually read (K, and V of the blocks not skipped) / time;
 // pct_of_read_bw = read_GBps / measured bandwidth; V_skipped = fraction of V blocks skipped;
 // recomputed = fraction of heads the budget's exact follow-up decoded again.
@@ -87,11 +87,14 @@ Layer& layer_for(int64_t length, bool sink_heavy, sr_dtype dtype) {
   return L;
 }
 
-enum Mode { kDense, kTau10, kBudget1e3, kBudget1e2 };
+// The attention variants run dense: a 4096-token sliding window (its bytes are all it reads),
+// and learned sinks with lse out (beside plain dense, they should cost nothing measurable).
+enum Mode { kDense, kTau10, kBudget1e3, kBudget1e2, kWindow4096, kSinksLse };
 const char* mode_name(int m) {
-  const char* names[] = {"dense", "tau10", "budget1e-3", "budget1e-2"};
+  const char* names[] = {"dense", "tau10", "budget1e-3", "budget1e-2", "dense window4096", "dense sinks+lse"};
   return names[m];
 }
+constexpr int32_t kWindowTokens = 4096;
 
 void BM_Decode(benchmark::State& state) {
   const int64_t length = state.range(0);
@@ -107,9 +110,15 @@ void BM_Decode(benchmark::State& state) {
   a.num_q_heads = kQHeads;
   a.q = L.q.data();
   a.out = out.data();
-  a.routing = mode == kDense ? SR_ROUTING_OFF : mode == kTau10 ? SR_ROUTING_TAU : SR_ROUTING_BUDGET;
+  a.routing = mode == kTau10 ? SR_ROUTING_TAU : mode == kBudget1e3 || mode == kBudget1e2 ? SR_ROUTING_BUDGET : SR_ROUTING_OFF;
   a.tau = 10.f;
   a.error_budget = mode == kBudget1e3 ? 1e-3f : mode == kBudget1e2 ? 1e-2f : 0.f;
+  std::vector<float> sinks(kQHeads, 2.f), lse(kQHeads);
+  if (mode == kWindow4096) a.window_left = kWindowTokens - 1;
+  if (mode == kSinksLse) {
+    a.sink_logits = sinks.data();
+    a.lse = lse.data();
+  }
   a.collect_stats = 1;
   sr_context_reset_stats(L.ctx);
   for (auto _ : state) {
@@ -118,7 +127,8 @@ void BM_Decode(benchmark::State& state) {
   }
   sr_decode_stats s;
   sr_context_stats(L.ctx, &s, sizeof s);
-  const double half = static_cast<double>(length) * kKvHeads * row_bytes(dtype);  // K or V bytes
+  const int64_t attended = mode == kWindow4096 ? std::min<int64_t>(length, kWindowTokens) : length;
+  const double half = static_cast<double>(attended) * kKvHeads * row_bytes(dtype);  // K or V bytes read dense
   const double skipped = s.blocks_total ? static_cast<double>(s.blocks_v_skipped) / s.blocks_total : 0.0;
   const double read = half + half * (1.0 - skipped);
   const double steps = static_cast<double>(state.iterations());
@@ -161,10 +171,11 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("MemoryRead", BM_MemoryRead)->UseManualTime()->Unit(benchmark::kMillisecond);
   for (int64_t length : {4096, 32768, 131072}) {
     for (int dtype : {SR_DTYPE_BF16, SR_DTYPE_FP8_E4M3}) {
-    for (int mode : {kDense, kTau10, kBudget1e3, kBudget1e2}) {
+    for (int mode : {kDense, kTau10, kBudget1e3, kBudget1e2, kWindow4096, kSinksLse}) {
       for (int sink_heavy : {1, 0}) {
         if (mode == kDense && !sink_heavy) continue;  // dense reads the same bytes on any data
         if (dtype == SR_DTYPE_FP8_E4M3 && (mode == kBudget1e3 || !sink_heavy)) continue;  // the rows that compare
+        if (mode >= kWindow4096 && (!sink_heavy || dtype != SR_DTYPE_BF16)) continue;
         benchmark::RegisterBenchmark("Decode", BM_Decode)
             ->Args({length, mode, sink_heavy, dtype})
             ->ArgNames({"context", "mode", "sink", "dtype"})

@@ -105,7 +105,7 @@ if want cpu; then
   grep -o -w 'avx512f\|avx512_bf16\|avx512_fp16\|avx512vnni\|amx_bf16\|f16c' /proc/cpuinfo | sort -u | tr '\n' ' ' >>"$summary"
   echo >>"$summary"
   timeout 240 "$BUILD/bench/sinkrouter_bench" --threads="${SR_CPU_THREADS:-$(nproc)}" \
-    --benchmark_filter='MemoryRead|Decode/context:(32768|131072)/mode:(0|1|3)/sink:1/' >"$OUT/cpu_bench.txt" 2>&1
+    --benchmark_filter='MemoryRead|Decode/context:(32768|131072)/mode:(0|1|3|4|5)/sink:1/' >"$OUT/cpu_bench.txt" 2>&1
   echo "cpu bench exit $?" >>"$summary"
   grep -E "bandwidth|^device|^Decode" "$OUT/cpu_bench.txt" | sed -E 's/ +/ /g' | cut -c1-200 >>"$summary"
   # The bf16 dot-product build against the plain AVX-512 one, on bf16 caches, all threads and one.
