@@ -89,6 +89,7 @@ class Harness {
   void stats();
   void queries();
   void struct_defaults();
+  void merge_states();
 
   // Invariants after every call (invariants.cpp).
   void check_all_caches();

@@ -42,17 +42,31 @@ struct Reference {
   std::vector<double> out;  // [head_dim]
   double norm = 0;          // ||out||
   double tolerance = 0;     // f32 arithmetic and output rounding, not routing
+  double lse = 0;           // log of the whole softmax denominator
+};
+
+// The attention variants of a step (sr_decode_args, 0.3.0).
+struct Variant {
+  int32_t window_left = -1, window_sink_tokens = 0;
+  double soft_cap = 0, sink_logit = -INFINITY;
 };
 
 // Float64 attention of one q-head over one sequence's tokens of one layer (as stored).
 Reference reference_head(const ShadowCache& model, const ShadowSequence& s, int32_t layer, int32_t kv_head,
-                         const float* q, double scale, sr_dtype out_dtype) {
+                         const float* q, double scale, sr_dtype out_dtype, const Variant& var) {
   const sr_kv_cache_options& o = model.options();
   const int32_t D = o.head_dim;
   const int64_t n = model.length(s, layer), row = model.row_elements();
-  std::vector<double> logits(static_cast<size_t>(n));
-  double max_logit = -INFINITY, max_abs_terms = 0, max_v_norm = 0;
+  int64_t window_begin = 0, kept_end = 0;
+  if (var.window_left >= 0) {
+    window_begin = std::max<int64_t>(0, n - 1 - var.window_left);
+    kept_end = std::min<int64_t>(var.window_sink_tokens, window_begin);
+  }
+  auto attended = [&](int64_t t) { return t < kept_end || t >= window_begin; };
+  std::vector<double> logits(static_cast<size_t>(n), -INFINITY);
+  double max_logit = var.sink_logit, max_abs_terms = 0, max_v_norm = 0;
   for (int64_t t = 0; t < n; ++t) {
+    if (!attended(t)) continue;
     const float* k = s.k[layer].data() + t * row + kv_head * D;
     const float* v = s.v[layer].data() + t * row + kv_head * D;
     double dot = 0, abs_terms = 0, v_norm = 0;
@@ -62,14 +76,16 @@ Reference reference_head(const ShadowCache& model, const ShadowSequence& s, int3
       v_norm += static_cast<double>(v[d]) * v[d];
     }
     logits[t] = scale * dot;
+    if (var.soft_cap > 0) logits[t] = var.soft_cap * std::tanh(logits[t] / var.soft_cap);
     max_logit = std::fmax(max_logit, logits[t]);
     max_abs_terms = std::fmax(max_abs_terms, scale * abs_terms);
     max_v_norm = std::fmax(max_v_norm, std::sqrt(v_norm));
   }
   Reference r;
   r.out.assign(D, 0.0);
-  double l = 0;
+  double l = var.sink_logit == -INFINITY ? 0.0 : std::exp(var.sink_logit - max_logit);
   for (int64_t t = 0; t < n; ++t) {
+    if (!attended(t)) continue;
     const double w = std::exp(logits[t] - max_logit);
     l += w;
     const float* v = s.v[layer].data() + t * row + kv_head * D;
@@ -80,6 +96,7 @@ Reference reference_head(const ShadowCache& model, const ShadowSequence& s, int3
     r.norm += r.out[d] * r.out[d];
   }
   r.norm = std::sqrt(r.norm);
+  r.lse = max_logit + std::log(l);
   // f32 logits are off by up to ~D ulp of the summed magnitudes; a logit error e moves the
   // output by at most 2e * max ||v||. Plus exp, the sums over tokens, and the output's dtype.
   const double logit_error = (D + 8) * 6e-8 * (1 + max_abs_terms) + 1e-6 + n * 6e-8;
@@ -217,6 +234,46 @@ void Harness::decode_step() {
     if (seqs[i] && layer_ok) longest = std::max<int64_t>(longest, model.length(*seqs[i], a.layer));
   }
   const bool threshold_known = threshold >= 0;
+
+  // The attention variants, read by the library only from a struct of today's size.
+  Variant var;
+  const bool variants_read = a.struct_size == sizeof a;
+  b = in_.u8();
+  const int32_t windows_left[8] = {-1, -1, -1, -1, 0, 7, 100, -2};
+  a.window_left = windows_left[b % 8];
+  const int32_t kept[4] = {0, 0, 3, -1};
+  a.window_sink_tokens = kept[b / 8 % 4];
+  const uint8_t b2 = in_.u8();
+  const float caps[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 4.f, 30.f, -1.f};
+  a.logit_soft_cap = b2 % 8 == 7 && (b2 & 0x80) ? NAN : caps[b2 % 8];
+  const int sink_pick = b2 / 8 % 4;  // 0, 1: none; 2: finite; 3: one NaN
+  const bool want_lse = b2 & 0x40;
+  if (variants_read) {
+    if (a.window_left < -1 || a.window_sink_tokens < 0 || !(a.logit_soft_cap >= 0.f)) {
+      e.must_fail({SR_ERR_OUT_OF_RANGE, SR_ERR_INVALID_ARGUMENT});
+    } else if (a.window_sink_tokens > 0 && a.window_left < 0) {
+      e.must_fail({SR_ERR_INVALID_ARGUMENT, SR_ERR_OUT_OF_RANGE});
+    }
+    var.window_left = a.window_left;
+    var.window_sink_tokens = a.window_sink_tokens;
+    var.soft_cap = a.logit_soft_cap;
+  }
+  std::vector<float> sink_values(static_cast<size_t>(q_heads));
+  ValueSource sink_source(in_.u8() + 131 * calls_, 0);
+  for (float& x : sink_values) x = 4.f * sink_source.next();
+  if (sink_pick == 3) sink_values[sink_values.size() / 2] = NAN;
+  a.sink_logits = sink_pick >= 2 ? sink_values.data() : nullptr;
+  const bool cpu_context = context.handle && sr_context_backend(context.handle, &backend) == SR_OK &&
+                           backend == SR_BACKEND_CPU;
+  if (variants_read && sink_pick == 3) {
+    if (cpu_context) {
+      e.must_fail({SR_ERR_INVALID_ARGUMENT, SR_ERR_OUT_OF_RANGE});
+    } else {
+      e.unsure();
+    }
+  }
+  const bool any_variant = variants_read && (a.sink_logits || want_lse || a.window_left >= 0 || a.logit_soft_cap > 0.f);
+  if (any_variant && context.handle && !cpu_context) e.must_fail({SR_ERR_UNSUPPORTED});  // CPU only so far
   const bool run_dense = routed && threshold_known && longest < threshold;
 
   const int32_t D = o.head_dim;
@@ -229,7 +286,8 @@ void Harness::decode_step() {
   }
   // All-ones bytes are NaN in every dtype: an output row the library forgot stays NaN.
   std::vector<unsigned char> out(elements * element_size(out_dtype), 0xFF);
-  std::vector<float> mass(static_cast<size_t>(batch) * q_heads, NAN), bound(mass.size(), NAN);
+  std::vector<float> mass(static_cast<size_t>(batch) * q_heads, NAN), bound(mass.size(), NAN), lse(mass.size(), NAN);
+  a.lse = want_lse ? lse.data() : nullptr;
   a.seq_ids = null_arg == 1 ? nullptr : seq_ids.data();
   a.q = null_arg == 2 ? nullptr : q.data();
   a.out = null_arg == 3 ? nullptr : out.data();
@@ -240,7 +298,8 @@ void Harness::decode_step() {
   if (!e.check(st, "sr_decode_step")) {
     for (unsigned char byte : out) FUZZ_CHECK(byte == 0xFF, "a failed sr_decode_step wrote its output");
     for (size_t i = 0; i < mass.size(); ++i) {
-      FUZZ_CHECK(std::isnan(mass[i]) && std::isnan(bound[i]), "a failed sr_decode_step wrote per-head results");
+      FUZZ_CHECK(std::isnan(mass[i]) && std::isnan(bound[i]) && std::isnan(lse[i]),
+                 "a failed sr_decode_step wrote per-head results");
     }
     return;
   }
@@ -258,8 +317,13 @@ void Harness::decode_step() {
   for (int32_t i = 0; i < a.batch; ++i) {
     for (int32_t h = 0; h < a.num_q_heads; ++h) {
       const size_t head = static_cast<size_t>(i) * a.num_q_heads + h;
+      if (variants_read && a.sink_logits) var.sink_logit = a.sink_logits[h];
       const Reference ref = reference_head(model, *seqs[i], a.layer, h / group, q_values.data() + head * D, scale,
-                                           out_dtype);
+                                           out_dtype, var);
+      if (variants_read && want_lse) {
+        FUZZ_CHECK(std::fabs(lse[head] - ref.lse) <= 1e-4 * (1 + std::fabs(ref.lse)),
+                   "lse %.9g of batch %d q-head %d, float64 %.9g", lse[head], i, h, ref.lse);
+      }
       double err2 = 0;
       for (int32_t d = 0; d < D; ++d) {
         const float x = load_element(out.data(), static_cast<int64_t>(head * D + d), out_dtype);

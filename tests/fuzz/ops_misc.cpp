@@ -34,7 +34,13 @@ bool has_defaults(const sr_decode_args& o) {
   return o.q_dtype == SR_DTYPE_F32 && o.out_dtype == SR_DTYPE_F32 && o.scale == 0.f && o.routing == SR_ROUTING_OFF &&
          o.tau == 12.f && o.sink_tokens == 4 && o.window_tokens == 64 && o.error_budget == 1e-3f &&
          o.head_skipped_mass == nullptr && o.head_error_bound == nullptr && o.collect_stats == 0 &&
-         o.stream == nullptr;
+         o.stream == nullptr && o.route_from_tokens == -1 && o.sink_logits == nullptr && o.lse == nullptr &&
+         o.window_left == -1 && o.window_sink_tokens == 0 && o.logit_soft_cap == 0.f;
+}
+bool has_defaults(const sr_merge_args& o) {
+  return o.num_states == 0 && o.rows == 0 && o.head_dim == 0 && o.state_outs == nullptr &&
+         o.state_dtype == SR_DTYPE_F32 && o.state_lses == nullptr && o.state_bounds == nullptr && o.out == nullptr &&
+         o.out_dtype == SR_DTYPE_F32 && o.lse == nullptr && o.bound == nullptr && o.stream == nullptr;
 }
 
 template <class T>
@@ -174,7 +180,7 @@ void Harness::struct_defaults() {
   const uint8_t which = in_.u8();
   Expectation e;
   const bool null_ptr = (which & 0xF0) == 0xF0;
-  switch (which % 4) {
+  switch (which % 5) {
     case 0: {
       size_t size = pick_struct_size(sizeof(sr_context_options), e);
       check_default_fn(sr_context_options_default, "sr_context_options_default", size, null_ptr, e);
@@ -190,9 +196,14 @@ void Harness::struct_defaults() {
       check_default_fn(sr_kv_io_default, "sr_kv_io_default", size, null_ptr, e);
       break;
     }
-    default: {
+    case 3: {
       size_t size = pick_struct_size(sizeof(sr_decode_args), e);
       check_default_fn(sr_decode_args_default, "sr_decode_args_default", size, null_ptr, e);
+      break;
+    }
+    default: {
+      size_t size = pick_struct_size(sizeof(sr_merge_args), e);
+      check_default_fn(sr_merge_args_default, "sr_merge_args_default", size, null_ptr, e);
       break;
     }
   }
