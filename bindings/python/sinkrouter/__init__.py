@@ -10,6 +10,7 @@ from .decode import Routing
 from .dtypes import bf16_to_float32, float32_to_bf16
 from .errors import SinkRouterError
 from .kv_cache import KvCache, PagePool
+from .merge import AttentionState
 
 __version__ = "0.2.0"  # of this binding; the library's own is sinkrouter.library_version()
 
@@ -20,6 +21,6 @@ def library_version() -> str:
 
 
 __all__ = [
-    "Backend", "Context", "DType", "DecodeStats", "KvCache", "LibraryLoadError", "Memory", "PagePool", "Routing",
-    "RoutingMode", "SinkRouterError", "Status", "bf16_to_float32", "float32_to_bf16", "library", "library_version",
+    "AttentionState", "Backend", "Context", "DType", "DecodeStats", "KvCache", "LibraryLoadError", "Memory",
+    "PagePool", "Routing", "RoutingMode", "SinkRouterError", "Status", "bf16_to_float32", "float32_to_bf16", "library", "library_version",
 ]

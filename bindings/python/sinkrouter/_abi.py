@@ -134,6 +134,32 @@ class sr_decode_args(ctypes.Structure):
         ("collect_stats", c_int32),
         ("stream", c_void_p),
         ("route_from_tokens", c_int64),
+        # Attention variants (since library 0.3.0).
+        ("sink_logits", c_void_p),
+        ("lse", c_void_p),
+        ("window_left", c_int32),
+        ("window_sink_tokens", c_int32),
+        ("logit_soft_cap", c_float),
+    ]
+
+
+class sr_merge_args(ctypes.Structure):
+    """Since library 0.3.0. state_outs, state_lses and state_bounds point at arrays of pointers."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("num_states", c_int32),
+        ("rows", c_int64),
+        ("head_dim", c_int32),
+        ("state_outs", c_void_p),
+        ("state_dtype", c_enum),
+        ("state_lses", c_void_p),
+        ("state_bounds", c_void_p),
+        ("out", c_void_p),
+        ("out_dtype", c_enum),
+        ("lse", c_void_p),
+        ("bound", c_void_p),
+        ("stream", c_void_p),
     ]
 
 
@@ -152,7 +178,7 @@ class sr_decode_stats(ctypes.Structure):
 
 
 # Structs carry their C names, so the drift test finds each one by the header's name.
-C_STRUCTS = (sr_context_options, sr_kv_cache_options, sr_kv_io, sr_decode_args, sr_decode_stats)
+C_STRUCTS = (sr_context_options, sr_kv_cache_options, sr_kv_io, sr_decode_args, sr_merge_args, sr_decode_stats)
 
 _p = ctypes.POINTER
 _status = c_enum
@@ -187,6 +213,8 @@ FUNCTIONS = {
     "sr_kv_read": (_status, [_handle, c_int64, c_int32, c_int64, c_int64, c_void_p, c_void_p, _p(sr_kv_io)]),
     "sr_decode_args_default": (_status, [_p(sr_decode_args), c_size_t]),
     "sr_decode_step": (_status, [_handle, _handle, _p(sr_decode_args)]),
+    "sr_merge_args_default": (_status, [_p(sr_merge_args), c_size_t]),
+    "sr_merge_attention_states": (_status, [_handle, _p(sr_merge_args)]),
     "sr_context_stats": (_status, [_handle, _p(sr_decode_stats), c_size_t]),
     "sr_context_reset_stats": (_status, [_handle]),
 }

@@ -69,6 +69,17 @@ def contiguous_input(array, shape: tuple[int, ...], name: str, layout: str, dtyp
     return np.ascontiguousarray(array), resolved
 
 
+def float32_input(array, shape: tuple[int, ...], name: str, layout: str) -> np.ndarray:
+    """A C-contiguous float32 array of a real-valued input with a fixed shape (sequences of
+    numbers and other real dtypes are converted; float32 arrays pass without a copy)."""
+    array = np.asarray(array)
+    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.floating)
+                                       or np.issubdtype(array.dtype, np.integer)):
+        raise TypeError(f"{name} has dtype {array.dtype}; expected real numbers (float32)")
+    _require_shape(array, shape, name, layout)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
 def contiguous_output(out, shape: tuple[int, ...], name: str, layout: str, dtype: np.dtype) -> np.ndarray:
     """A C-contiguous writable output: `out` checked, or a new one."""
     if out is None:

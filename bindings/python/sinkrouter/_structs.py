@@ -12,6 +12,7 @@ _DEFAULT_FUNCTIONS = {
     _abi.sr_kv_cache_options: "sr_kv_cache_options_default",
     _abi.sr_kv_io: "sr_kv_io_default",
     _abi.sr_decode_args: "sr_decode_args_default",
+    _abi.sr_merge_args: "sr_merge_args_default",
 }
 
 

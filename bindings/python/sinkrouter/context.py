@@ -5,11 +5,14 @@ import ctypes
 import dataclasses
 import threading
 
+import numpy as np
+
 from . import _abi
-from ._abi import Backend
+from ._abi import Backend, DType
 from ._lib import library
 from ._structs import defaults, int32
 from .errors import check
+from .merge import AttentionState, merge_args
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +153,30 @@ class Context:
 
     def reset_stats(self) -> None:
         check(self._lib.sr_context_reset_stats(self._require_open()))
+
+    # ------------------------------------------------------------------ merging attention states
+
+    def merge_attention_states(self, states, out: np.ndarray | None = None, *, lse: np.ndarray | None = None,
+                               bound: np.ndarray | None = None, state_dtype: DType | None = None,
+                               out_dtype: DType | None = None) -> AttentionState:
+        """Merges attention over disjoint sets of keys into attention over their union (CPU
+        contexts; library 0.3.0): say shards of one sequence, or a shared prefix and a suffix,
+        each decoded with lse=.
+
+        states: (out, lse) or (out, lse, bound) tuples (AttentionState), all of one shape: out
+        [..., head_dim] (decode()'s [batch][num_q_heads][head_dim]; float32, float16, or uint16
+        with state_dtype=DType.BF16), lse and bound float32 of out's shape without head_dim; bound
+        is a state's head_error_bound (None = exact). A learned sink belongs in one state only.
+        Returns AttentionState(out, lse, bound): the merged output (allocated as `out_dtype`,
+        default F32, unless `out` is given), its lse and its certified relative bound, written
+        into `lse` / `bound` when given. The result can be merged again."""
+        if self.backend != Backend.CPU:
+            raise ValueError(f"merge_attention_states() takes host arrays, but this context runs on the "
+                             f"{self._backend.name} backend")
+        args, merged, keep = merge_args(states, out, lse, bound, state_dtype, out_dtype)
+        check(self._lib.sr_merge_attention_states(self._require_open(), ctypes.byref(args)))
+        del keep  # the arrays args pointed into lived until the call returned
+        return merged
 
     def __repr__(self) -> str:
         if self.closed:

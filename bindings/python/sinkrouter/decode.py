@@ -43,9 +43,11 @@ def sequence_ids(seq_ids) -> np.ndarray:
 
 
 def decode_args(layer: int, ids: np.ndarray, num_q_heads: int, routing: Routing | None, scale: float | None,
-                collect_stats: bool, stream: int) -> _abi.sr_decode_args:
-    """sr_decode_args without buffers: the caller sets q, out and the per-head pointers.
-    `ids` must stay alive until the call returns (args points into it)."""
+                collect_stats: bool, stream: int, *, window_left: int | None = None,
+                window_sink_tokens: int | None = None, logit_soft_cap: float | None = None) -> _abi.sr_decode_args:
+    """sr_decode_args without buffers: the caller sets q, out, the per-head pointers and
+    sink_logits. `ids` must stay alive until the call returns (args points into it). The
+    attention variants left None keep the library's defaults (no window, no soft cap)."""
     args = defaults(_abi.sr_decode_args)
     args.layer = int32(layer, "layer")
     args.batch = len(ids)
@@ -61,6 +63,12 @@ def decode_args(layer: int, ids: np.ndarray, num_q_heads: int, routing: Routing 
             setattr(args, field, int32(value, field) if field.endswith("_tokens") else value)
     if routing.route_from_tokens is not None:
         args.route_from_tokens = int64(routing.route_from_tokens, "route_from_tokens")
+    if window_left is not None:
+        args.window_left = int32(window_left, "window_left")
+    if window_sink_tokens is not None:
+        args.window_sink_tokens = int32(window_sink_tokens, "window_sink_tokens")
+    if logit_soft_cap is not None:
+        args.logit_soft_cap = logit_soft_cap
     args.collect_stats = 1 if collect_stats else 0
     args.stream = stream or None
     return args

@@ -238,11 +238,22 @@ class KvCache:
     def decode(self, seq_ids, layer: int, q, out: np.ndarray | None = None, *, q_dtype: DType | None = None,
                out_dtype: DType | None = None, scale: float | None = None, routing: Routing | None = None,
                head_skipped_mass: np.ndarray | None = None, head_error_bound: np.ndarray | None = None,
-               collect_stats: bool = False) -> np.ndarray:
+               collect_stats: bool = False, sink_logits=None, lse: np.ndarray | None = None,
+               window_left: int | None = None, window_sink_tokens: int | None = None,
+               logit_soft_cap: float | None = None) -> np.ndarray:
         """One decode step on a CPU context: q [batch][num_q_heads][head_dim] for the sequences
         seq_ids, returns out (allocated as `out_dtype`, default F32, when not given).
         head_skipped_mass / head_error_bound: float32 [batch][num_q_heads] arrays to fill with the
-        softmax mass routing skipped and the certified relative error bound."""
+        softmax mass routing skipped and the certified relative error bound.
+
+        Attention variants (library 0.3.0; unset = the library's defaults, none of them):
+        sink_logits: [num_q_heads] learned sink logits (gpt-oss), converted to float32: exp(sink)
+        joins each head's softmax denominator with no value; -inf = no sink for that head.
+        lse: a float32 [batch][num_q_heads] array to fill with the natural log of each head's whole
+        softmax denominator (sink included), which merge_attention_states takes.
+        window_left: attend to the last window_left + 1 tokens only (-1 = every token);
+        window_sink_tokens: with a window, also the first window_sink_tokens tokens.
+        logit_soft_cap: > 0 turns each logit s into cap * tanh(s / cap) (Gemma 2); 0 = none."""
         if self._backend != Backend.CPU:
             raise ValueError(f"decode() takes host arrays, but this cache lives on the {self._backend.name} "
                              "backend: pass device pointers to decode_device()")
@@ -258,35 +269,47 @@ class KvCache:
         else:
             out_dtype = dtype_of(out, out_dtype, "out")
             out = _buffers.contiguous_output(out, shape, "out", _QKV_LAYOUT, out.dtype)
-        per_head = []
-        for name, array in (("head_skipped_mass", head_skipped_mass), ("head_error_bound", head_error_bound)):
+        per_head = {}
+        for name, array in (("head_skipped_mass", head_skipped_mass), ("head_error_bound", head_error_bound),
+                            ("lse", lse)):
             if array is not None:
                 array = _buffers.contiguous_output(array, shape[:2], name, _HEAD_LAYOUT, np.dtype(np.float32))
-            per_head.append(array)
-        args = decode_args(layer, ids, shape[1], routing, scale, collect_stats, stream=0)
+            per_head[name] = array
+        if sink_logits is not None:
+            sink_logits = _buffers.float32_input(sink_logits, shape[1:2], "sink_logits", "[num_q_heads]")
+        args = decode_args(layer, ids, shape[1], routing, scale, collect_stats, stream=0, window_left=window_left,
+                           window_sink_tokens=window_sink_tokens, logit_soft_cap=logit_soft_cap)
         args.q, args.q_dtype = q.ctypes.data, q_dtype
         args.out, args.out_dtype = out.ctypes.data, out_dtype
-        args.head_skipped_mass = per_head[0].ctypes.data if per_head[0] is not None else None
-        args.head_error_bound = per_head[1].ctypes.data if per_head[1] is not None else None
+        for name, array in per_head.items():
+            setattr(args, name, array.ctypes.data if array is not None else None)
+        args.sink_logits = sink_logits.ctypes.data if sink_logits is not None else None
         self._decode(args)
         return out
 
     def decode_device(self, seq_ids, layer: int, num_q_heads: int, q_ptr: int, out_ptr: int, *,
                       q_dtype: DType = DType.F32, out_dtype: DType = DType.F32, stream: int = 0,
                       scale: float | None = None, routing: Routing | None = None, head_skipped_mass_ptr: int = 0,
-                      head_error_bound_ptr: int = 0, collect_stats: bool = False) -> None:
+                      head_error_bound_ptr: int = 0, collect_stats: bool = False, sink_logits_ptr: int = 0,
+                      lse_ptr: int = 0, window_left: int | None = None, window_sink_tokens: int | None = None,
+                      logit_soft_cap: float | None = None) -> None:
         """One decode step on buffers in the context's memory, given as raw pointers: device
         pointers for GPU contexts (torch: tensor.data_ptr(); nothing is copied), host pointers for
         the CPU. q / out: contiguous [batch][num_q_heads][head_dim]; the per-head pointers (0 =
-        none) float32 [batch][num_q_heads]. On a GPU the step is asynchronous on `stream` (an int
-        handle such as torch.cuda.current_stream().cuda_stream; 0 = the context's stream). The
-        caller keeps the buffers alive and correctly sized: the library cannot check them."""
+        none) float32 [batch][num_q_heads] (lse_ptr too); sink_logits_ptr float32 [num_q_heads].
+        On a GPU the step is asynchronous on `stream` (an int handle such as
+        torch.cuda.current_stream().cuda_stream; 0 = the context's stream); GPU backends refuse
+        the attention variants (sinks, lse, window, soft cap) for now. The caller keeps the
+        buffers alive and correctly sized: the library cannot check them."""
         ids = sequence_ids(seq_ids)
-        args = decode_args(layer, ids, num_q_heads, routing, scale, collect_stats, stream)
+        args = decode_args(layer, ids, num_q_heads, routing, scale, collect_stats, stream, window_left=window_left,
+                           window_sink_tokens=window_sink_tokens, logit_soft_cap=logit_soft_cap)
         args.q, args.q_dtype = q_ptr or None, DType(q_dtype)
         args.out, args.out_dtype = out_ptr or None, DType(out_dtype)
         args.head_skipped_mass = head_skipped_mass_ptr or None
         args.head_error_bound = head_error_bound_ptr or None
+        args.sink_logits = sink_logits_ptr or None
+        args.lse = lse_ptr or None
         self._decode(args)
 
     def _decode(self, args: _abi.sr_decode_args) -> None:

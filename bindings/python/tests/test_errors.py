@@ -4,6 +4,7 @@ before any pointer is passed. A failed call changes nothing."""
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 import pytest
@@ -122,6 +123,64 @@ def test_route_from_tokens_below_minus_one_writes_nothing(cache, seq):
     assert np.all(np.isnan(out))
 
 
+@pytest.mark.parametrize("options,status,words", [
+    (dict(window_left=-2), S.OUT_OF_RANGE, "window_left = -2"),
+    (dict(logit_soft_cap=-1.0), S.OUT_OF_RANGE, "logit_soft_cap = -1"),
+    (dict(logit_soft_cap=math.inf), S.OUT_OF_RANGE, "logit_soft_cap = inf"),
+    (dict(logit_soft_cap=math.nan), S.OUT_OF_RANGE, "logit_soft_cap = nan"),
+    (dict(window_sink_tokens=4), S.INVALID_ARGUMENT, "window_sink_tokens = 4 needs a sliding window"),
+    (dict(window_left=8, window_sink_tokens=-1), S.OUT_OF_RANGE, "window_sink_tokens = -1"),
+    (dict(sink_logits=[0.0, math.nan, 0.0, 0.0]), S.INVALID_ARGUMENT, "sink_logits[1] = nan"),
+    (dict(sink_logits=[0.0, 0.0, 0.0, math.inf]), S.INVALID_ARGUMENT, "sink_logits[3] = inf"),
+], ids=["window_left", "soft_cap-negative", "soft_cap-inf", "soft_cap-nan", "kept-tokens-without-window",
+        "kept-tokens-negative", "sink-nan", "sink-inf"])
+def test_attention_variant_options_write_nothing(cache, seq, options, status, words):
+    out = np.full((1, 4, 64), np.nan, dtype=np.float32)
+    lse = np.full((1, 4), np.nan, dtype=np.float32)
+    with raises_c_error(status, words):
+        cache.decode(seq, 0, q_for(1), out, lse=lse, **options)
+    assert np.all(np.isnan(out)) and np.all(np.isnan(lse))
+
+
+def test_merge_arguments_the_library_rejects(context):
+    state = (np.ones((1, 4, 64), np.float32), np.zeros((1, 4), np.float32))
+    with raises_c_error(S.OUT_OF_RANGE, "num_states = 0"):
+        context.merge_attention_states([])
+    with raises_c_error(S.OUT_OF_RANGE, "rows = 0"):
+        context.merge_attention_states([(np.ones((0, 4, 64), np.float32), np.zeros((0, 4), np.float32))])
+    lse, bound = np.full((1, 4), np.nan, np.float32), np.full((1, 4), np.nan, np.float32)
+    out = np.full((1, 4, 64), np.nan, np.float32)
+    with raises_c_error(S.OUT_OF_RANGE, "num_states = 65"):
+        context.merge_attention_states([state] * 65, out, lse=lse, bound=bound)
+    assert np.all(np.isnan(out)) and np.all(np.isnan(lse)) and np.all(np.isnan(bound))
+
+
+def test_merge_buffer_mistakes_are_caught_before_the_call(context):
+    out, lse = np.ones((2, 4, 64), np.float32), np.zeros((2, 4), np.float32)
+    with pytest.raises(ValueError, match=r"states\[1\].lse has shape \(2, 3\), expected \(2, 4\)"):
+        context.merge_attention_states([(out, lse), (out, lse[:, :3])])
+    with pytest.raises(ValueError, match=r"states\[1\].out has shape \(2, 4, 32\)"):
+        context.merge_attention_states([(out, lse), (out[:, :, :32], lse)])
+    with pytest.raises(ValueError, match=r"states\[0\].bound has shape \(4,\)"):
+        context.merge_attention_states([(out, lse, lse[0]), (out, lse)])
+    with pytest.raises(TypeError, match=r"states\[1\].out has dtype float16"):
+        context.merge_attention_states([(out, lse), (out.astype(np.float16), lse)])
+    with pytest.raises(TypeError, match=r"states\[0\].out has dtype float64"):
+        context.merge_attention_states([(out.astype(np.float64), lse)])
+    with pytest.raises(ValueError, match=r"states\[0\] has 1 items"):
+        context.merge_attention_states([(out,)])
+    with pytest.raises(ValueError, match=r"states\[0\].out has shape \(64,\)"):
+        context.merge_attention_states([(out[0, 0], lse[0, 0])])
+    with pytest.raises(ValueError, match=r"^lse has shape \(2,\), expected \(2, 4\)"):
+        context.merge_attention_states([(out, lse)], lse=np.empty(2, np.float32))
+    with pytest.raises(TypeError, match="bound has dtype float64"):
+        context.merge_attention_states([(out, lse)], bound=np.empty((2, 4)))
+    with pytest.raises(ValueError, match="FP8_E4M3 is a cache element type only"):
+        context.merge_attention_states([(out, lse)], out_dtype=sr.DType.FP8_E4M3)
+    with pytest.raises(ValueError, match=r"^out has shape \(2, 4, 32\)"):
+        context.merge_attention_states([(out, lse)], np.empty((2, 4, 32), np.float32))
+
+
 def test_decode_batch_and_heads(cache, seq):
     with raises_c_error(S.INVALID_ARGUMENT, "num_q_heads = 3"):
         cache.decode(seq, 0, q_for(1, heads=3))
@@ -161,6 +220,16 @@ def test_buffer_mistakes_are_caught_before_the_call(cache, seq, rng):
         cache.decode(seq, 0, q_for(1), out=read_only)
     with pytest.raises(TypeError, match="head_error_bound has dtype float64"):
         cache.decode(seq, 0, q_for(1), head_error_bound=np.empty((1, 4)))
+    with pytest.raises(ValueError, match=r"lse has shape \(1, 3\), expected \(1, 4\)"):
+        cache.decode(seq, 0, q_for(1), lse=np.empty((1, 3), np.float32))
+    with pytest.raises(TypeError, match="lse has dtype float64"):
+        cache.decode(seq, 0, q_for(1), lse=np.empty((1, 4)))
+    with pytest.raises(ValueError, match=r"sink_logits has shape \(3,\), expected \(4,\) \(\[num_q_heads\]\)"):
+        cache.decode(seq, 0, q_for(1), sink_logits=np.zeros(3, np.float32))
+    with pytest.raises(TypeError, match="sink_logits has dtype <U1"):
+        cache.decode(seq, 0, q_for(1), sink_logits=list("abcd"))
+    with pytest.raises(OverflowError, match="window_left = 4294967296"):
+        cache.decode(seq, 0, q_for(1), window_left=2**32)
     with pytest.raises(ValueError, match="k_out has shape"):
         cache.read(seq, 0, k_out=np.empty((19, 2, 64), np.float32))
     with pytest.raises(OverflowError, match="layer = 4294967296"):

@@ -69,6 +69,11 @@ c_functions! {
     fn sr_decode_args_default(args: *mut sr_decode_args, struct_size: usize) -> sr_status;
     fn sr_decode_step(context: *mut sr_context, cache: *const sr_kv_cache, args: *const sr_decode_args) -> sr_status;
 
+    /// Since 0.3.0.
+    fn sr_merge_args_default(args: *mut sr_merge_args, struct_size: usize) -> sr_status;
+    /// Merges attention states over disjoint key sets (sr_merge_args). Since 0.3.0.
+    fn sr_merge_attention_states(context: *mut sr_context, args: *const sr_merge_args) -> sr_status;
+
     fn sr_context_stats(context: *mut sr_context, out_stats: *mut sr_decode_stats, struct_size: usize) -> sr_status;
     fn sr_context_reset_stats(context: *mut sr_context) -> sr_status;
 }

@@ -155,6 +155,50 @@ c_structs! {
         /// routing applies from this longest-sequence length on; a shorter routed step runs
         /// dense (exact). -1 (default) = the backend's threshold; 0 = route every step
         route_from_tokens: i64,
+        /// optional [num_q_heads], the context's memory: a learned sink logit per q-head, whose
+        /// exp joins the softmax denominator with no value; NULL (default) = none, -inf = none
+        /// for that head. Since 0.3.0, as are the four fields below
+        sink_logits: *const f32,
+        /// optional [batch][num_q_heads], the context's memory: natural log of each head's whole
+        /// softmax denominator (sink included), what sr_merge_attention_states takes
+        lse: *mut f32,
+        /// sliding window: attend to the last window_left + 1 tokens only; -1 (default) = all
+        window_left: i32,
+        /// with a window: its first window_sink_tokens tokens are attended too (default 0)
+        window_sink_tokens: i32,
+        /// > 0: each logit s becomes cap * tanh(s / cap); 0 (default) = none
+        logit_soft_cap: f32,
+    }
+
+    /// Attention over disjoint key sets merged from (out, lse) pairs into attention over their
+    /// union, with the states' certified bounds combined. Since 0.3.0.
+    struct sr_merge_args {
+        struct_size: usize,
+        /// >= 1 and <= 64
+        num_states: i32,
+        /// (batch entry, q-head) pairs; >= 1
+        rows: i64,
+        /// >= 1
+        head_dim: i32,
+        /// [num_states] pointers to [rows][head_dim]
+        state_outs: *const *const c_void,
+        /// f32, f16 or bf16; default SR_DTYPE_F32
+        state_dtype: sr_dtype,
+        /// [num_states] pointers to [rows]
+        state_lses: *const *const f32,
+        /// optional: NULL, or [num_states] pointers to [rows] relative bounds (a NULL entry:
+        /// an exact state)
+        state_bounds: *const *const f32,
+        /// [rows][head_dim]; may be one of the state outputs
+        out: *mut c_void,
+        /// f32, f16 or bf16; default SR_DTYPE_F32
+        out_dtype: sr_dtype,
+        /// optional [rows]
+        lse: *mut f32,
+        /// optional [rows]: the merged certified relative bound
+        bound: *mut f32,
+        /// GPU: NULL = the context's stream
+        stream: *mut c_void,
     }
 
     /// Statistics summed over the steps run with collect_stats since the last reset.

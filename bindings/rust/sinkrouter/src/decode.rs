@@ -1,6 +1,6 @@
 //! Decode steps from host slices: options with the library's defaults, and the step's buffers.
 use std::mem::size_of;
-use std::ptr::null_mut;
+use std::ptr::{null, null_mut};
 
 use sinkrouter_sys as sys;
 
@@ -66,6 +66,16 @@ pub struct DecodeOptions {
     pub scale: f32,
     /// Add the step to the context's statistics ([`Context::stats`]).
     pub collect_stats: bool,
+    /// Sliding window: each sequence attends to its last `window_left + 1` tokens only, and no
+    /// other token is read; -1 (the default) = every token. Since library 0.3.0, as are the
+    /// two fields below and [`DecodeStep::sink_logits`] and [`DecodeStep::lse`].
+    pub window_left: i32,
+    /// With a window: its first `window_sink_tokens` tokens are attended too, as StreamingLLM
+    /// keeps them (default 0; more needs `window_left >= 0`).
+    pub window_sink_tokens: i32,
+    /// Logit soft cap: above 0, each logit s becomes `cap * tanh(s / cap)` (Gemma 2) before the
+    /// softmax, the routing and the bound; 0 (the default) = none.
+    pub logit_soft_cap: f32,
 }
 
 impl DecodeOptions {
@@ -80,6 +90,9 @@ impl DecodeOptions {
             route_from_tokens: raw.route_from_tokens,
             scale: raw.scale,
             collect_stats: raw.collect_stats != 0,
+            window_left: raw.window_left,
+            window_sink_tokens: raw.window_sink_tokens,
+            logit_soft_cap: raw.logit_soft_cap,
         })
     }
 }
@@ -93,8 +106,9 @@ fn raw_defaults() -> Result<sys::sr_decode_args> {
 }
 
 /// The buffers of one decode step: queries of a batch of sequences in one layer, the output,
-/// and optional per-head routing reports. Layouts: `q` and `out` [batch][num_q_heads][head_dim],
-/// per-head outputs [batch][num_q_heads], with batch = `seq_ids.len()`.
+/// optional per-head routing reports and lse, and optional learned sink logits. Layouts: `q`
+/// and `out` [batch][num_q_heads][head_dim], per-head outputs [batch][num_q_heads], with batch =
+/// `seq_ids.len()`; sink logits [num_q_heads].
 pub struct DecodeStep<'a> {
     layer: i32,
     seq_ids: &'a [SeqId],
@@ -103,11 +117,23 @@ pub struct DecodeStep<'a> {
     out: &'a mut [f32],
     head_skipped_mass: Option<&'a mut [f32]>,
     head_error_bound: Option<&'a mut [f32]>,
+    lse: Option<&'a mut [f32]>,
+    sink_logits: Option<&'a [f32]>,
 }
 
 impl<'a> DecodeStep<'a> {
     pub fn new(layer: i32, seq_ids: &'a [SeqId], num_q_heads: i32, q: &'a [f32], out: &'a mut [f32]) -> DecodeStep<'a> {
-        DecodeStep { layer, seq_ids, num_q_heads, q, out, head_skipped_mass: None, head_error_bound: None }
+        DecodeStep {
+            layer,
+            seq_ids,
+            num_q_heads,
+            q,
+            out,
+            head_skipped_mass: None,
+            head_error_bound: None,
+            lse: None,
+            sink_logits: None,
+        }
     }
 
     /// Also write each head's softmax mass whose V was skipped.
@@ -119,6 +145,23 @@ impl<'a> DecodeStep<'a> {
     /// Also write each head's certified relative error bound.
     pub fn head_error_bound(mut self, out: &'a mut [f32]) -> DecodeStep<'a> {
         self.head_error_bound = Some(out);
+        self
+    }
+
+    /// Also write each head's lse ([batch][num_q_heads]): the natural log of its whole softmax
+    /// denominator, learned sink included, exact even where routing skipped V. With the output
+    /// it is the [`AttentionState`](crate::AttentionState) that
+    /// [`Context::merge_attention_states`] takes. Since library 0.3.0.
+    pub fn lse(mut self, out: &'a mut [f32]) -> DecodeStep<'a> {
+        self.lse = Some(out);
+        self
+    }
+
+    /// Learned sink logits, one per q-head ([num_q_heads], gpt-oss style): exp(sink) joins the
+    /// head's softmax denominator with no value, so its output shrinks by Z / (Z + exp(sink)).
+    /// `f32::NEG_INFINITY` = no sink for that head; NaN and +inf are refused. Since library 0.3.0.
+    pub fn sink_logits(mut self, sink_logits: &'a [f32]) -> DecodeStep<'a> {
+        self.sink_logits = Some(sink_logits);
         self
     }
 
@@ -153,6 +196,17 @@ impl<'a> DecodeStep<'a> {
         }
         if let Some(buffer) = &self.head_error_bound {
             check_len("head_error_bound", buffer.len(), heads, &head_shape)?;
+        }
+        if let Some(buffer) = &self.lse {
+            check_len("lse", buffer.len(), heads, &head_shape)?;
+        }
+        if let Some(buffer) = &self.sink_logits {
+            check_len(
+                "sink_logits",
+                buffer.len(),
+                self.num_q_heads as usize,
+                &format!("num_q_heads {}", self.num_q_heads),
+            )?;
         }
         Ok(())
     }
@@ -196,6 +250,11 @@ impl Context {
         args.head_error_bound = step.head_error_bound.map_or(null_mut(), |b| b.as_mut_ptr());
         args.collect_stats = i32::from(options.collect_stats);
         args.stream = null_mut();
+        args.sink_logits = step.sink_logits.map_or(null(), |s| s.as_ptr());
+        args.lse = step.lse.map_or(null_mut(), |b| b.as_mut_ptr());
+        args.window_left = options.window_left;
+        args.window_sink_tokens = options.window_sink_tokens;
+        args.logit_soft_cap = options.logit_soft_cap;
         // SAFETY: live context and cache; every buffer is host memory of the length the
         // library uses for this batch, num_q_heads and head_dim (checked above), borrowed for
         // the whole synchronous CPU call.

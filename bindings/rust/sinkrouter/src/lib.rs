@@ -1,7 +1,8 @@
 //! Safe Rust binding of libsinkrouter: long-context decode attention with sink-aware routing.
 //!
-//! - [`Context`]: a backend and device; runs decode steps ([`Context::decode`]) and keeps
-//!   statistics ([`Context::stats`]).
+//! - [`Context`]: a backend and device; runs decode steps ([`Context::decode`]), merges
+//!   attention states computed over disjoint keys ([`Context::merge_attention_states`]) and
+//!   keeps statistics ([`Context::stats`]).
 //! - [`KvCache`]: paged K/V storage on a context, with sequences ([`SeqId`]) and K/V transfer
 //!   from slices of f32, [`F16Bits`] or [`Bf16Bits`].
 //! - Every fallible call returns [`Result`]; an [`Error`] carries the C status and the C
@@ -30,6 +31,7 @@ mod decode;
 mod element;
 mod error;
 mod kv_cache;
+mod merge;
 mod stats;
 
 use std::ffi::CStr;
@@ -39,6 +41,7 @@ pub use decode::{DecodeOptions, DecodeStep, RoutingMode};
 pub use element::{Bf16Bits, Dtype, Element, F16Bits};
 pub use error::{Error, Result, Status};
 pub use kv_cache::{KvCache, KvCacheOptions, Pages, SeqId};
+pub use merge::{AttentionState, MergeStep};
 pub use sinkrouter_sys as sys;
 pub use stats::DecodeStats;
 

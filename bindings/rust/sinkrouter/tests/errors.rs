@@ -3,8 +3,8 @@
 mod support;
 
 use sinkrouter::{
-    Backend, Context, ContextOptions, DecodeOptions, DecodeStep, Dtype, Error, KvCache, KvCacheOptions, Pages,
-    RoutingMode, SeqId, Status,
+    AttentionState, Backend, Context, ContextOptions, DecodeOptions, DecodeStep, Dtype, Error, KvCache, KvCacheOptions,
+    MergeStep, Pages, RoutingMode, SeqId, Status,
 };
 use support::sink_context::{diffuse, Shape};
 use support::{add_sequence_with, cpu_context};
@@ -125,6 +125,133 @@ fn slices_of_the_wrong_length_are_refused_before_the_call() {
         ),
         Status::InvalidArgument,
         &["head_skipped_mass"],
+    );
+    assert_error(
+        context.decode(&cache, DecodeStep::new(0, &[seq], heads, &data.q, &mut out).lse(&mut per_head), &options),
+        Status::InvalidArgument,
+        &["lse holds 5", "needs 4"],
+    );
+    let short_sinks = [0f32; 3];
+    assert_error(
+        context.decode(
+            &cache,
+            DecodeStep::new(0, &[seq], heads, &data.q, &mut out).sink_logits(&short_sinks),
+            &options,
+        ),
+        Status::InvalidArgument,
+        &["sink_logits holds 3", "num_q_heads 4 needs 4"],
+    );
+}
+
+#[test]
+fn attention_variant_options_the_library_rejects_write_nothing() {
+    let (context, cache, seq, data) = setup();
+    let defaults = DecodeOptions::new().unwrap();
+    let heads = SHAPE.q_heads();
+    let no_sinks = [f32::NEG_INFINITY; 4];
+    let cases: [(DecodeOptions, &[f32], Status, &[&str]); 8] = [
+        (DecodeOptions { window_left: -2, ..defaults }, &no_sinks, Status::OutOfRange, &["window_left = -2"]),
+        (DecodeOptions { logit_soft_cap: -1.0, ..defaults }, &no_sinks, Status::OutOfRange, &["logit_soft_cap = -1"]),
+        (
+            DecodeOptions { logit_soft_cap: f32::INFINITY, ..defaults },
+            &no_sinks,
+            Status::OutOfRange,
+            &["logit_soft_cap"],
+        ),
+        (DecodeOptions { logit_soft_cap: f32::NAN, ..defaults }, &no_sinks, Status::OutOfRange, &["logit_soft_cap"]),
+        (
+            DecodeOptions { window_sink_tokens: 4, ..defaults },
+            &no_sinks,
+            Status::InvalidArgument,
+            &["window_sink_tokens = 4", "window_left"],
+        ),
+        (
+            DecodeOptions { window_left: 8, window_sink_tokens: -1, ..defaults },
+            &no_sinks,
+            Status::OutOfRange,
+            &["window_sink_tokens = -1"],
+        ),
+        (defaults, &[0.0, f32::NAN, 0.0, 0.0], Status::InvalidArgument, &["sink_logits[1] = nan"]),
+        (defaults, &[0.0, 0.0, 0.0, f32::INFINITY], Status::InvalidArgument, &["sink_logits[3] = inf"]),
+    ];
+    for (options, sinks, status, words) in cases {
+        let mut out = vec![f32::NAN; data.q.len()];
+        let mut lse = vec![f32::NAN; heads];
+        let seqs = [seq];
+        let step = DecodeStep::new(0, &seqs, heads as i32, &data.q, &mut out).lse(&mut lse).sink_logits(sinks);
+        assert_error(context.decode(&cache, step, &options), status, words);
+        assert!(out.iter().chain(&lse).all(|x| x.is_nan()), "a rejected step wrote its output: {options:?}");
+    }
+}
+
+#[test]
+fn merge_arguments_the_library_rejects() {
+    let context = cpu_context();
+    let (out, lse) = (vec![1f32; 4 * 64], vec![0f32; 4]);
+    let state = AttentionState::new(&out[..], &lse[..]);
+    let mut merged = vec![f32::NAN; 4 * 64];
+    let mut merged_lse = vec![f32::NAN; 4];
+    let no_states: [AttentionState; 0] = [];
+    assert_error(
+        context.merge_attention_states(MergeStep::new(64, &no_states, &mut merged)),
+        Status::OutOfRange,
+        &["num_states = 0"],
+    );
+    let too_many = vec![state; 65];
+    assert_error(
+        context.merge_attention_states(MergeStep::new(64, &too_many, &mut merged).lse(&mut merged_lse)),
+        Status::OutOfRange,
+        &["num_states = 65"],
+    );
+    assert!(merged.iter().chain(&merged_lse).all(|x| x.is_nan()), "a rejected merge wrote its output");
+    assert_error(
+        context.merge_attention_states(MergeStep::new(0, &[state], &mut merged)),
+        Status::OutOfRange,
+        &["head_dim = 0"],
+    );
+    let empty = AttentionState::new(&out[..0], &lse[..0]);
+    assert_error(
+        context.merge_attention_states(MergeStep::new(64, &[empty], &mut merged[..0])),
+        Status::OutOfRange,
+        &["rows = 0"],
+    );
+}
+
+#[test]
+fn merge_slices_of_the_wrong_length_are_refused_before_the_call() {
+    let context = cpu_context();
+    let (out, lse) = (vec![1f32; 4 * 64], vec![0f32; 4]);
+    let state = AttentionState::new(&out[..], &lse[..]);
+    let mut merged = vec![0f32; 4 * 64];
+    let mut short = vec![0f32; 3];
+    let merge = |states: &[AttentionState], merged: &mut [f32]| {
+        context.merge_attention_states(MergeStep::new(64, states, merged))
+    };
+    assert_error(
+        merge(&[state, AttentionState::new(&out[..3 * 64], &lse[..])], &mut merged),
+        Status::InvalidArgument,
+        &["states[1].out holds 192", "needs 256"],
+    );
+    assert_error(
+        merge(&[state, AttentionState::new(&out[..], &lse[..3])], &mut merged),
+        Status::InvalidArgument,
+        &["states[1].lse holds 3", "rows 4"],
+    );
+    assert_error(
+        merge(&[state.bound(&lse[..2]), state], &mut merged),
+        Status::InvalidArgument,
+        &["states[0].bound holds 2", "needs 4"],
+    );
+    assert_error(merge(&[state], &mut merged[..100]), Status::InvalidArgument, &["out holds 100", "head_dim 64"]);
+    assert_error(
+        context.merge_attention_states(MergeStep::new(64, &[state], &mut merged).lse(&mut short)),
+        Status::InvalidArgument,
+        &["lse holds 3", "needs 4"],
+    );
+    assert_error(
+        context.merge_attention_states(MergeStep::new(64, &[state], &mut merged).bound(&mut short)),
+        Status::InvalidArgument,
+        &["bound holds 3", "needs 4"],
     );
 }
 
