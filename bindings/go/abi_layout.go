@@ -67,7 +67,27 @@ func bindingABI() []string {
 		"head_error_bound", unsafe.Offsetof(da.head_error_bound),
 		"collect_stats", unsafe.Offsetof(da.collect_stats),
 		"stream", unsafe.Offsetof(da.stream),
-		"route_from_tokens", unsafe.Offsetof(da.route_from_tokens))
+		"route_from_tokens", unsafe.Offsetof(da.route_from_tokens),
+		"sink_logits", unsafe.Offsetof(da.sink_logits),
+		"lse", unsafe.Offsetof(da.lse),
+		"window_left", unsafe.Offsetof(da.window_left),
+		"window_sink_tokens", unsafe.Offsetof(da.window_sink_tokens),
+		"logit_soft_cap", unsafe.Offsetof(da.logit_soft_cap))
+	var ma C.sr_merge_args
+	structure("sr_merge_args", unsafe.Sizeof(ma),
+		"struct_size", unsafe.Offsetof(ma.struct_size),
+		"num_states", unsafe.Offsetof(ma.num_states),
+		"rows", unsafe.Offsetof(ma.rows),
+		"head_dim", unsafe.Offsetof(ma.head_dim),
+		"state_outs", unsafe.Offsetof(ma.state_outs),
+		"state_dtype", unsafe.Offsetof(ma.state_dtype),
+		"state_lses", unsafe.Offsetof(ma.state_lses),
+		"state_bounds", unsafe.Offsetof(ma.state_bounds),
+		"out", unsafe.Offsetof(ma.out),
+		"out_dtype", unsafe.Offsetof(ma.out_dtype),
+		"lse", unsafe.Offsetof(ma.lse),
+		"bound", unsafe.Offsetof(ma.bound),
+		"stream", unsafe.Offsetof(ma.stream))
 	var ds C.sr_decode_stats
 	structure("sr_decode_stats", unsafe.Sizeof(ds),
 		"struct_size", unsafe.Offsetof(ds.struct_size),
@@ -118,5 +138,6 @@ var wrappedFunctions = []string{
 	"sr_kv_cache_options_default", "sr_kv_cache_create", "sr_kv_cache_destroy", "sr_kv_cache_pages",
 	"sr_seq_add", "sr_seq_fork", "sr_seq_remove", "sr_seq_length", "sr_seq_truncate",
 	"sr_kv_io_default", "sr_kv_append", "sr_kv_read",
-	"sr_decode_args_default", "sr_decode_step", "sr_context_stats", "sr_context_reset_stats",
+	"sr_decode_args_default", "sr_decode_step", "sr_merge_args_default", "sr_merge_attention_states",
+	"sr_context_stats", "sr_context_reset_stats",
 }

@@ -7,12 +7,15 @@ package sinkrouter
 // the args struct is completed here, on the C stack, for the duration of the call.
 static sr_status sr_go_decode_step(sr_context* context, const sr_kv_cache* cache, sr_decode_args args,
                                    const sr_seq_id* seq_ids, const void* q, void* out,
-                                   float* head_skipped_mass, float* head_error_bound) {
+                                   float* head_skipped_mass, float* head_error_bound,
+                                   const float* sink_logits, float* lse) {
   args.seq_ids = seq_ids;
   args.q = q;
   args.out = out;
   args.head_skipped_mass = head_skipped_mass;
   args.head_error_bound = head_error_bound;
+  args.sink_logits = sink_logits;
+  args.lse = lse;
   return sr_decode_step(context, cache, &args);
 }
 */
@@ -37,6 +40,25 @@ type DecodeOptions struct {
 	HeadSkippedMass []float32 // softmax mass whose V was skipped
 	HeadErrorBound  []float32 // certified bound on ||o - o'|| / ||o||
 	CollectStats    bool      // add this step to the context's statistics
+
+	// Attention variants (library 0.3.0). Logits are s = Scale * q.k, soft-capped when
+	// LogitSoftCap is set.
+
+	// SinkLogits, when not nil, is [numQHeads]: a learned sink logit per q-head (gpt-oss).
+	// exp(sink) joins the head's softmax denominator with no value; -inf = no sink for that
+	// head (NaN and +inf are refused).
+	SinkLogits []float32
+	// LSE, when not nil, is an output [batch][num_q_heads]: the natural log of each head's
+	// whole softmax denominator, sink included. MergeAttentionStates takes it.
+	LSE []float32
+	// WindowLeft: a sliding window; each sequence attends to its last WindowLeft + 1 tokens
+	// only. -1 (the default) = every token.
+	WindowLeft int32
+	// WindowSinkTokens: with a window, the first tokens of the sequence are attended too
+	// (StreamingLLM); 0 (the default) = none. Refused without a window.
+	WindowSinkTokens int32
+	// LogitSoftCap > 0: each logit s becomes cap * tanh(s / cap) (Gemma 2); 0 (the default) = none.
+	LogitSoftCap float32
 }
 
 // DefaultDecodeOptions holds the C library's defaults (sr_decode_args_default): dense.
@@ -46,14 +68,17 @@ func DefaultDecodeOptions() DecodeOptions {
 		return C.sr_decode_args_default(&a, C.size_t(unsafe.Sizeof(a)))
 	})
 	return DecodeOptions{
-		Scale:           float32(a.scale),
-		Routing:         RoutingMode(a.routing),
-		Tau:             float32(a.tau),
-		SinkTokens:      int32(a.sink_tokens),
-		WindowTokens:    int32(a.window_tokens),
-		ErrorBudget:     float32(a.error_budget),
-		RouteFromTokens: int64(a.route_from_tokens),
-		CollectStats:    a.collect_stats != 0,
+		Scale:            float32(a.scale),
+		Routing:          RoutingMode(a.routing),
+		Tau:              float32(a.tau),
+		SinkTokens:       int32(a.sink_tokens),
+		WindowTokens:     int32(a.window_tokens),
+		ErrorBudget:      float32(a.error_budget),
+		RouteFromTokens:  int64(a.route_from_tokens),
+		CollectStats:     a.collect_stats != 0,
+		WindowLeft:       int32(a.window_left),
+		WindowSinkTokens: int32(a.window_sink_tokens),
+		LogitSoftCap:     float32(a.logit_soft_cap),
 	}
 }
 
@@ -110,7 +135,8 @@ func (c *Context) decode(op string, cache *KvCache, layer int, seqs []SeqID, num
 	seqIDs := (*C.sr_seq_id)(firstElement(seqs))
 	return call("sr_decode_step", func() C.sr_status {
 		return C.sr_go_decode_step(ctx, kv, args, seqIDs, q.first, out.first,
-			(*C.float)(firstElement(o.HeadSkippedMass)), (*C.float)(firstElement(o.HeadErrorBound)))
+			(*C.float)(firstElement(o.HeadSkippedMass)), (*C.float)(firstElement(o.HeadErrorBound)),
+			(*C.float)(firstElement(o.SinkLogits)), (*C.float)(firstElement(o.LSE)))
 	})
 }
 
@@ -139,6 +165,9 @@ func decodeArgs(op string, layer, batch, numQHeads int, qDType, outDType DType, 
 	a.window_tokens = C.int32_t(o.WindowTokens)
 	a.error_budget = C.float(o.ErrorBudget)
 	a.route_from_tokens = C.int64_t(o.RouteFromTokens)
+	a.window_left = C.int32_t(o.WindowLeft)
+	a.window_sink_tokens = C.int32_t(o.WindowSinkTokens)
+	a.logit_soft_cap = C.float(o.LogitSoftCap)
 	a.collect_stats = 0
 	if o.CollectStats {
 		a.collect_stats = 1
@@ -169,6 +198,14 @@ func checkDecodeBuffers(op string, cache KvCacheOptions, batch, numQHeads int, l
 	if o.HeadErrorBound != nil && len(o.HeadErrorBound) != heads {
 		return argumentError(op, StatusInvalidArgument,
 			"len(HeadErrorBound) = %d, but batch %d x numQHeads %d needs %d", len(o.HeadErrorBound), batch, numQHeads, heads)
+	}
+	if o.LSE != nil && len(o.LSE) != heads {
+		return argumentError(op, StatusInvalidArgument,
+			"len(LSE) = %d, but batch %d x numQHeads %d needs %d", len(o.LSE), batch, numQHeads, heads)
+	}
+	if o.SinkLogits != nil && len(o.SinkLogits) != numQHeads {
+		return argumentError(op, StatusInvalidArgument,
+			"len(SinkLogits) = %d, but numQHeads is %d", len(o.SinkLogits), numQHeads)
 	}
 	return nil
 }

@@ -17,8 +17,13 @@
 // checks the binding makes before calling C, a message in the same style). Slice lengths are
 // checked against the cache's geometry before any memory reaches C.
 //
-// Decode takes host slices, so it runs on CPU contexts; create one with Backend: BackendCPU
-// when a GPU backend may be present (the default, BackendAuto, picks a GPU when it finds one).
+// DecodeOptions also carries the attention variants (learned sink logits, a sliding window,
+// a logit soft cap) and an lse output; Context.MergeAttentionStates merges outputs over
+// disjoint key sets by their lse.
+//
+// Decode and MergeAttentionStates take host slices, so they run on CPU contexts; create one
+// with Backend: BackendCPU when a GPU backend may be present (the default, BackendAuto, picks a
+// GPU when it finds one).
 package sinkrouter
 
 // #cgo LDFLAGS: -lsinkrouter

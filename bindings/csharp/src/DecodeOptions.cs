@@ -1,7 +1,8 @@
 // How a decode step runs: routing, its parameters and what it reports. A new instance holds the
 // C library's defaults (sr_decode_args_default): dense, tau 12, 4 sink and 64 window tokens,
 // error budget 1e-3, route from the backend's threshold (-1), scale 1/sqrt(head_dim), no
-// statistics.
+// statistics, no sliding window (-1), no logit soft cap. Learned sink logits and the lse output
+// are buffers, so they are arguments of KvCache.Decode, not options.
 using SinkRouter.Native;
 
 namespace SinkRouter
@@ -27,6 +28,15 @@ namespace SinkRouter
         public float Scale { get; set; }
         /// <summary>Add this step to the context's statistics (Context.Stats()).</summary>
         public bool CollectStats { get; set; }
+        /// <summary>Sliding window: each sequence attends to its last WindowLeft + 1 tokens only;
+        /// -1 (default) = every token. Since library 0.3.0.</summary>
+        public int WindowLeft { get; set; }
+        /// <summary>With a sliding window, the first WindowSinkTokens tokens of each sequence are
+        /// attended too (StreamingLLM); default 0, refused without a window.</summary>
+        public int WindowSinkTokens { get; set; }
+        /// <summary>> 0: each logit s becomes cap * tanh(s / cap) (Gemma 2) before the softmax, the
+        /// routing and the bound; 0 (default) = none.</summary>
+        public float LogitSoftCap { get; set; }
 
         public DecodeOptions()
         {
@@ -39,6 +49,9 @@ namespace SinkRouter
             RouteFromTokens = native.route_from_tokens;
             Scale = native.scale;
             CollectStats = native.collect_stats != 0;
+            WindowLeft = native.window_left;
+            WindowSinkTokens = native.window_sink_tokens;
+            LogitSoftCap = native.logit_soft_cap;
         }
 
         /// <summary>The C defaults with these options applied; buffers and shapes left unset.</summary>
@@ -53,6 +66,9 @@ namespace SinkRouter
             native.route_from_tokens = RouteFromTokens;
             native.scale = Scale;
             native.collect_stats = CollectStats ? 1 : 0;
+            native.window_left = WindowLeft;
+            native.window_sink_tokens = WindowSinkTokens;
+            native.logit_soft_cap = LogitSoftCap;
             return native;
         }
 

@@ -187,9 +187,23 @@ namespace SinkRouter
         /// <summary>As above, and per (sequence, q-head) the softmax mass whose V was skipped and
         /// the certified relative error bound, each [sequences.Length][numQHeads]; pass an empty
         /// span for either you do not want.</summary>
+        public void Decode(int layer, ReadOnlySpan<long> sequences, int numQHeads, ReadOnlySpan<float> q,
+                           Span<float> output, Span<float> headSkippedMass, Span<float> headErrorBound,
+                           DecodeOptions options)
+        {
+            Decode(layer, sequences, numQHeads, q, output, headSkippedMass, headErrorBound, ReadOnlySpan<float>.Empty,
+                   Span<float>.Empty, options);
+        }
+
+        /// <summary>As above, with the attention variants' buffers (library 0.3.0).
+        /// <paramref name="sinkLogits"/> is [numQHeads]: a learned sink logit per q-head (gpt-oss),
+        /// whose exp joins the head's softmax denominator with no value; -inf = no sink for that
+        /// head. <paramref name="lse"/> receives [sequences.Length][numQHeads]: the natural log of
+        /// each head's whole softmax denominator, sink included, which
+        /// Context.MergeAttentionStates takes. An empty span means "none" / "not wanted".</summary>
         public unsafe void Decode(int layer, ReadOnlySpan<long> sequences, int numQHeads, ReadOnlySpan<float> q,
                                   Span<float> output, Span<float> headSkippedMass, Span<float> headErrorBound,
-                                  DecodeOptions options)
+                                  ReadOnlySpan<float> sinkLogits, Span<float> lse, DecodeOptions options)
         {
             if (backend != Backend.Cpu)
                 throw new InvalidOperationException(
@@ -208,16 +222,24 @@ namespace SinkRouter
                         $"output holds {output.Length} elements, fewer than the {elements} the step writes", nameof(output));
                 RequireOptionalRoom(headSkippedMass.Length, heads, nameof(headSkippedMass));
                 RequireOptionalRoom(headErrorBound.Length, heads, nameof(headErrorBound));
+                RequireOptionalRoom(lse.Length, heads, nameof(lse));
+                if (sinkLogits.Length != 0 && sinkLogits.Length != numQHeads)
+                    throw new ArgumentException(
+                        $"sinkLogits holds {sinkLogits.Length} elements, but there are {numQHeads} q-heads (num_q_heads)",
+                        nameof(sinkLogits));
             }
             fixed (float* qp = &MemoryMarshal.GetReference(q))
             fixed (float* outp = &MemoryMarshal.GetReference(output))
             fixed (float* massp = &MemoryMarshal.GetReference(headSkippedMass))
             fixed (float* boundp = &MemoryMarshal.GetReference(headErrorBound))
+            fixed (float* sinkp = &MemoryMarshal.GetReference(sinkLogits))
+            fixed (float* lsep = &MemoryMarshal.GetReference(lse))
             {
                 DecodeCore(layer, sequences, numQHeads, (IntPtr)qp, (IntPtr)outp,
                            headSkippedMass.Length == 0 ? IntPtr.Zero : (IntPtr)massp,
-                           headErrorBound.Length == 0 ? IntPtr.Zero : (IntPtr)boundp, IntPtr.Zero, options,
-                           DType.F32);
+                           headErrorBound.Length == 0 ? IntPtr.Zero : (IntPtr)boundp,
+                           sinkLogits.Length == 0 ? IntPtr.Zero : (IntPtr)sinkp,
+                           lse.Length == 0 ? IntPtr.Zero : (IntPtr)lsep, IntPtr.Zero, options, DType.F32);
             }
         }
 
@@ -229,8 +251,19 @@ namespace SinkRouter
         public void Decode(int layer, ReadOnlySpan<long> sequences, int numQHeads, IntPtr q, IntPtr output,
                            IntPtr headSkippedMass, IntPtr headErrorBound, IntPtr stream, DecodeOptions options)
         {
-            DecodeCore(layer, sequences, numQHeads, q, output, headSkippedMass, headErrorBound, stream, options,
-                       DType.F32);
+            DecodeCore(layer, sequences, numQHeads, q, output, headSkippedMass, headErrorBound, IntPtr.Zero, IntPtr.Zero,
+                       stream, options, DType.F32);
+        }
+
+        /// <summary>The pointer overload with the attention variants' buffers: sinkLogits
+        /// ([numQHeads]) and lse ([sequences.Length][numQHeads]) in the context's memory, either
+        /// IntPtr.Zero for none. (GPU backends refuse sink logits and lse for now.)</summary>
+        public void Decode(int layer, ReadOnlySpan<long> sequences, int numQHeads, IntPtr q, IntPtr output,
+                           IntPtr headSkippedMass, IntPtr headErrorBound, IntPtr sinkLogits, IntPtr lse, IntPtr stream,
+                           DecodeOptions options)
+        {
+            DecodeCore(layer, sequences, numQHeads, q, output, headSkippedMass, headErrorBound, sinkLogits, lse, stream,
+                       options, DType.F32);
         }
 
         // ------------------------------------------------------------ lifetime
@@ -268,8 +301,8 @@ namespace SinkRouter
         /// <summary>The step as the C call takes it; qDType is the library's to check (the public
         /// overloads pass F32).</summary>
         internal unsafe void DecodeCore(int layer, ReadOnlySpan<long> sequences, int numQHeads, IntPtr q, IntPtr output,
-                                        IntPtr headSkippedMass, IntPtr headErrorBound, IntPtr stream,
-                                        DecodeOptions options, DType qDType)
+                                        IntPtr headSkippedMass, IntPtr headErrorBound, IntPtr sinkLogits,
+                                        IntPtr lse, IntPtr stream, DecodeOptions options, DType qDType)
         {
             KvCacheHandle live = LiveHandle();
             sr_decode_args args = (options ?? new DecodeOptions()).ToNative();
@@ -282,6 +315,8 @@ namespace SinkRouter
             args.out_dtype = DType.F32;
             args.head_skipped_mass = headSkippedMass;
             args.head_error_bound = headErrorBound;
+            args.sink_logits = sinkLogits;
+            args.lse = lse;
             args.stream = stream;
             fixed (long* ids = &MemoryMarshal.GetReference(sequences))
             {

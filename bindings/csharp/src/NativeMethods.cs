@@ -109,6 +109,12 @@ namespace SinkRouter.Native
         internal static extern Status sr_decode_step(IntPtr context, KvCacheHandle cache, ref sr_decode_args args);
 
         [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern Status sr_merge_args_default(ref sr_merge_args args, UIntPtr structSize);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern Status sr_merge_attention_states(ContextHandle context, ref sr_merge_args args);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
         internal static extern Status sr_context_stats(ContextHandle context, ref sr_decode_stats outStats,
                                                        UIntPtr structSize);
 

@@ -65,6 +65,29 @@ namespace SinkRouter.Native
         public int collect_stats;
         public IntPtr stream;
         public long route_from_tokens;
+        public IntPtr sink_logits;
+        public IntPtr lse;
+        public int window_left;
+        public int window_sink_tokens;
+        public float logit_soft_cap;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct sr_merge_args
+    {
+        public UIntPtr struct_size;
+        public int num_states;
+        public long rows;
+        public int head_dim;
+        public IntPtr state_outs;
+        public DType state_dtype;
+        public IntPtr state_lses;
+        public IntPtr state_bounds;
+        public IntPtr @out;
+        public DType out_dtype;
+        public IntPtr lse;
+        public IntPtr bound;
+        public IntPtr stream;
     }
 
     [StructLayout(LayoutKind.Sequential)]

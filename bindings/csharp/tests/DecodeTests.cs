@@ -58,7 +58,10 @@ namespace SinkRouter.Tests
                 foreach (DecodeOptions options in new[] { tau, budget })
                 {
                     string mode = options.Routing.ToString();
-                    var (routed, skippedMass, bound) = CountedStep(context, cache, seq, data, options);
+                    // Not a deconstruction: mcs 6.8 silently drops a statement whose lambda holds
+                    // one (this whole WithSinkContext call vanished and the test passed unrun).
+                    var step = CountedStep(context, cache, seq, data, options);
+                    float[] routed = step.Output, skippedMass = step.SkippedMass, bound = step.Bound;
 
                     Check.True(skippedMass.Max() > 0f, mode + ": some softmax mass was skipped");
                     Check.True(context.Stats().BlocksVSkipped > 0, mode + ": some V blocks were skipped");
@@ -95,7 +98,10 @@ namespace SinkRouter.Tests
                     {
                         Routing = RoutingMode.Budget, ErrorBudget = 1e-2f, CollectStats = true, RouteFromTokens = routeFromTokens,
                     };
-                    var (routed, skippedMass, bound) = CountedStep(context, cache, seq, data, options);
+                    // Not a deconstruction: mcs 6.8 silently drops a statement whose lambda holds
+                    // one (this whole WithSinkContext call vanished and the test passed unrun).
+                    var step = CountedStep(context, cache, seq, data, options);
+                    float[] routed = step.Output, skippedMass = step.SkippedMass, bound = step.Bound;
                     DecodeStats stats = context.Stats();
                     Check.Equal(1L, stats.Steps, what + ": steps");
                     if (routeFromTokens > data.Length)

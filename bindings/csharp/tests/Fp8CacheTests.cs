@@ -88,7 +88,7 @@ namespace SinkRouter.Tests
                     IntPtr q = qPin.AddrOfPinnedObject(), o = outPin.AddrOfPinnedObject();
                     Check.FailsWith(Status.Unsupported, "q_dtype",
                                     () => cache.DecodeCore(0, new[] { seq }, 1, q, o, IntPtr.Zero, IntPtr.Zero,
-                                                           IntPtr.Zero, null, DType.Fp8E4m3),
+                                                           IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, null, DType.Fp8E4m3),
                                     "decode with q_dtype Fp8E4m3");
                 }
                 finally
