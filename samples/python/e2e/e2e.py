@@ -32,6 +32,7 @@ from byte_model import TINY, ModelConfig, NumpyByteModel, load_weights, paramete
     save_weights, stored_weights
 from checks import Check, agreement_check, fidelity_checks
 from report_table import markdown_report, mode_table
+from prefix_merge import variant_runs
 from scoring import Mode, ModeResult, default_modes, score
 from text_corpus import build_corpus, default_roots
 
@@ -87,6 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--deadline", type=float, default=0.0,
                    help="seconds from the start after which no further routed mode is begun (0: none)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variants", action=argparse.BooleanOptionalAction, default=True,
+                   help="CPU backend: also run a shared prompt stored once and merged, and a sliding window")
     args = p.parse_args(argv)
     args.command = " ".join(sys.argv[1:] if argv is None else argv)
     return args
@@ -218,7 +221,10 @@ def evaluate(args, log=print) -> Evaluation:
             log(f"  {mode.label}: {result.bits_per_byte:.5f} bits/byte ({last_duration:.1f} s)")
         if skipped:
             log(f"  not run, past the {args.deadline:g} s deadline: {', '.join(skipped)}")
-    checks = fidelity_checks(results, cfg.num_layers, cfg.num_kv_heads, cfg.num_q_heads)
+        variant_checks, variant_lines = [], []
+        if backend == "cpu" and args.variants:  # the attention variants run on the CPU backend so far
+            variant_checks, variant_lines = variant_runs(model, corpus.held_out, context, log)
+    checks = fidelity_checks(results, cfg.num_layers, cfg.num_kv_heads, cfg.num_q_heads) + variant_checks
     checks += cross_checks(model, weights, corpus.held_out, results[0], log)
 
     docs, tokens = corpus.held_out.shape
@@ -243,6 +249,9 @@ def evaluate(args, log=print) -> Evaluation:
     ]
     if skipped:
         notes.append(f"Not run, past the {args.deadline:g} s deadline: {', '.join(skipped)}.")
+    if variant_lines:
+        notes.append("Attention variants (CPU backend, samples/python/e2e/prefix_merge.py): "
+                     + "; ".join(variant_lines) + ".")
     title = "End-to-end fidelity: a byte-level model decoding through SinkRouter"
     report = markdown_report(title, facts, results, checks, notes)
     log("")

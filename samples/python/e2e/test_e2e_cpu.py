@@ -29,6 +29,8 @@ def evaluation(request):
             "--budgets", ",".join(f"{b:g}" for b in BUDGETS), "--tau", "10"]
     if request.param == "untrained":
         argv.append("--untrained")
+    else:
+        argv.append("--no-variants")  # the variant runs check the API, on the stand-in model once
     evaluation = e2e.evaluate(e2e.parse_args(argv), log=lambda line: None)
     evaluation.weights = request.param
     return evaluation
@@ -60,6 +62,16 @@ def test_budget_holds_for_every_head_at_every_step(evaluation, budget):
     assert run.heads_over_budget == 0
     assert 0 <= run.max_head_bound <= np.float32(budget)
     assert run.stats.max_error_bound <= np.float32(budget)
+
+
+def test_a_prompt_stored_once_and_merged_scores_as_the_plain_loop(evaluation):
+    if evaluation.weights != "untrained":
+        pytest.skip("run once, on the stand-in model")
+    names = [c.name for c in evaluation.checks]
+    assert "prompt stored once + sr_merge_attention_states = the plain loop" in names
+    assert "sliding window runs and scores finite" in names
+    assert "stored once, merged (budget 0.01)" in evaluation.report
+    assert "window 128 + 4 first tokens" in evaluation.report
 
 
 def test_routing_skips_so_the_bound_checks_mean_something(evaluation):
