@@ -28,6 +28,21 @@ class RealAttention : public ::testing::TestWithParam<sr_backend> {
     if (dir_.empty()) GTEST_SKIP() << "realattn data not found (set SINKROUTER_REALATTN_DIR)";
   }
 
+  // A new sequence holding a layer's 4096 tokens.
+  static sr_seq_id append_layer(sr_kv_cache* cache, const RealAttnLayer& data) {
+    sr_seq_id seq = -1;
+    EXPECT_EQ(sr_seq_add(cache, &seq), SR_OK);
+    // The files are [kv_head][token][dim]: append with a head stride of a whole head.
+    sr_kv_io io;
+    sr_kv_io_default(&io, sizeof io);
+    io.dtype = SR_DTYPE_BF16;
+    io.token_stride = RealAttnLayer::kHeadDim;
+    io.head_stride = static_cast<int64_t>(RealAttnLayer::kTokens) * RealAttnLayer::kHeadDim;
+    EXPECT_EQ(sr_kv_append(cache, seq, 0, RealAttnLayer::kTokens, data.k.data(), data.v.data(), &io), SR_OK)
+        << sr_last_error();
+    return seq;
+  }
+
   struct Totals {
     int64_t blocks = 0, skipped = 0;
     double max_error = 0, max_bound = 0, worst_excess = -1;  // excess = error - bound
@@ -50,16 +65,7 @@ class RealAttention : public ::testing::TestWithParam<sr_backend> {
     for (int32_t layer = 0; layer < 8; ++layer) {
       RealAttnLayer data = workloads::load_realattn_layer(dir_, layer);
       auto cache = make_cache(ctx.get(), shape);
-      sr_seq_id seq;
-      EXPECT_EQ(sr_seq_add(cache.get(), &seq), SR_OK);
-      // The files are [kv_head][token][dim]: append with a head stride of a whole head.
-      sr_kv_io io;
-      sr_kv_io_default(&io, sizeof io);
-      io.dtype = SR_DTYPE_BF16;
-      io.token_stride = D;
-      io.head_stride = static_cast<int64_t>(RealAttnLayer::kTokens) * D;
-      EXPECT_EQ(sr_kv_append(cache.get(), seq, 0, RealAttnLayer::kTokens, data.k.data(), data.v.data(), &io), SR_OK)
-          << sr_last_error();
+      const sr_seq_id seq = append_layer(cache.get(), data);
       const bool fp8 = dtype == SR_DTYPE_FP8_E4M3;
       std::vector<float> k_in(fp8 ? data.k.size() : 0), v_in(k_in.size());  // [kv_head][token][dim]
       for (size_t j = 0; j < k_in.size(); ++j) {
@@ -196,14 +202,7 @@ TEST_P(RealAttention, VariantsMatchFloat64AndKeepTheBound) {
   for (int32_t layer = 0; layer < 8; ++layer) {
     RealAttnLayer data = workloads::load_realattn_layer(dir_, layer);
     auto cache = make_cache(ctx.get(), shape);
-    sr_seq_id seq;
-    ASSERT_EQ(sr_seq_add(cache.get(), &seq), SR_OK);
-    sr_kv_io io;
-    sr_kv_io_default(&io, sizeof io);
-    io.dtype = SR_DTYPE_BF16;
-    io.token_stride = D;
-    io.head_stride = static_cast<int64_t>(RealAttnLayer::kTokens) * D;
-    ASSERT_EQ(sr_kv_append(cache.get(), seq, 0, RealAttnLayer::kTokens, data.k.data(), data.v.data(), &io), SR_OK);
+    const sr_seq_id seq = append_layer(cache.get(), data);
     std::vector<float> k(data.k.size()), v(data.v.size());  // [kv_head][token][dim], as stored (bf16)
     for (size_t j = 0; j < k.size(); ++j) {
       k[j] = bf16_to_float(data.k[j]);

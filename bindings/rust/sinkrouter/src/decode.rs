@@ -5,7 +5,7 @@ use std::ptr::{null, null_mut};
 use sinkrouter_sys as sys;
 
 use crate::context::{Backend, Context};
-use crate::error::{check, Error, Result, Status};
+use crate::error::{check, check_len, Error, Result, Status};
 use crate::kv_cache::{KvCache, SeqId};
 
 /// How a decode step chooses the V blocks it skips.
@@ -178,16 +178,6 @@ impl<'a> DecodeStep<'a> {
             return Err(Error::new(Status::OutOfRange, format!("batch = {batch} is too large")));
         };
         let shape = format!("batch {batch} x num_q_heads {} x head_dim {head_dim}", self.num_q_heads);
-        let check_len = |name: &str, len: usize, want: usize, shape: &str| {
-            if len == want {
-                Ok(())
-            } else {
-                Err(Error::new(
-                    Status::InvalidArgument,
-                    format!("{name} holds {len} elements, but {shape} needs {want}"),
-                ))
-            }
-        };
         check_len("q", self.q.len(), elements, &shape)?;
         check_len("out", self.out.len(), elements, &shape)?;
         let head_shape = format!("batch {batch} x num_q_heads {}", self.num_q_heads);

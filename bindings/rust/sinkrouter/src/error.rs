@@ -108,3 +108,13 @@ pub(crate) fn check(raw: sys::sr_status) -> Result<()> {
         }
     }
 }
+
+/// Refuses a caller's slice of the wrong length before any call, naming it and the layout
+/// (`shape`) that decides its length.
+pub(crate) fn check_len(name: &str, len: usize, want: usize, shape: &str) -> Result<()> {
+    if len == want {
+        Ok(())
+    } else {
+        Err(Error::new(Status::InvalidArgument, format!("{name} holds {len} elements, but {shape} needs {want}")))
+    }
+}

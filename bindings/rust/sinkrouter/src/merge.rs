@@ -9,7 +9,7 @@ use sinkrouter_sys as sys;
 
 use crate::context::{Backend, Context};
 use crate::element::Element;
-use crate::error::{check, Error, Result, Status};
+use crate::error::{check, check_len, Error, Result, Status};
 
 /// Attention over one set of keys for `rows` (batch entry, q-head) pairs: `out`
 /// [rows][head_dim] (a decode step's output: rows = batch x num_q_heads), `lse` [rows] (what
@@ -80,16 +80,6 @@ impl<'a, S: Element, O: Element> MergeStep<'a, S, O> {
             ));
         }
         let rows = self.out.len() / head_dim;
-        let check_len = |name: &str, len: usize, want: usize, shape: &str| {
-            if len == want {
-                Ok(())
-            } else {
-                Err(Error::new(
-                    Status::InvalidArgument,
-                    format!("{name} holds {len} elements, but {shape} needs {want}"),
-                ))
-            }
-        };
         let shape = format!("rows {rows} x head_dim {head_dim} (from out)");
         let row_shape = format!("rows {rows} (from out)");
         for (i, state) in self.states.iter().enumerate() {
