@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 
+#include "shared_arithmetic/dtype_convert.h"
 #include "test_helpers.h"
 
 namespace sr::testing {
@@ -371,7 +372,7 @@ TEST_P(AttentionVariants, MergedShardsEqualTheWholeSequence) {
 }
 
 TEST_P(AttentionVariants, MergeTakesOneStateInPlaceAndEmptyStates) {
-  if (!runs_variants(GetParam())) GTEST_SKIP() << "the GPU backends refuse merging for now (checked below)";
+  if (GetParam() != SR_BACKEND_CPU) GTEST_SKIP() << "host buffers; MergeRunsInTheContextsMemory merges on every backend";
   const int32_t D = 8;
   std::vector<float> a(2 * D), b(2 * D);
   for (int32_t d = 0; d < 2 * D; ++d) {
@@ -397,6 +398,112 @@ TEST_P(AttentionVariants, MergeTakesOneStateInPlaceAndEmptyStates) {
   for (int32_t d = D; d < 2 * D; ++d) EXPECT_NEAR(a[d], -d, 1e-6);            // row 1: state a empty
   EXPECT_NEAR(lse[0], std::log(4.0), 1e-6);
   EXPECT_NEAR(lse[1], 1.0, 1e-6);
+}
+
+// The merge on every backend, in the context's memory (device memory on a GPU): random states
+// in f32 and bf16, empty ones, exact and bounded ones, in place too, against float64.
+TEST_P(AttentionVariants, MergeRunsInTheContextsMemoryAgainstFloat64) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  ContextPtr ctx = make_context(GetParam());
+  const DeviceMemoryOps* mem = device_memory(GetParam());
+  if (GetParam() != SR_BACKEND_CPU && !mem) GTEST_SKIP() << "no device memory support in this build";
+  std::vector<void*> owned;
+  auto place = [&](const void* host, size_t bytes) -> void* {  // the context's copy of a host buffer
+    if (!mem) return const_cast<void*>(host);
+    void* p = mem->alloc(bytes);
+    owned.push_back(p);
+    mem->to_device(p, host, bytes);
+    return p;
+  };
+  auto fetch = [&](void* host, const void* placed, size_t bytes) {
+    if (mem) mem->to_host(host, placed, bytes);
+  };
+  std::uniform_real_distribution<float> lse_values(-30.f, 30.f), bound_values(0.f, 0.05f);
+  for (sr_dtype dtype : {SR_DTYPE_F32, SR_DTYPE_BF16}) {
+    for (int states : {1, 3, 64}) {
+      for (bool in_place : {false, true}) {
+        SCOPED_TRACE("dtype " + std::to_string(dtype) + ", " + std::to_string(states) + " states" +
+                     (in_place ? ", in place" : ""));
+        const int64_t rows = 5;
+        const int32_t D = 200;  // more than one pass of the GPU block's threads
+        std::vector<std::vector<float>> values(states), lses(states), bounds(states);
+        std::vector<std::vector<uint16_t>> packed(states);
+        std::vector<const void*> outs(states);
+        std::vector<const float*> lse_ptrs(states), bound_ptrs(states);
+        for (int i = 0; i < states; ++i) {
+          values[i] = gaussian(rng, static_cast<size_t>(rows) * D);
+          if (dtype == SR_DTYPE_BF16) {
+            for (float x : values[i]) packed[i].push_back(float_to_bf16(x));
+            for (size_t j = 0; j < values[i].size(); ++j) values[i][j] = bf16_to_float(packed[i][j]);
+          }
+          for (int64_t r = 0; r < rows; ++r) {
+            lses[i].push_back(r == 1 && i % 2 ? kNoSink : lse_values(rng));  // some empty states
+            bounds[i].push_back(i % 3 == 2 ? 0.f : bound_values(rng));
+          }
+          const size_t bytes = values[i].size() * (dtype == SR_DTYPE_F32 ? 4 : 2);
+          outs[i] = place(dtype == SR_DTYPE_F32 ? static_cast<const void*>(values[i].data()) : packed[i].data(), bytes);
+          lse_ptrs[i] = static_cast<const float*>(place(lses[i].data(), sizeof(float) * rows));
+          bound_ptrs[i] = i % 4 == 3 ? nullptr : static_cast<const float*>(place(bounds[i].data(), sizeof(float) * rows));
+        }
+        const std::vector<std::vector<float>> given = values;  // an in-place merge overwrites values[0] on the CPU
+        std::vector<float> merged(static_cast<size_t>(rows) * D, NAN), lse(rows, NAN), bound(rows, NAN);
+        void* out = in_place && dtype == SR_DTYPE_F32 ? const_cast<void*>(outs[0]) : place(merged.data(), merged.size() * 4);
+        float* lse_out = static_cast<float*>(place(lse.data(), sizeof(float) * rows));
+        float* bound_out = static_cast<float*>(place(bound.data(), sizeof(float) * rows));
+        sr_merge_args m;
+        ASSERT_EQ(sr_merge_args_default(&m, sizeof m), SR_OK);
+        m.num_states = states;
+        m.rows = rows;
+        m.head_dim = D;
+        m.state_outs = outs.data();
+        m.state_dtype = dtype;
+        m.state_lses = lse_ptrs.data();
+        m.state_bounds = bound_ptrs.data();
+        m.out = out;
+        m.lse = lse_out;
+        m.bound = bound_out;
+        ASSERT_EQ(sr_merge_attention_states(ctx.get(), &m), SR_OK) << sr_last_error();
+        if (mem) mem->synchronize();
+        fetch(merged.data(), out, merged.size() * 4);
+        if (!mem && out != merged.data()) std::memcpy(merged.data(), out, merged.size() * 4);
+        fetch(lse.data(), lse_out, sizeof(float) * rows);
+        fetch(bound.data(), bound_out, sizeof(float) * rows);
+        for (int64_t r = 0; r < rows; ++r) {
+          double top = -INFINITY, sum = 0, abs_bound = 0;
+          for (int i = 0; i < states; ++i) top = std::max(top, static_cast<double>(lses[i][r]));
+          std::vector<double> want(D, 0.0), magnitude(D, 0.0);
+          for (int i = 0; i < states; ++i) {
+            if (lses[i][r] == kNoSink) continue;
+            const double w = std::exp(lses[i][r] - top);
+            sum += w;
+            double n2 = 0;
+            for (int32_t d = 0; d < D; ++d) {
+              const double x = given[i][r * D + d];
+              want[d] += w * x;
+              magnitude[d] += w * std::fabs(x);
+              n2 += x * x;
+            }
+            if (bound_ptrs[i]) abs_bound += w * bounds[i][r] * std::sqrt(n2) / (1 + bounds[i][r]);
+          }
+          double err2 = 0, mag2 = 0, norm2 = 0;
+          for (int32_t d = 0; d < D; ++d) {
+            want[d] /= sum;
+            err2 += (merged[r * D + d] - want[d]) * (merged[r * D + d] - want[d]);
+            mag2 += magnitude[d] * magnitude[d] / (sum * sum);
+            norm2 += want[d] * want[d];
+          }
+          EXPECT_LE(std::sqrt(err2), 1e-5 * std::sqrt(mag2)) << "row " << r;
+          EXPECT_NEAR(lse[r], top + std::log(sum), 1e-5 * (1 + std::fabs(top))) << "row " << r;
+          const double a = abs_bound / sum, expected_bound = a / (std::sqrt(norm2) - a);
+          EXPECT_NEAR(bound[r], expected_bound, 1e-3 * expected_bound + 1e-7) << "row " << r;
+        }
+        for (void* p : owned) mem->release(p);
+        owned.clear();
+      }
+    }
+  }
 }
 
 TEST_P(AttentionVariants, BadArgumentsAreRefusedWithNothingWritten) {

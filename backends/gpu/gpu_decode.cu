@@ -167,10 +167,4 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   return SR_OK;
 }
 
-sr_status merge_states(sr_backend_device*, const sr_merge_desc*, sr_backend_error* err) {
-  set_backend_error(err, "sr_merge_attention_states is not supported by the %s backend yet (the CPU backend runs it)",
-                    SR_GPU_VENDOR);
-  return SR_ERR_UNSUPPORTED;
-}
-
 }  // namespace sr::gpu

@@ -4,6 +4,7 @@ set(SR_GPU_SOURCES
   ${SR_GPU_DIR}/gpu_table.cu
   ${SR_GPU_DIR}/gpu_storage.cu
   ${SR_GPU_DIR}/gpu_decode.cu
+  ${SR_GPU_DIR}/gpu_merge.cu
   ${SR_GPU_DIR}/launch_plan.cpp
   ${SR_GPU_DIR}/tuning.cpp
   ${SR_GPU_DIR}/kernels/decode_f32.cu
