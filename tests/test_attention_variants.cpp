@@ -1,8 +1,8 @@
 // Attention variants of sr_decode_args (learned sink logits, lse out, sliding window, logit
 // soft-capping) and sr_merge_attention_states: each alone and combined against the float64
 // reference, dense and routed within the certified bound, on random and sink-structured
-// inputs; merged shards equal the whole. GPU backends refuse the variants for now, which the
-// tests check there instead.
+// inputs; merged shards equal the whole. GPU backends take sinks and lse and refuse windows
+// and soft-capping for now, which the tests check there instead.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -18,7 +18,6 @@ namespace {
 constexpr double kRounding = 2e-5;  // f32 arithmetic, which the bound does not cover
 constexpr float kNoSink = -std::numeric_limits<float>::infinity();
 
-bool runs_variants(sr_backend backend) { return backend == SR_BACKEND_CPU; }
 
 class AttentionVariants : public ::testing::TestWithParam<sr_backend> {
  protected:
@@ -82,6 +81,11 @@ class AttentionVariants : public ::testing::TestWithParam<sr_backend> {
     int32_t window_sink_tokens = 0;
     float soft_cap = 0.f;
   };
+
+  // Whether the backend under test runs the variant (else it must refuse it).
+  static bool runs(const Variant& var) {
+    return GetParam() == SR_BACKEND_CPU || (var.window_left < 0 && var.soft_cap == 0.f);
+  }
 
   std::vector<workloads::ReferenceHead> reference(const Batch& c, const Variant& var) const {
     const int32_t D = c.shape.head_dim, G = c.q_heads / c.shape.kv_heads;
@@ -198,7 +202,7 @@ TEST_P(AttentionVariants, EachAloneAndCombinedMatchTheFloat64Reference) {
         SCOPED_TRACE(std::string(k.name) + (synthetic ? ", synthetic" : ", gaussian") + ", page " +
                      std::to_string(page_tokens));
         const Result r = run(c, k.v);  // lse asked for in every case, "plain" included
-        if (!runs_variants(GetParam())) {
+        if (!runs(k.v)) {
           expect_refused_on_gpu(r);
           continue;
         }
@@ -209,7 +213,6 @@ TEST_P(AttentionVariants, EachAloneAndCombinedMatchTheFloat64Reference) {
 }
 
 TEST_P(AttentionVariants, RoutedStepsStayWithinTheBoundAndKeepTheBudget) {
-  if (!runs_variants(GetParam())) GTEST_SKIP() << "checked by EachAloneAndCombined: the GPU refuses variants";
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
@@ -220,6 +223,10 @@ TEST_P(AttentionVariants, RoutedStepsStayWithinTheBoundAndKeepTheBudget) {
     SCOPED_TRACE("window " + std::to_string(var.window_left) + " cap " + std::to_string(var.soft_cap) +
                  (var.sinks.empty() ? "" : " sinks"));
     const Result tau = run(c, var, SR_ROUTING_TAU, 10.f, 0.f);
+    if (!runs(var)) {
+      expect_refused_on_gpu(tau);
+      continue;
+    }
     expect_within_bound(c, var, tau, "tau 10");
     EXPECT_GT(tau.stats.blocks_v_skipped, 0) << "sink-structured contexts skip V in tau mode";
     for (float budget : {1e-3f, 1e-2f}) {
@@ -231,7 +238,6 @@ TEST_P(AttentionVariants, RoutedStepsStayWithinTheBoundAndKeepTheBudget) {
 }
 
 TEST_P(AttentionVariants, ADominantSinkLogitLetsTauSkipNearlyAllV) {
-  if (!runs_variants(GetParam())) GTEST_SKIP() << "checked by EachAloneAndCombined: the GPU refuses variants";
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   Batch c = make_batch({8192}, false, seed, 4, 16);
@@ -249,7 +255,7 @@ TEST_P(AttentionVariants, ADominantSinkLogitLetsTauSkipNearlyAllV) {
 }
 
 TEST_P(AttentionVariants, TokensOutsideTheWindowAreNeverRead) {
-  if (!runs_variants(GetParam())) GTEST_SKIP() << "checked by EachAloneAndCombined: the GPU refuses variants";
+  if (GetParam() != SR_BACKEND_CPU) GTEST_SKIP() << "checked by EachAloneAndCombined: the GPU refuses windows";
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
@@ -322,12 +328,7 @@ TEST_P(AttentionVariants, MergedShardsEqualTheWholeSequence) {
         a.lse = lse.data();
         a.head_error_bound = bound.data();
         a.sink_logits = i == 0 ? sinks.data() : nullptr;  // the sink belongs to one shard
-        const sr_status st = decode_with_host_buffers(whole.ctx.get(), shard_cache.get(), a, D);
-        if (!runs_variants(GetParam())) {
-          EXPECT_EQ(st, SR_ERR_UNSUPPORTED);
-          return;
-        }
-        ASSERT_EQ(st, SR_OK) << sr_last_error();
+        ASSERT_EQ(decode_with_host_buffers(whole.ctx.get(), shard_cache.get(), a, D), SR_OK) << sr_last_error();
         outs.push_back(out);
         lses.push_back(lse);
         bounds.push_back(bound);
@@ -336,6 +337,9 @@ TEST_P(AttentionVariants, MergedShardsEqualTheWholeSequence) {
     Variant var;
     var.sinks = sinks;
     const auto ref = reference(whole, var);
+    // The states are host arrays here: a CPU context merges them (MergeRunsInTheContextsMemory
+    // merges in device memory).
+    ContextPtr host = make_context(SR_BACKEND_CPU);
     for (int mode = 0; mode < 2; ++mode) {  // dense, then budget 1e-2
       std::vector<const void*> state_outs;
       std::vector<const float*> state_lses, state_bounds;
@@ -356,7 +360,7 @@ TEST_P(AttentionVariants, MergedShardsEqualTheWholeSequence) {
       m.out = merged.data();
       m.lse = lse.data();
       m.bound = bound.data();
-      ASSERT_EQ(sr_merge_attention_states(whole.ctx.get(), &m), SR_OK) << sr_last_error();
+      ASSERT_EQ(sr_merge_attention_states(host.get(), &m), SR_OK) << sr_last_error();
       for (int32_t h = 0; h < H; ++h) {
         const double error = workloads::relative_error(merged.data() + h * D, ref[h].out.data(), D);
         EXPECT_NEAR(lse[h], ref[h].lse, 2e-5 * (1 + std::fabs(ref[h].lse))) << "head " << h;

@@ -71,11 +71,11 @@ int32_t log2_exact(int32_t x) {
 sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const sr_step_desc* step,
                  sr_backend_error* err) {
   const sr_step_desc& a = *step;
-  // The attention variants run on the CPU backend so far (docs/ARCHITECTURE.md, "Attention
-  // variants"); the GPU kernels refuse them rather than ignore them.
-  if (a.sink_logits || a.lse || a.window_left >= 0 || a.logit_soft_cap > 0.f) {
-    set_backend_error(err, "sink_logits, lse, window_left and logit_soft_cap are not supported by the %s backend "
-                           "yet (the CPU backend runs them)", SR_GPU_VENDOR);
+  // Sliding windows and soft-capping run on the CPU backend so far (docs/ARCHITECTURE.md 4.6);
+  // the GPU kernels refuse them rather than ignore them.
+  if (a.window_left >= 0 || a.logit_soft_cap > 0.f) {
+    set_backend_error(err, "window_left and logit_soft_cap are not supported by the %s backend yet (the CPU "
+                           "backend runs them)", SR_GPU_VENDOR);
     return SR_ERR_UNSUPPORTED;
   }
   DeviceScope scope(device);
@@ -114,6 +114,8 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   p.enforce_budget = routing.enforce_budget;
   p.head_skipped_mass = a.head_skipped_mass;
   p.head_error_bound = a.head_error_bound;
+  p.sink_logits = a.sink_logits;
+  p.lse = a.lse;
   p.stats = a.collect_stats ? device->stats : nullptr;
   p.run_dense = routing.run_dense;
   p.part_o = storage->part_o;

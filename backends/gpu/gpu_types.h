@@ -77,6 +77,8 @@ struct DecodeParams {
   int32_t follow_up;      // this launch recomputes, dense, the groups the first one flagged
   float* head_skipped_mass;
   float* head_error_bound;
+  const float* sink_logits;  // [num_q_heads] or null: learned sink logits (softmax_state.h)
+  float* lse;                // [batch][num_q_heads] or null
   DeviceStats* stats;     // null: no statistics for this step
   int32_t run_dense;      // routing was asked for, but the step is below route_from_tokens
   int32_t batch_offset;   // first batch entry of this launch (q, out, head arrays)

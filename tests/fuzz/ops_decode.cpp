@@ -272,8 +272,9 @@ void Harness::decode_step() {
       e.unsure();
     }
   }
-  const bool any_variant = variants_read && (a.sink_logits || want_lse || a.window_left >= 0 || a.logit_soft_cap > 0.f);
-  if (any_variant && context.handle && !cpu_context) e.must_fail({SR_ERR_UNSUPPORTED});  // CPU only so far
+  // Windows and soft-capping run on the CPU backend only so far.
+  const bool cpu_only_variant = variants_read && (a.window_left >= 0 || a.logit_soft_cap > 0.f);
+  if (cpu_only_variant && context.handle && !cpu_context) e.must_fail({SR_ERR_UNSUPPORTED});
   const bool run_dense = routed && threshold_known && longest < threshold;
 
   const int32_t D = o.head_dim;

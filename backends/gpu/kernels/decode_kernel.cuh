@@ -90,12 +90,14 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
     sh.skipped = 0;
   }
   const AnchorSet anchor = anchor_set(length, p.sink_tokens, p.window_tokens);
+  // The tile's learned sink logits, anchor logits of the routing reference (or null).
+  const float* tile_sinks = p.sink_logits ? p.sink_logits + blk.kv_head * p.group + first_head : nullptr;
   __syncthreads();
 
   SR_TRACE(p, kTraceReady);
   bool streamed = false;
   if constexpr (kTauStream) {
-    if (begin < end) blk.score_anchor(q, o, anchor, false);
+    if (begin < end) blk.score_anchor(q, o, anchor, false, tile_sinks);
     blk.tau_stream_split(q, o, begin, end, anchor);
     streamed = true;
   } else if constexpr (Blk::kStreamsDense) {
@@ -105,7 +107,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
     }
   }
   if (!streamed) {
-    if (begin < end && routing != SR_ROUTING_OFF) blk.score_anchor(q, o, anchor, routing == SR_ROUTING_BUDGET);
+    if (begin < end && routing != SR_ROUTING_OFF) blk.score_anchor(q, o, anchor, routing == SR_ROUTING_BUDGET, tile_sinks);
 
     for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
       const int n = static_cast<int>(end - c0 < kChunk ? end - c0 : kChunk);

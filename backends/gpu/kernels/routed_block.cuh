@@ -74,9 +74,10 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
     return a;
   }
 
-  // Largest logit of each head over the anchor set (m_ref) and, for budget mode, z = sum
-  // exp(s - m_ref) and the norm of the anchor-only output.
-  __device__ void score_anchor(const Q& q, O& o, const AnchorSet& anchor, bool budget) {
+  // Largest logit of each head over the anchor set and its learned sink (m_ref) and, for budget
+  // mode, z = sum exp(s - m_ref) (the sink's term included, as on the CPU) and the norm of the
+  // anchor-only output. sinks: the tile's sink logits, or null.
+  __device__ void score_anchor(const Q& q, O& o, const AnchorSet& anchor, bool budget, const float* sinks) {
     const AnchorPages a = anchor_pages(anchor);
     const int chunk_pages = kChunk >> p.page_shift;
     const int chunks = (a.count + chunk_pages - 1) / chunk_pages;
@@ -90,7 +91,7 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
     };
     auto is_anchor = [&](int64_t token) { return token < anchor.sink_end || token >= anchor.window_begin; };
     if (threadIdx.x < GT) {
-      sh.m_ref[threadIdx.x] = -INFINITY;
+      sh.m_ref[threadIdx.x] = sinks && threadIdx.x < this->valid_heads ? sinks[threadIdx.x] : -INFINITY;
       sh.z[threadIdx.x] = 0.f;
     }
     // Tau mode needs m_ref only; budget mode a second pass, which rescores only if the list
@@ -138,6 +139,7 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
     }
     if (budget) {
       __syncthreads();
+      if (sinks && threadIdx.x < this->valid_heads) sh.z[threadIdx.x] += __expf(sinks[threadIdx.x] - sh.m_ref[threadIdx.x]);
       reduce_to_shared(o);
       for (int h = warp; h < GT; h += kWarps) {
         float n2 = 0.f;

@@ -87,6 +87,11 @@ __device__ __forceinline__ void merge_splits(const DecodeParams& p, SharedState&
       for (int k = 0; k < kStatesPerLane; ++k) m = fmaxf(m, st[k].x);  // (clamped: a real split's m)
     }
     m = warp_max(m);
+    // A learned sink joins the merge as one more state (sink_partial): its logit may raise the
+    // frame, and its weight adds to l with no output.
+    const int32_t q_head = g.kv_head * p.group + g.tile * GT + h;
+    const float sink = p.sink_logits ? p.sink_logits[q_head] : -INFINITY;
+    m = fmaxf(m, sink);
     float l = 0.f, skl = 0.f, ske = 0.f;
     for (int s0 = 0; s0 < g.splits; s0 += kStateRound) {
       if (g.splits > kStateRound) load_round(s0);
@@ -106,9 +111,11 @@ __device__ __forceinline__ void merge_splits(const DecodeParams& p, SharedState&
     skl = warp_sum(skl);
     ske = warp_sum(ske);
     if (lane == 0) {
+      l += rescale(sink, m);  // exp(sink - m); 0 without a sink
       sh.l[h] = l;
       sh.skipped_l[h] = skl;
       sh.skipped_err[h] = ske;
+      if (p.lse) p.lse[g.b * p.num_q_heads + q_head] = m + logf(l);
     }
   }
   __syncthreads();
