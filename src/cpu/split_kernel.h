@@ -73,8 +73,8 @@ constexpr int kMaxKernelBuilds = 4;
 // kMaxKernelBuilds are written).
 int runnable_split_kernels(KernelBuild* out, int capacity);
 
-// The fastest build this CPU runs, or the one SINKROUTER_CPU_ISA names if the CPU runs it, and
-// the name of its instruction set.
+// The fastest build this CPU runs but avx512bf16 (taken only when asked for), or the one
+// SINKROUTER_CPU_ISA names if the CPU runs it, and the name of its instruction set.
 SplitKernel select_split_kernel(const char** isa_name);
 
 }  // namespace sr::cpu
