@@ -18,6 +18,8 @@ strip --strip-unneeded build/cuda-run/lib/*.so* build/cuda-run/tests/sr_tests bu
 # limit counts the tracked tree too); run_device.sh unpacks it.
 find build/cuda-run/lib -name 'libsinkrouter.so.*.*.*' ! -name "$(readlink build/cuda-run/lib/libsinkrouter.so.1)" -delete
 xz -T2 -6 -f build/cuda-run/lib/libsinkrouter-cuda.so
+# The CPU benchmark's Google Benchmark library, which the device lacks (found through the RPATH).
+cp -L /usr/lib/x86_64-linux-gnu/libbenchmark.so.1debian build/cuda-run/lib/ 2>/dev/null || true
 # The real-attention data the suite and the benchmark read, carried as .realattn (ignored by git).
 if [ ! -f .realattn/manifest.json ] && [ -f ../shared/data/realattn/manifest.json ]; then
   rm -rf .realattn && cp -r ../shared/data/realattn .realattn
