@@ -119,12 +119,12 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
 
   // Each sequence's attended tokens: [0, kept_end) and [window_begin, length), the second
   // range's splits starting at its page's start (rows before window_begin are masked).
-  std::vector<int64_t> lengths(a.batch);
+  std::vector<int64_t> lengths(a.batch), window_page_start(a.batch);
   step.visible.resize(a.batch);
   for (int32_t b = 0; b < a.batch; ++b) {
     step.visible[b] = visible_tokens(a.seqs[b].length, a.window_left, a.window_sink_tokens);
-    const int64_t window_page_start = step.visible[b].window_begin / g.page_tokens * g.page_tokens;
-    lengths[b] = step.visible[b].kept_end + (a.seqs[b].length - window_page_start);
+    window_page_start[b] = step.visible[b].window_begin / g.page_tokens * g.page_tokens;
+    lengths[b] = step.visible[b].kept_end + (a.seqs[b].length - window_page_start[b]);
   }
   SplitLimits limits{4 * static_cast<int64_t>(device->pool->size()), 512, kMaxSplitTokens};
   int64_t split_tokens = plan_split_tokens(lengths.data(), a.batch, g.num_kv_heads, g.page_tokens, limits);
@@ -132,13 +132,12 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   for (int32_t b = 0; b < a.batch; ++b) {
     const VisibleTokens& v = step.visible[b];
     const int64_t length = a.seqs[b].length;
-    const int64_t window_page_start = v.window_begin / g.page_tokens * g.page_tokens;
     for (int32_t h = 0; h < g.num_kv_heads; ++h) {
       step.first_item.push_back(static_cast<int64_t>(step.items.size()));
       for (int64_t t = 0; t < v.kept_end; t += split_tokens) {
         step.items.push_back(WorkItem{b, h, t, std::min(t + split_tokens, v.kept_end), t});
       }
-      for (int64_t t = window_page_start; t < length; t += split_tokens) {
+      for (int64_t t = window_page_start[b]; t < length; t += split_tokens) {
         step.items.push_back(WorkItem{b, h, t, std::min(t + split_tokens, length), std::max(t, v.window_begin)});
       }
     }

@@ -481,8 +481,8 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
     } else {  // budget: smallest block maxima first, while this split's share holds
       float allowance[kMaxGroup], spent[kMaxGroup], to_ref[kMaxGroup];
       // This split's share of the attended tokens (a window's masked rows are not its own).
-      const int64_t attended = task.visible.kept_end + (task.length - task.visible.window_begin);
-      const float share = static_cast<float>(task.end - task.first_row) / static_cast<float>(attended);
+      const float share = static_cast<float>(task.end - task.first_row) /
+                          static_cast<float>(attended_tokens(task.visible, task.length));
       for (int h = 0; h < G; ++h) {
         allowance[h] = budget_allowance(R.error_budget, anchor_norm[h], z[h], share);
         spent[h] = 0.f;

@@ -63,6 +63,9 @@ SR_HD VisibleTokens visible_tokens(int64_t length, int32_t window_left, int32_t 
   return VisibleTokens{kept_end, window_begin};
 }
 
+// How many tokens a step attends to in a sequence of `length` tokens.
+SR_HD int64_t attended_tokens(const VisibleTokens& v, int64_t length) { return v.kept_end + (length - v.window_begin); }
+
 // Logit soft-capping (Gemma 2): cap * tanh(s / cap), monotone, so a block's largest capped
 // logit is the cap of its largest logit; cap 0 = none.
 SR_HD float soft_cap(float s, float cap) { return cap > 0.f ? cap * tanhf(s / cap) : s; }
