@@ -1,8 +1,7 @@
 // Attention variants of sr_decode_args (learned sink logits, lse out, sliding window, logit
 // soft-capping) and sr_merge_attention_states: each alone and combined against the float64
 // reference, dense and routed within the certified bound, on random and sink-structured
-// inputs; merged shards equal the whole. GPU backends take sinks and lse and refuse windows
-// and soft-capping for now, which the tests check there instead.
+// inputs; merged shards equal the whole. Every backend runs every variant.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -82,11 +81,6 @@ class AttentionVariants : public ::testing::TestWithParam<sr_backend> {
     float soft_cap = 0.f;
   };
 
-  // Whether the backend under test runs the variant (else it must refuse it).
-  static bool runs(const Variant& var) {
-    return GetParam() == SR_BACKEND_CPU || (var.window_left < 0 && var.soft_cap == 0.f);
-  }
-
   std::vector<workloads::ReferenceHead> reference(const Batch& c, const Variant& var) const {
     const int32_t D = c.shape.head_dim, G = c.q_heads / c.shape.kv_heads;
     std::vector<workloads::ReferenceHead> heads;
@@ -161,9 +155,6 @@ class AttentionVariants : public ::testing::TestWithParam<sr_backend> {
     }
   }
 
-  void expect_refused_on_gpu(const Result& r) {
-    EXPECT_EQ(r.status, SR_ERR_UNSUPPORTED) << "a GPU backend ran a variant it does not implement";
-  }
 };
 
 std::vector<float> sink_logits(int32_t heads, std::mt19937_64& rng) {
@@ -202,10 +193,6 @@ TEST_P(AttentionVariants, EachAloneAndCombinedMatchTheFloat64Reference) {
         SCOPED_TRACE(std::string(k.name) + (synthetic ? ", synthetic" : ", gaussian") + ", page " +
                      std::to_string(page_tokens));
         const Result r = run(c, k.v);  // lse asked for in every case, "plain" included
-        if (!runs(k.v)) {
-          expect_refused_on_gpu(r);
-          continue;
-        }
         expect_matches(c, k.v, r, k.name);
       }
     }
@@ -223,10 +210,6 @@ TEST_P(AttentionVariants, RoutedStepsStayWithinTheBoundAndKeepTheBudget) {
     SCOPED_TRACE("window " + std::to_string(var.window_left) + " cap " + std::to_string(var.soft_cap) +
                  (var.sinks.empty() ? "" : " sinks"));
     const Result tau = run(c, var, SR_ROUTING_TAU, 10.f, 0.f);
-    if (!runs(var)) {
-      expect_refused_on_gpu(tau);
-      continue;
-    }
     expect_within_bound(c, var, tau, "tau 10");
     EXPECT_GT(tau.stats.blocks_v_skipped, 0) << "sink-structured contexts skip V in tau mode";
     for (float budget : {1e-3f, 1e-2f}) {
@@ -255,43 +238,48 @@ TEST_P(AttentionVariants, ADominantSinkLogitLetsTauSkipNearlyAllV) {
 }
 
 TEST_P(AttentionVariants, TokensOutsideTheWindowAreNeverRead) {
-  if (GetParam() != SR_BACKEND_CPU) GTEST_SKIP() << "checked by EachAloneAndCombined: the GPU refuses windows";
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  Batch c;
-  c.ctx = make_context(GetParam());
-  c.shape.kv_heads = 2;
-  c.shape.dtype = SR_DTYPE_F32;
-  c.shape.capacity = 4096;
-  c.cache = make_cache(c.ctx.get(), c.shape);
-  c.q_heads = 8;
-  c.q = gaussian(rng, static_cast<size_t>(c.q_heads) * c.shape.head_dim);
-  const int32_t D = c.shape.head_dim, KV = c.shape.kv_heads;
+  const int32_t KV = 2, D = CacheShape{}.head_dim;
   const int64_t length = 1000;
   auto k = gaussian(rng, static_cast<size_t>(length) * KV * D);
   auto v = gaussian(rng, k.size());
   // NaN rows everywhere but the first 5 tokens and the last 301: one read of them poisons the
-  // output, and the reference never sees them.
+  // output, and the reference never sees them. (The GPU's passes differ by element type: f32
+  // and FP8 on CUDA cores, bf16 on tensor cores and its streams.)
   for (int64_t t = 5; t < length - 301; ++t) {
     for (int64_t i = 0; i < KV * D; ++i) k[t * KV * D + i] = v[t * KV * D + i] = NAN;
   }
-  sr_seq_id seq;
-  ASSERT_EQ(sr_seq_add(c.cache.get(), &seq), SR_OK);
-  append_f32(c.cache.get(), seq, 0, length, k.data(), v.data());
-  c.seqs = {seq};
-  c.lengths = {length};
-  c.k = {k};
-  c.v = {v};
-  Variant var;
-  var.window_left = 300;
-  var.window_sink_tokens = 5;
-  for (sr_routing_mode mode : {SR_ROUTING_OFF, SR_ROUTING_TAU, SR_ROUTING_BUDGET}) {
-    const Result r = run(c, var, mode, 8.f, 1e-2f);
-    expect_within_bound(c, var, r, "NaN outside the window");
-    // Pages scored: the 5 kept tokens' page and the window's 301 tokens (20 pages of 16, one
-    // of them shared with the token before), per kv-head.
-    EXPECT_LE(r.stats.blocks_total, KV * (1 + 20));
+  const std::vector<float> q = gaussian(rng, static_cast<size_t>(4 * KV) * D);
+  for (sr_dtype dtype : {SR_DTYPE_F32, SR_DTYPE_BF16, SR_DTYPE_FP8_E4M3}) {
+    SCOPED_TRACE("dtype " + std::to_string(dtype));
+    Batch c;
+    c.ctx = make_context(GetParam());
+    c.shape.kv_heads = KV;
+    c.shape.dtype = dtype;
+    c.shape.capacity = 4096;
+    c.cache = make_cache(c.ctx.get(), c.shape);
+    c.q_heads = 4 * KV;
+    c.q = q;
+    sr_seq_id seq;
+    ASSERT_EQ(sr_seq_add(c.cache.get(), &seq), SR_OK);
+    append_f32(c.cache.get(), seq, 0, length, k.data(), v.data());
+    c.seqs = {seq};
+    c.lengths = {length};
+    c.k.assign(1, std::vector<float>(k.size()));  // the stored values, NaN rows included
+    c.v.assign(1, std::vector<float>(k.size()));
+    read_f32(c.cache.get(), seq, 0, 0, length, c.k[0].data(), c.v[0].data());
+    Variant var;
+    var.window_left = 300;
+    var.window_sink_tokens = 5;
+    for (sr_routing_mode mode : {SR_ROUTING_OFF, SR_ROUTING_TAU, SR_ROUTING_BUDGET}) {
+      const Result r = run(c, var, mode, 8.f, 1e-2f);
+      expect_within_bound(c, var, r, "NaN outside the window");
+      // Pages scored: the 5 kept tokens' page and the window's 301 tokens (20 pages of 16, one
+      // of them shared with the token before), per kv-head.
+      EXPECT_LE(r.stats.blocks_total, KV * (1 + 20));
+    }
   }
 }
 

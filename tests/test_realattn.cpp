@@ -189,7 +189,6 @@ TEST_P(RealAttention, Fp8CacheWithinTheFormatBoundAndTheBudget) {
 // logit, as gpt-oss learns them), a 1024-token window keeping 4 first tokens, a soft cap of 8
 // (below this model's largest logits, so it bends them), alone and together: dense against the
 // float64 reference over the stored values, budget 1e-2 within its bound, lse exact in both.
-// (The GPU backends run the sinks case; they refuse windows and soft-capping for now.)
 TEST_P(RealAttention, VariantsMatchFloat64AndKeepTheBound) {
   auto ctx = make_context(GetParam());
   CacheShape shape;
@@ -229,7 +228,6 @@ TEST_P(RealAttention, VariantsMatchFloat64AndKeepTheBound) {
     };
     for (const Case& k_case : {Case{"sinks", true, -1, 0, 0.f}, Case{"window", false, 1023, 4, 0.f},
                                Case{"soft cap", false, -1, 0, 8.f}, Case{"all", true, 1023, 4, 8.f}}) {
-      if (GetParam() != SR_BACKEND_CPU && (k_case.window_left >= 0 || k_case.cap > 0.f)) continue;
       workloads::AttentionVariant var;
       var.window_left = k_case.window_left;
       var.window_sink_tokens = k_case.kept;

@@ -8,6 +8,7 @@
 
 #include "gpu_backend.h"
 #include "kernels/phase_trace.cuh"
+#include "shared_arithmetic/softmax_state.h"
 
 namespace sr::gpu {
 
@@ -71,13 +72,6 @@ int32_t log2_exact(int32_t x) {
 sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const sr_step_desc* step,
                  sr_backend_error* err) {
   const sr_step_desc& a = *step;
-  // Sliding windows and soft-capping run on the CPU backend so far (docs/ARCHITECTURE.md 4.6);
-  // the GPU kernels refuse them rather than ignore them.
-  if (a.window_left >= 0 || a.logit_soft_cap > 0.f) {
-    set_backend_error(err, "window_left and logit_soft_cap are not supported by the %s backend yet (the CPU "
-                           "backend runs them)", SR_GPU_VENDOR);
-    return SR_ERR_UNSUPPORTED;
-  }
   DeviceScope scope(device);
   const sr_step_routing& routing = a.routing;
   const sr_cache_geometry& g = storage->geometry;
@@ -116,6 +110,9 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   p.head_error_bound = a.head_error_bound;
   p.sink_logits = a.sink_logits;
   p.lse = a.lse;
+  p.window_left = a.window_left;
+  p.window_sink_tokens = a.window_sink_tokens;
+  p.logit_soft_cap = a.logit_soft_cap;
   p.stats = a.collect_stats ? device->stats : nullptr;
   p.run_dense = routing.run_dense;
   p.part_o = storage->part_o;
@@ -156,7 +153,10 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
     int64_t longest = 1;
     for (int32_t i = 0; i < n; ++i) {
       p.slots[i] = static_cast<int32_t>(a.seqs[offset + i].slot);
-      longest = std::max(longest, a.seqs[offset + i].length);
+      // Launches are planned for the tokens the kernel walks: a window's run (attended_run).
+      const int64_t length = a.seqs[offset + i].length;
+      const VisibleTokens visible = visible_tokens(length, a.window_left, a.window_sink_tokens);
+      longest = std::max(longest, attended_run(length, visible, g.page_tokens).length);
     }
     shape.batch = n;
     shape.longest = longest;

@@ -79,6 +79,9 @@ struct DecodeParams {
   float* head_error_bound;
   const float* sink_logits;  // [num_q_heads] or null: learned sink logits (softmax_state.h)
   float* lse;                // [batch][num_q_heads] or null
+  int32_t window_left;       // -1: every token; else the sliding window (attended_run)
+  int32_t window_sink_tokens;
+  float logit_soft_cap;      // 0: none
   DeviceStats* stats;     // null: no statistics for this step
   int32_t run_dense;      // routing was asked for, but the step is below route_from_tokens
   int32_t batch_offset;   // first batch entry of this launch (q, out, head arrays)

@@ -49,7 +49,7 @@ if want tests; then
   # The streamed tau kernel runs by default only for one sequence of 64K+ tokens: the routed
   # and real-attention tests again with it taken at every length.
   echo "== routed tests, tau streamed at every length (SINKROUTER_CUDA_TAU_STREAM_FROM=0)" | tee -a "$summary"
-  SINKROUTER_CUDA_TAU_STREAM_FROM=0 SINKROUTER_TEST_BACKENDS=cuda timeout 300 "$BUILD/tests/sr_tests" --gtest_filter='*Routed*:*RealAttention*' \
+  SINKROUTER_CUDA_TAU_STREAM_FROM=0 SINKROUTER_TEST_BACKENDS=cuda timeout 300 "$BUILD/tests/sr_tests" --gtest_filter='*Routed*:*RealAttention*:*AttentionVariants*' \
     >"$OUT/tau_stream_tests.log" 2>&1
   echo "exit $?: $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]' "$OUT/tau_stream_tests.log" | head -3 | tr '\n' ' ')" >>"$summary"
   SINKROUTER_CUDA_TAU_STREAM_FROM=0 timeout 300 "$BUILD/tests/gpu/sr_gpu_tests" >>"$OUT/tau_stream_tests.log" 2>&1
@@ -72,11 +72,15 @@ if want sanitize; then
   san memcheck '*Dense*:*Routed*:*Cache*' "$BUILD/tests/sr_tests"
   san racecheck 'GpuDecode.*:*sink_9000*:*sink_9005*' "$BUILD/tests/gpu/sr_gpu_tests"
   san synccheck 'GpuDecode.*:*sink_9000*:*sink_9005*' "$BUILD/tests/gpu/sr_gpu_tests"
+  # The attention variants (windows, caps, sinks, lse, merge) and the FP8 cache, every pass.
+  san memcheck '*AttentionVariants*:*Fp8*:*AttendedRun*' "$BUILD/tests/sr_tests"
+  san racecheck '*AttentionVariants*:*Fp8*' "$BUILD/tests/sr_tests"
   # The streamed tau kernel, taken at every length.
   export SINKROUTER_CUDA_TAU_STREAM_FROM=0
   san memcheck '*Routed*' "$BUILD/tests/sr_tests"
   san racecheck '*Routed*' "$BUILD/tests/sr_tests"
   san synccheck '*Routed*' "$BUILD/tests/sr_tests"
+  san memcheck '*AttentionVariants*' "$BUILD/tests/sr_tests"
   unset SINKROUTER_CUDA_TAU_STREAM_FROM
   unset SINKROUTER_TEST_BACKENDS
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitizer.log" | sort | uniq -c >>"$summary"

@@ -2,8 +2,11 @@
 // bf16 cache, and FP8 E4M3 caches filled from the same bf16 values): dense, tau 12, budget 1e-3
 // and 1e-2 (FP8: dense, tau 12, budget 1e-2), on sink-heavy, mixed and real data, per
 // call (events around one synchronised call) and pipelined (a CUDA graph of steps rotating
-// over enough caches to defeat the L2, replayed; total time over the steps). One CSV row per
-// (data, shape, method) on stdout. The peers (SDPA, copy ceiling) run in peers.py.
+// over enough caches to defeat the L2, replayed; total time over the steps). The attention
+// variants at 1x128K: a 4096-token window (its bytes are the row's KV bytes), learned sinks
+// with lse out (against plain dense), and sr_merge_attention_states over 8 shards' states (rows
+// of data "merge8", length 0). One CSV row per (data, shape, method) on stdout. The peers
+// (SDPA, copy ceiling) run in peers.py.
 //
 //   sr_gpu_bench [--quick] [--realattn DIR] [--only DATA:BATCH:LENGTH:METHOD] [--page-tokens N]
 #include <cuda_runtime.h>
@@ -120,7 +123,11 @@ struct Method {
   float tau, budget;
   int64_t route_from_tokens = 0;  // 0: the routed kernels at every length; -1: the backend's policy
   sr_dtype cache_dtype = SR_DTYPE_BF16;
+  int32_t window_left = -1;  // the attention variants (variant_methods)
+  bool sinks = false;        // learned sink logits (kSinkLogit for every head) and lse out
 };
+
+constexpr float kSinkLogit = 2.f;  // about the sink-heavy data's largest logits: the sink takes a share
 
 // K+V bytes of one token of one kv-head in a cache of `dtype` (FP8: codes and two row scales).
 double token_bytes(sr_dtype dtype) {
@@ -136,13 +143,17 @@ struct Row {
   double host_us;  // of a call, the time sr_decode_step takes on the host
 };
 
-// The methods of one cache dtype (all of `methods` must share it).
+// The methods of one cache dtype and window (all of `methods` must share them). A window's row
+// counts the window's bytes as its KV bytes, and rotates over enough caches that its windows
+// are not held in the L2.
 std::vector<Row> run_case(const std::string& data_name, const HostContext& host, int32_t batch,
                           const std::vector<Method>& methods, bool reference) {
   if (methods.empty()) return {};
   const sr_dtype dtype = methods[0].cache_dtype;
+  const int32_t window_left = methods[0].window_left;
   const int64_t N = host.length;
-  const double kv_bytes = static_cast<double>(batch) * N * kKvHeads * token_bytes(dtype);
+  const int64_t attended = window_left >= 0 ? std::min<int64_t>(N, window_left + 1) : N;
+  const double kv_bytes = static_cast<double>(batch) * attended * kKvHeads * token_bytes(dtype);
   const int rotation = static_cast<int>(std::clamp(std::ceil(kL2DefeatBytes / kv_bytes), 1.0, 16.0));
   cudaStream_t stream;
   check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
@@ -180,15 +191,22 @@ std::vector<Row> run_case(const std::string& data_name, const HostContext& host,
   const size_t q_elems = static_cast<size_t>(batch) * kQHeads * kDim;
   std::vector<float> q(q_elems);
   for (int32_t b = 0; b < batch; ++b) std::copy(host.q.begin(), host.q.end(), q.begin() + b * kQHeads * kDim);
-  float *dq, *dout, *dbound, *dmass;
+  float *dq, *dout, *dbound, *dmass, *dsinks, *dlse;
+  check(cudaMalloc(&dsinks, kQHeads * 4), "malloc");
+  check(cudaMalloc(&dlse, batch * kQHeads * 4), "malloc");
+  {
+    const std::vector<float> sinks(kQHeads, kSinkLogit);
+    check(cudaMemcpy(dsinks, sinks.data(), kQHeads * 4, cudaMemcpyHostToDevice), "sinks");
+  }
   check(cudaMalloc(&dq, q_elems * 4), "malloc");
   check(cudaMalloc(&dout, q_elems * 4), "malloc");
   check(cudaMalloc(&dbound, batch * kQHeads * 4), "malloc");
   check(cudaMalloc(&dmass, batch * kQHeads * 4), "malloc");
   check(cudaMemcpy(dq, q.data(), q_elems * 4, cudaMemcpyHostToDevice), "q");
 
-  // Float64 reference of batch entry 0 over the stored values (FP8: read back dequantized).
-  std::vector<double> ref;
+  // Float64 reference of batch entry 0 over the stored values (FP8: read back dequantized), one
+  // per variant of the methods.
+  std::vector<float> ref_k, ref_v;
   if (reference) {
     const int64_t row = kKvHeads * kDim;
     std::vector<float> k(N * row), v(N * row);
@@ -205,16 +223,25 @@ std::vector<Row> run_case(const std::string& data_name, const HostContext& host,
         }
       });
     }
-    ref.resize(kQHeads * kDim);
+    ref_k = std::move(k);
+    ref_v = std::move(v);
+  }
+  auto reference_of = [&](const Method& m) {
+    std::vector<double> ref(kQHeads * kDim);
+    sr::workloads::AttentionVariant variant;
+    variant.window_left = m.window_left;
+    variant.sink_logit = m.sinks ? kSinkLogit : -INFINITY;
     parallel_for(kQHeads, [&](int64_t b, int64_t e) {
       for (int64_t h = b; h < e; ++h) {
-        int64_t kvh = h / kGroup;
-        auto o = sr::workloads::reference_attention(&q[h * kDim], k.data() + kvh * kDim, v.data() + kvh * kDim, N, kDim,
-                                                    row, 1.0 / std::sqrt(128.0));
-        std::copy(o.begin(), o.end(), ref.begin() + h * kDim);
+        const int64_t kvh = h / kGroup;
+        auto o = sr::workloads::reference_attention_variant(&q[h * kDim], ref_k.data() + kvh * kDim,
+                                                            ref_v.data() + kvh * kDim, N, kDim, kKvHeads * kDim,
+                                                            1.0 / std::sqrt(128.0), variant);
+        std::copy(o.out.begin(), o.out.end(), ref.begin() + h * kDim);
       }
     });
-  }
+    return ref;
+  };
 
   cudaEvent_t e0, e1;
   check(cudaEventCreate(&e0), "event");
@@ -235,6 +262,11 @@ std::vector<Row> run_case(const std::string& data_name, const HostContext& host,
       a.error_budget = m.budget;
       a.route_from_tokens = m.route_from_tokens;
       a.stream = stream;
+      a.window_left = m.window_left;
+      if (m.sinks) {
+        a.sink_logits = dsinks;
+        a.lse = dlse;
+      }
       if (extras) {
         a.head_error_bound = dbound;
         a.head_skipped_mass = dmass;
@@ -256,6 +288,7 @@ std::vector<Row> run_case(const std::string& data_name, const HostContext& host,
     double recomputed = st.heads ? static_cast<double>(st.heads_recomputed) / st.heads : 0.0;
     row.bytes_read = kv_bytes / 2 * (2.0 - row.skip_fraction) + recomputed * kv_bytes;
     if (reference) {
+      const std::vector<double> ref = reference_of(m);
       std::vector<float> out(kQHeads * kDim);
       check(cudaMemcpy(out.data(), dout, out.size() * 4, cudaMemcpyDeviceToHost), "out");
       double worst = 0.0;
@@ -311,10 +344,96 @@ std::vector<Row> run_case(const std::string& data_name, const HostContext& host,
   cudaFree(dout);
   cudaFree(dbound);
   cudaFree(dmass);
+  cudaFree(dsinks);
+  cudaFree(dlse);
   for (sr_kv_cache* c : caches) sr_kv_cache_destroy(c);
   sr_context_destroy(ctx);
   cudaStreamDestroy(stream);
   return rows;
+}
+
+// sr_merge_attention_states of `shards` states (out f32, lse) per (batch entry, q-head), as an
+// engine merges a sequence's shards: per call and pipelined (a graph of 16 merges), in
+// device memory. One row: data "merge<shards>", length 0, the states' bytes as KV bytes.
+Row run_merge(int32_t batch, int32_t shards) {
+  cudaStream_t stream;
+  check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+  sr_context_options co;
+  sr_context_options_default(&co, sizeof co);
+  co.backend = SR_BACKEND_CUDA;
+  co.stream = stream;
+  sr_context* ctx = nullptr;
+  check(sr_context_create(&co, &ctx), "context");
+  const size_t rows = static_cast<size_t>(batch) * kQHeads;
+  std::vector<float> host_out(rows * kDim * shards), host_lse(rows * shards);
+  for (size_t i = 0; i < host_out.size(); ++i) host_out[i] = std::sin(0.001f * static_cast<float>(i));
+  for (size_t i = 0; i < host_lse.size(); ++i) host_lse[i] = 5.f + std::cos(0.01f * static_cast<float>(i));
+  float *dout_states, *dlse_states, *dout, *dlse;
+  check(cudaMalloc(&dout_states, host_out.size() * 4), "malloc");
+  check(cudaMalloc(&dlse_states, host_lse.size() * 4), "malloc");
+  check(cudaMalloc(&dout, rows * kDim * 4), "malloc");
+  check(cudaMalloc(&dlse, rows * 4), "malloc");
+  check(cudaMemcpy(dout_states, host_out.data(), host_out.size() * 4, cudaMemcpyHostToDevice), "states");
+  check(cudaMemcpy(dlse_states, host_lse.data(), host_lse.size() * 4, cudaMemcpyHostToDevice), "lse");
+  std::vector<const void*> outs(shards);
+  std::vector<const float*> lses(shards);
+  for (int32_t s = 0; s < shards; ++s) {
+    outs[s] = dout_states + s * rows * kDim;
+    lses[s] = dlse_states + s * rows;
+  }
+  auto merge = [&] {
+    sr_merge_args m;
+    sr_merge_args_default(&m, sizeof m);
+    m.num_states = shards;
+    m.rows = static_cast<int64_t>(rows);
+    m.head_dim = kDim;
+    m.state_outs = outs.data();
+    m.state_lses = lses.data();
+    m.out = dout;
+    m.lse = dlse;
+    m.stream = stream;
+    check(sr_merge_attention_states(ctx, &m), "merge");
+  };
+  Row row{"merge" + std::to_string(shards), "merge", batch, 0, 0, 0, static_cast<double>(host_out.size() + host_lse.size()) * 4,
+          0, 0, 0, NAN, 0, 0};
+  row.bytes_read = row.kv_bytes;
+  check(sr::bench::per_call_us(stream, [&](int) { merge(); }, &row.per_call_us, &row.host_us), "per-call timing");
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  constexpr int kSteps = 16;
+  check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "capture");
+  for (int i = 0; i < kSteps; ++i) merge();
+  check(cudaStreamEndCapture(stream, &graph), "end capture");
+  check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+  check(cudaGraphLaunch(exec, stream), "replay");
+  check(cudaStreamSynchronize(stream), "sync");
+  cudaEvent_t e0, e1;
+  check(cudaEventCreate(&e0), "event");
+  check(cudaEventCreate(&e1), "event");
+  std::vector<double> per_step;
+  for (int trial = 0; trial < 5; ++trial) {
+    check(cudaEventRecord(e0, stream), "record");
+    for (int r = 0; r < 20; ++r) check(cudaGraphLaunch(exec, stream), "replay");
+    check(cudaEventRecord(e1, stream), "record");
+    check(cudaEventSynchronize(e1), "sync");
+    float ms;
+    check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
+    per_step.push_back(ms * 1e3 / (20 * kSteps));
+  }
+  row.pipelined_us = sr::bench::median(per_step);
+  std::fprintf(stderr, "  merge%d B=%-3d per-call %8.1f us (host %.1f)  pipelined %8.1f us\n", shards, batch, row.per_call_us,
+               row.host_us, row.pipelined_us);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaFree(dout_states);
+  cudaFree(dlse_states);
+  cudaFree(dout);
+  cudaFree(dlse);
+  sr_context_destroy(ctx);
+  cudaStreamDestroy(stream);
+  return row;
 }
 
 }  // namespace
@@ -338,19 +457,39 @@ int main(int argc, char** argv) {
                                        {"fp8-dense", SR_ROUTING_OFF, 12.f, 0.f, 0, SR_DTYPE_FP8_E4M3},
                                        {"fp8-tau12", SR_ROUTING_TAU, 12.f, 0.f, 0, SR_DTYPE_FP8_E4M3},
                                        {"fp8-budget1e-2", SR_ROUTING_BUDGET, 12.f, 1e-2f, 0, SR_DTYPE_FP8_E4M3}};
-  // run_case takes the methods of one cache dtype at a time.
+  // The attention variants (sink data at 1x128K): the window's rows against its own bytes, sinks
+  // and lse against plain dense.
+  const std::vector<Method> variant_methods = {
+      {"window4096", SR_ROUTING_OFF, 12.f, 0.f, 0, SR_DTYPE_BF16, 4095},
+      {"window4096-tau12", SR_ROUTING_TAU, 12.f, 0.f, 0, SR_DTYPE_BF16, 4095},
+      {"sinks-lse", SR_ROUTING_OFF, 12.f, 0.f, 0, SR_DTYPE_BF16, -1, true},
+      {"sinks-lse-tau12", SR_ROUTING_TAU, 12.f, 0.f, 0, SR_DTYPE_BF16, -1, true}};
+  methods.insert(methods.end(), variant_methods.begin(), variant_methods.end());
+  // run_case takes the methods of one cache dtype and window at a time.
   auto run_all = [](const std::string& data, const HostContext& host, int32_t batch, const std::vector<Method>& ms,
                     bool reference) {
     std::vector<Row> rows;
-    for (sr_dtype dtype : {SR_DTYPE_BF16, SR_DTYPE_FP8_E4M3}) {
+    std::vector<bool> done(ms.size(), false);
+    for (size_t i = 0; i < ms.size(); ++i) {
+      if (done[i]) continue;
       std::vector<Method> same;
-      for (const Method& m : ms) {
-        if (m.cache_dtype == dtype) same.push_back(m);
+      for (size_t j = i; j < ms.size(); ++j) {
+        if (!done[j] && ms[j].cache_dtype == ms[i].cache_dtype && ms[j].window_left == ms[i].window_left) {
+          same.push_back(ms[j]);
+          done[j] = true;
+        }
       }
       auto got = run_case(data, host, batch, same, reference);
       rows.insert(rows.end(), got.begin(), got.end());
     }
     return rows;
+  };
+  auto plain = [&](const std::vector<Method>& ms) {
+    std::vector<Method> kept;
+    for (const Method& m : ms) {
+      if (m.window_left < 0 && !m.sinks) kept.push_back(m);
+    }
+    return kept;
   };
   struct Shape {
     int32_t batch;
@@ -384,7 +523,7 @@ int main(int argc, char** argv) {
     }
     std::fflush(stdout);
   };
-  if (!real_dir.empty()) emit(run_all("real", real(real_dir), 1, methods, true));
+  if (!real_dir.empty()) emit(run_all("real", real(real_dir), 1, plain(methods), true));
   for (bool sink_heavy : {true, false}) {
     const char* name = sink_heavy ? "sink" : "mixed";
     int64_t made_length = -1;
@@ -394,8 +533,11 @@ int main(int argc, char** argv) {
         host = synthetic(sink_heavy, s.length);
         made_length = s.length;
       }
-      emit(run_all(name, host, s.batch, methods, s.length <= 131072));
+      // The variants at one shape: the sink data at 1x128K.
+      const bool variants = sink_heavy && s.batch == 1 && s.length == 131072;
+      emit(run_all(name, host, s.batch, variants ? methods : plain(methods), s.length <= 131072));
     }
   }
+  emit({run_merge(1, 8), run_merge(64, 8)});
   return 0;
 }

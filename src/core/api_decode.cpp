@@ -11,6 +11,7 @@
 #include "core/kv_cache.h"
 #include "core/routing_policy.h"
 #include "core/struct_args.h"
+#include "shared_arithmetic/softmax_state.h"
 
 namespace sr {
 namespace {
@@ -112,7 +113,8 @@ extern "C" sr_status sr_decode_step(sr_context* context, const sr_kv_cache* cach
                  static_cast<long long>(a.seq_ids[b]), b, a.layer);
       }
       seqs[b] = sr_decode_seq{s.pages.data(), length, s.slot};
-      longest = std::max(longest, length);
+      // Whether routing pays depends on the tokens attended (a window's), not the sequence's.
+      longest = std::max(longest, sr::attended_tokens(sr::visible_tokens(length, a.window_left, a.window_sink_tokens), length));
     }
     sr_step_desc step{};
     step.layer = a.layer;

@@ -66,6 +66,32 @@ SR_HD VisibleTokens visible_tokens(int64_t length, int32_t window_left, int32_t 
 // How many tokens a step attends to in a sequence of `length` tokens.
 SR_HD int64_t attended_tokens(const VisibleTokens& v, int64_t length) { return v.kept_end + (length - v.window_begin); }
 
+// The attended tokens laid out as one run of whole pages, for kernels that cut splits and tiles
+// on page boundaries (the GPU's): the kept range's pages, then the window's from the start of
+// its first page. A run token u sits at sequence token u below gap_from and at u + gap from it
+// (gap is whole pages; -page_tokens when the kept range ends in the window's first page, which
+// the run then holds twice). Rows [masked_begin, masked_end) of the run are not attended: a
+// suffix of the kept range's last page and a prefix of the window's first page, so every page
+// of the run holds an attended row, and a tile within a page is masked at one end only.
+// Without a window the run is the sequence.
+struct AttendedRun {
+  int64_t length;
+  int64_t gap_from;
+  int64_t gap;
+  int64_t masked_begin, masked_end;
+};
+
+SR_HD AttendedRun attended_run(int64_t length, const VisibleTokens& v, int64_t page_tokens) {
+  const int64_t gap_from = (v.kept_end + page_tokens - 1) / page_tokens * page_tokens;
+  const int64_t gap = v.window_begin / page_tokens * page_tokens - gap_from;
+  return AttendedRun{length - gap, gap_from, gap, v.kept_end, v.window_begin - gap};
+}
+
+// The attended tokens in the run's coordinates (for anchor_set).
+SR_HD VisibleTokens run_visible(const AttendedRun& run, const VisibleTokens& v) {
+  return VisibleTokens{v.kept_end, v.window_begin - run.gap};
+}
+
 // Logit soft-capping (Gemma 2): cap * tanh(s / cap), monotone, so a block's largest capped
 // logit is the cap of its largest logit; cap 0 = none.
 SR_HD float soft_cap(float s, float cap) { return cap > 0.f ? cap * tanhf(s / cap) : s; }

@@ -184,6 +184,68 @@ TEST_P(GpuStreamDecode, GraphReplayFollowsAppendsBetweenReplays) {
   cudaGraphDestroy(graph);
 }
 
+// The same with a sliding window (1000 tokens and 4 kept), a soft cap and tau routing: as the
+// sequence grows, the captured step's window moves with the device-side length, its first page
+// changes, and the kept tokens' page stays.
+TEST_P(GpuStreamDecode, GraphReplayOfAWindowFollowsAppends) {
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  append_random(2990);
+  DeviceArray<float> q(q_heads * D), out(q_heads * D), bound(q_heads), lse(q_heads), token_k(shape.kv_heads * D),
+      token_v(shape.kv_heads * D);
+  auto q_host = gaussian(rng, q.n, 1.5f);
+  q.upload(q_host);
+  const std::vector<sr_seq_id> batch = {seq};
+  sr_decode_args args = decode_args(batch, q_heads, q.p, out.p);
+  args.routing = SR_ROUTING_TAU;
+  args.tau = 8.f;
+  args.head_error_bound = bound.p;
+  args.lse = lse.p;
+  args.window_left = 999;
+  args.window_sink_tokens = 4;
+  args.logit_soft_cap = 20.f;
+  args.stream = stream;
+  ASSERT_EQ(sr_decode_step(ctx.get(), cache.get(), &args), SR_OK) << sr_last_error();
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  ASSERT_EQ(sr_decode_step(ctx.get(), cache.get(), &args), SR_OK) << sr_last_error();
+  CUDA_OK(cudaStreamEndCapture(stream, &graph));
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  sr_kv_io io;
+  sr_kv_io_default(&io, sizeof io);
+  io.dtype = SR_DTYPE_F32;
+  io.memory = SR_MEMORY_DEVICE;
+  io.stream = stream;
+  workloads::AttentionVariant variant;
+  variant.window_left = args.window_left;
+  variant.window_sink_tokens = args.window_sink_tokens;
+  variant.soft_cap = args.logit_soft_cap;
+  for (int step = 0; step < 40; ++step) {
+    token_k.upload(gaussian(rng, token_k.n));
+    token_v.upload(gaussian(rng, token_v.n));
+    ASSERT_EQ(sr_kv_append(cache.get(), seq, 0, 1, token_k.p, token_v.p, &io), SR_OK) << sr_last_error();
+    CUDA_OK(cudaMemsetAsync(out.p, 0xff, sizeof(float) * out.n, stream));
+    CUDA_OK(cudaGraphLaunch(exec, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    if (step % 7 != 6) continue;
+    const int64_t length = 2990 + step + 1;
+    std::vector<float> k(static_cast<size_t>(length) * shape.kv_heads * D), v(k.size());
+    read_f32(cache.get(), seq, 0, 0, length, k.data(), v.data());
+    const auto got = out.download(), got_bound = bound.download(), got_lse = lse.download();
+    for (int32_t h = 0; h < q_heads; ++h) {
+      const int32_t kv = h / (q_heads / shape.kv_heads);
+      const auto ref = workloads::reference_attention_variant(q_host.data() + h * D, k.data() + kv * D, v.data() + kv * D,
+                                                              length, D, static_cast<int64_t>(shape.kv_heads) * D,
+                                                              kScaleD128, variant);
+      EXPECT_LE(workloads::relative_error(got.data() + h * D, ref.out.data(), D), got_bound[h] + 2e-5)
+          << "step " << step << " head " << h;
+      EXPECT_NEAR(got_lse[h], ref.lse, 2e-5 * (1 + std::fabs(ref.lse))) << "step " << step << " head " << h;
+    }
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
+
 // A step reads q only after the kernel before it in the stream has finished, even where that
 // kernel lets its dependents launch early and writes q late (decode launches overlap the
 // previous kernel: programmatic dependent launch on sm_90).

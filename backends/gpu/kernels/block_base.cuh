@@ -7,6 +7,7 @@
 #include "compat.h"
 #include "element_access.cuh"
 #include "gpu_types.h"
+#include "shared_arithmetic/softmax_state.h"
 #include "sinkrouter/sinkrouter.h"
 
 namespace sr::gpu {
@@ -56,6 +57,11 @@ struct SharedState {
   int64_t group_first_slot;
   int32_t block_split, block_tile;
   int32_t publishes;  // this merge publishes the launch's split weights
+  // The sequence's attended run (softmax_state.h, attended_run): the block's tokens are run
+  // tokens; run pages from gap_page on sit gap_pages later in the page table, and rows
+  // [masked_begin, masked_end) of the run are outside the window.
+  int64_t masked_begin, masked_end;
+  int32_t gap_page, gap_pages;
 };
 
 // kAmpleRegisters: the build has registers to spare (all but the 4-blocks-per-SM one), so it
@@ -83,6 +89,41 @@ struct BlockBase {
       : p(params), sh(shared), reduce(reduce_buffer), pages(page_table), length(tokens), kv_head(head),
         valid_heads(heads), lane(lane_id()), warp(warp_id()) {}
 
+  // The physical page of run page `run_page` (the page table's entry, past a window's gap).
+  __device__ int32_t page_entry(int64_t run_page) const {
+    return pages[run_page >= sh.gap_page ? run_page + sh.gap_pages : run_page];
+  }
+
+  // The rows of a chunk from run token t0 that lie before the window (decode_kernel.cuh cuts
+  // chunks so that these are the chunk's only masked rows). Read where used: a value held across
+  // the chunk's passes spilled the tight builds.
+  __device__ int chunk_first(int64_t t0) const {
+    return t0 >= sh.masked_begin && t0 < sh.masked_end ? static_cast<int>(sh.masked_end - t0) : 0;
+  }
+
+  // The attended rows [lo, hi) of the `rows` rows of a tile from run token `token` that lies in
+  // one page: the window masks a tile at one end only (attended_run).
+  __device__ void tile_span(int64_t token, int rows, int& lo, int& hi) const {
+    lo = 0;
+    hi = rows;
+    if (token < sh.masked_end && token + rows > sh.masked_begin) {
+      if (sh.masked_begin > token) {
+        hi = static_cast<int>(sh.masked_begin - token);
+      } else {
+        lo = sh.masked_end - token < rows ? static_cast<int>(sh.masked_end - token) : rows;
+      }
+    }
+  }
+
+  // The soft cap alone on the logits of rows [0, n) of sh.w (the anchor's list: rows that are not
+  // anchors are left out by the caller); a barrier after. Called where the step has a cap.
+  __device__ void cap_logits(int n) {
+    for (int h = warp; h < GT; h += kWarps) {
+      for (int i = lane; i < n; i += kWarp) sh.w[h][i] = soft_cap(sh.w[h][i], p.logit_soft_cap);
+    }
+    __syncthreads();
+  }
+
   // Element offset of `token`'s row when it sits in physical page `page`.
   __device__ int64_t page_row_offset(int32_t page, int64_t token) const {
     return ((static_cast<int64_t>(page) * p.kv_heads + kv_head) * p.page_tokens + (token & (p.page_tokens - 1))) * D;
@@ -94,23 +135,24 @@ struct BlockBase {
   }
 
   // A token of any chunk: the page number comes from the page table in global memory.
-  __device__ int64_t table_row_offset(int64_t token) const { return page_row_offset(pages[token >> p.page_shift], token); }
+  __device__ int64_t table_row_offset(int64_t token) const { return page_row_offset(page_entry(token >> p.page_shift), token); }
 
   // Page numbers (and V-norm summaries) of tokens [t0, t0 + n) into shared memory.
   __device__ int32_t load_pages(int64_t t0, int n, bool with_vnorm) {
     int32_t first = static_cast<int32_t>(t0 >> p.page_shift);
     int32_t count = static_cast<int32_t>(((t0 + n - 1) >> p.page_shift) - first + 1);
     for (int i = threadIdx.x; i < count; i += kThreads) {
-      int32_t page = pages[first + i];
+      int32_t page = page_entry(first + i);
       sh.page[i] = page;
       if (with_vnorm) sh.vnorm[i] = p.vnorm[static_cast<int64_t>(page) * p.kv_heads + kv_head];
     }
     return first;
   }
 
-  // Row `row` of the pass over tokens [t0, t0 + n) is read (not past the end, not skipped).
-  __device__ bool row_kept(int row, int n, bool use_skip) const {
-    return row < n && !(use_skip && sh.skip[row >> p.page_shift]);
+  // Row `row` of the pass over tokens [t0, t0 + n) is read: not before `first` (outside the
+  // window), not past the end, not skipped.
+  __device__ bool row_kept(int row, int first, int n, bool use_skip) const {
+    return row < n && row >= first && !(use_skip && sh.skip[row >> p.page_shift]);
   }
 
   // Asks the L2 for byte `line` of row `row` of the pass, continuing into `next` past its end,

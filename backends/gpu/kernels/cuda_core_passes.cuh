@@ -95,11 +95,11 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
 
   // Rows of one batch of warp steps: the pieces of rows (s0 + u * kWarps) * rows-per-step.
   __device__ void load_batch(Bytes16 (&buf)[S::kUnroll][S::kLoadsPerRow], const char* base, int s0, int64_t t0, int n,
-                             int32_t first_page, bool use_skip, bool (&keep)[S::kUnroll]) const {
+                             int32_t first_page, bool use_skip, int first, bool (&keep)[S::kUnroll]) const {
 #pragma unroll
     for (int u = 0; u < S::kUnroll; ++u) {
       int row = (s0 + u * kWarps) * S::kRowsPerWarp + row_in_step();
-      keep[u] = this->row_kept(row, n, use_skip);
+      keep[u] = this->row_kept(row, first, n, use_skip);
       if (keep[u]) {
         const char* src = base + this->row_offset(t0 + row, first_page) * Base::kElemBytes;
 #pragma unroll
@@ -138,12 +138,12 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     constexpr int kStride = kWarps * S::kUnroll;
     Bytes16 buf[S::kUnroll][S::kLoadsPerRow];
     bool keep[S::kUnroll];
-    if (warp < steps) load_batch(buf, kbase, warp, t0, n, first_page, false, keep);
+    if (warp < steps) load_batch(buf, kbase, warp, t0, n, first_page, false, 0, keep);
     prefetch_batch(kbase, warp, t0, n, first_page, false, then);
     for (int s0 = warp; s0 < steps; s0 += kStride) {
       Bytes16 next[S::kUnroll][S::kLoadsPerRow];
       bool keep_next[S::kUnroll] = {};
-      if (s0 + kStride < steps) load_batch(next, kbase, s0 + kStride, t0, n, first_page, false, keep_next);
+      if (s0 + kStride < steps) load_batch(next, kbase, s0 + kStride, t0, n, first_page, false, 0, keep_next);
       prefetch_batch(kbase, s0 + kStride, t0, n, first_page, false, then);
 #pragma unroll
       for (int u = 0; u < S::kUnroll; ++u) {
@@ -231,20 +231,21 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     if constexpr (S::kScaled) scale_rows(p.v_scale, t0, n, first_page);
   }
 
-  // Pass 2: o += w * V over tokens [t0, t0 + n), leaving out rows of skipped blocks (FP8: the
-  // weights carry the V scales, scale_weights).
-  __device__ void accumulate(O& o, int64_t t0, int n, int32_t first_page, bool use_skip, const NextRows* then = nullptr) {
+  // Pass 2: o += w * V over tokens [t0, t0 + n), leaving out rows of skipped blocks and the rows
+  // before `first` (outside the window; FP8: the weights carry the V scales, scale_weights).
+  __device__ void accumulate(O& o, int64_t t0, int n, int32_t first_page, bool use_skip, int first,
+                             const NextRows* then = nullptr) {
     const char* vbase = static_cast<const char*>(p.v);
     const int steps = (n + S::kRowsPerWarp - 1) / S::kRowsPerWarp;
     constexpr int kStride = kWarps * S::kUnroll;
     Bytes16 buf[S::kUnroll][S::kLoadsPerRow];
     bool keep[S::kUnroll];
-    if (warp < steps) load_batch(buf, vbase, warp, t0, n, first_page, use_skip, keep);
+    if (warp < steps) load_batch(buf, vbase, warp, t0, n, first_page, use_skip, first, keep);
     prefetch_batch(vbase, warp, t0, n, first_page, use_skip, then);
     for (int s0 = warp; s0 < steps; s0 += kStride) {
       Bytes16 next[S::kUnroll][S::kLoadsPerRow];
       bool keep_next[S::kUnroll] = {};
-      if (s0 + kStride < steps) load_batch(next, vbase, s0 + kStride, t0, n, first_page, use_skip, keep_next);
+      if (s0 + kStride < steps) load_batch(next, vbase, s0 + kStride, t0, n, first_page, use_skip, first, keep_next);
       prefetch_batch(vbase, s0 + kStride, t0, n, first_page, use_skip, then);
 #pragma unroll
       for (int u = 0; u < S::kUnroll; ++u) {

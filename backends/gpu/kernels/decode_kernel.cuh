@@ -61,7 +61,11 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
 
   const DeviceTables tables = *p.tables;
   const int32_t slot = p.slots[b_local];
-  const int64_t length = tables.lengths[static_cast<int64_t>(slot) * tables.num_layers + p.layer];
+  const int64_t seq_length = tables.lengths[static_cast<int64_t>(slot) * tables.num_layers + p.layer];
+  // The block works on the run of the attended tokens' pages (without a window, the sequence).
+  const VisibleTokens visible = visible_tokens(seq_length, p.window_left, p.window_sink_tokens);
+  const AttendedRun run = attended_run(seq_length, visible, p.page_tokens);
+  const int64_t length = run.length;
   if (p.adaptive_splits) {
     plan_adaptive_split(p, sh, tables.split_weight_row(slot, p.layer, p.kv_heads),
                         static_cast<int64_t>(grid_tile_slot()) * p.splits + grid_split(), static_cast<int32_t>(head_tiles));
@@ -88,8 +92,12 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   if (threadIdx.x == 0) {
     sh.blocks = 0;
     sh.skipped = 0;
+    sh.gap_page = static_cast<int32_t>(run.gap_from >> p.page_shift);
+    sh.gap_pages = static_cast<int32_t>(run.gap / p.page_tokens);
+    sh.masked_begin = run.masked_begin;
+    sh.masked_end = run.masked_end;
   }
-  const AnchorSet anchor = anchor_set(length, p.sink_tokens, p.window_tokens);
+  const AnchorSet anchor = anchor_set(length, p.sink_tokens, p.window_tokens, run_visible(run, visible));
   // The tile's learned sink logits, anchor logits of the routing reference (or null).
   const float* tile_sinks = p.sink_logits ? p.sink_logits + blk.kv_head * p.group + first_head : nullptr;
   __syncthreads();
@@ -109,8 +117,13 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   if (!streamed) {
     if (begin < end && routing != SR_ROUTING_OFF) blk.score_anchor(q, o, anchor, routing == SR_ROUTING_BUDGET, tile_sinks);
 
-    for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
-      const int n = static_cast<int>(end - c0 < kChunk ? end - c0 : kChunk);
+    for (int64_t c0 = begin; c0 < end;) {
+      // With a window, a chunk stops where the kept range's last page is masked and the next one
+      // starts at the window's first page, whose rows before `first` are masked (attended_run):
+      // a chunk's masked rows are a prefix, which the passes leave out like rows past the end.
+      int64_t stop = end - c0 < kChunk ? end : c0 + kChunk;
+      if (c0 < sh.masked_begin && stop > sh.masked_begin) stop = sh.masked_begin;
+      const int n = static_cast<int>(stop - c0);
       int32_t first_page = blk.load_pages(c0, n, routing != SR_ROUTING_OFF);
       if (threadIdx.x == 0) {
         // The L2 prefetch runs from K into this chunk's V when dense, and from V into the next K.
@@ -121,14 +134,15 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
       __syncthreads();
       blk.score(q, c0, n, first_page, &sh.after_k);
       __syncthreads();
-      blk.block_statistics(n);
+      blk.block_statistics(blk.chunk_first(c0), n);
       __syncthreads();
       blk.route_chunk(c0, n, routing, anchor, first_page);
       blk.scale_weights(c0, n, first_page);  // FP8's V scales (warp 0 joins once it has routed)
       __syncthreads();
       blk.rescale(o);
-      blk.accumulate(o, c0, n, first_page, routing != SR_ROUTING_OFF, &sh.after_v);
+      blk.accumulate(o, c0, n, first_page, routing != SR_ROUTING_OFF, blk.chunk_first(c0), &sh.after_v);
       __syncthreads();
+      c0 = stop == sh.masked_begin && stop < sh.masked_end ? (sh.masked_end >> p.page_shift) << p.page_shift : stop;
     }
   }
 

@@ -89,7 +89,9 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
     auto row_token = [&](int c, int row) {
       return (static_cast<int64_t>(row_page(c, row)) << p.page_shift) + (row & (p.page_tokens - 1));
     };
-    auto is_anchor = [&](int64_t token) { return token < anchor.sink_end || token >= anchor.window_begin; };
+    auto is_anchor = [&](int64_t token) {
+      return (token >= anchor.sink_begin && token < anchor.sink_end) || token >= anchor.window_begin;
+    };
     if (threadIdx.x < GT) {
       sh.m_ref[threadIdx.x] = sinks && threadIdx.x < this->valid_heads ? sinks[threadIdx.x] : -INFINITY;
       sh.z[threadIdx.x] = 0.f;
@@ -102,10 +104,14 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
         if (pass == 0 || chunks > 1) {
           __syncthreads();
           for (int i = threadIdx.x; i < ((n - 1) >> p.page_shift) + 1; i += kThreads) {
-            sh.page[i] = this->pages[row_page(c, i << p.page_shift)];
+            sh.page[i] = this->page_entry(row_page(c, i << p.page_shift));
           }
           __syncthreads();
           score(q, 0, n, 0);
+          if (p.logit_soft_cap > 0.f) {  // (rows that are not anchors are left out below)
+            __syncthreads();
+            this->cap_logits(n);
+          }
         }
         __syncthreads();
         for (int h = warp; h < GT; h += kWarps) {
@@ -133,7 +139,7 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
             this->scale_weights(0, n, 0);
             __syncthreads();
           }
-          accumulate(o, 0, n, 0, false);
+          accumulate(o, 0, n, 0, false, 0);
         }
       }
     }
@@ -155,12 +161,24 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
   // Per head: the new running maximum, weights, and each block's largest logit and weight sum.
   // Pages of up to 32 tokens: lane b walks block b (starting at a lane-dependent token, so the
   // lanes hit different banks); larger pages: the warp walks each block together.
-  __device__ void block_statistics(int n) {
+  // The chunk's logits are shaped first where the step asks: soft-capped (tanh is monotone, so
+  // capped block maxima still bound their blocks), and the rows before `first` (outside the
+  // window) -inf. In this loop, whose registers it shares: a pass of its own spilled the tight
+  // builds.
+  __device__ void block_statistics(int first, int n) {
     const int PT = p.page_tokens;
     const int n_blocks = (n + PT - 1) / PT;
+    const bool shaped = first > 0 || p.logit_soft_cap > 0.f;
     for (int h = warp; h < GT; h += kWarps) {
       float mx = -INFINITY;
-      for (int i = lane; i < n; i += kWarp) mx = fmaxf(mx, sh.w[h][i]);
+      for (int i = lane; i < n; i += kWarp) {
+        float s = sh.w[h][i];
+        if (shaped) {
+          s = i < first ? -INFINITY : soft_cap(s, p.logit_soft_cap);
+          sh.w[h][i] = s;
+        }
+        mx = fmaxf(mx, s);
+      }
       mx = warp_max(mx);
       float m_old = sh.m[h];
       float m_new = fmaxf(m_old, mx);

@@ -305,9 +305,11 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     }
   }
 
-  // Pass 2: o += w * V over tokens [t0, t0 + n), leaving out skipped blocks. A tile of 16 tokens
-  // lies in one block (pages hold at least 16 tokens), so it is read or skipped whole.
-  __device__ void accumulate(O& o, int64_t t0, int n, int32_t first_page, bool use_skip, const NextRows* then = nullptr) {
+  // Pass 2: o += w * V over tokens [t0, t0 + n), leaving out skipped blocks and the rows before
+  // `first` (outside the window). A tile of 16 tokens lies in one block (pages hold at least 16
+  // tokens), so it is read or skipped whole.
+  __device__ void accumulate(O& o, int64_t t0, int n, int32_t first_page, bool use_skip, int first,
+                             const NextRows* then = nullptr) {
     const char* vbase = static_cast<const char*>(p.v);
     const int g = group(), t = thread_in_group();
     const int tiles = (n + kVTile - 1) / kVTile;
@@ -320,7 +322,7 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int row = tile * kVTile + 4 * t + i;
-        buf[i] = kept && row < n
+        buf[i] = kept && row < n && row >= first
                      ? load_stream16<Base::kChunkWideFetch>(vbase + this->row_offset(t0 + row, first_page) * Base::kElemBytes + (8 * s + g) * 16)
                      : Bytes16{{0u, 0u, 0u, 0u}};
       }

@@ -63,15 +63,16 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
   // where the 8 heads of a 256-wide row leave no registers for the second (it spilled).
   static constexpr bool kTwoKChains = D * GT <= 1024;
 
-  // Pipeline step u of the tile whose rows start at element offset row0 (rows of it are real).
+  // Pipeline step u of the tile whose rows start at element offset row0 (rows [lo, hi) of it are
+  // attended: K rows below lo are read, their logits masked; V rows outside are not read).
   // A step's loads share one 64-bit address of the thread and differ by compile-time offsets,
   // which fold into the load instructions (an address per load cost two instructions each).
-  __device__ void load_tile_unit(int u, int64_t row0, int rows, Bytes16 (&buf)[4]) const {
+  __device__ void load_tile_unit(int u, int64_t row0, int lo, int hi, Bytes16 (&buf)[4]) const {
     const int g = group(), t = thread_in_group();
     if (u < kKUnits) {
       const int half = u / kScoreUnits, un = u % kScoreUnits;
       const char* src = static_cast<const char*>(p.k) + (row0 + g * D + 8 * t) * Base::kElemBytes;  // row g, piece t
-      const bool real = half * kScoreTile + g < rows;
+      const bool real = half * kScoreTile + g < hi;
 #pragma unroll
       for (int i = 0; i < kScoreUnitLoads; ++i) {
         buf[i] = real ? load_stream16(src + (half * kScoreTile * D + 32 * (un * kScoreUnitLoads + i)) * Base::kElemBytes)
@@ -83,7 +84,7 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int r = (i & 1) + 8 * (i >> 1);  // k slots 2t, 2t + 1, 2t + 8, 2t + 9
-        buf[i] = 2 * t + r < rows ? load_stream16(src + (r * D + 64 * s) * Base::kElemBytes) : Bytes16{{0u, 0u, 0u, 0u}};
+        buf[i] = 2 * t + r < hi && 2 * t + r >= lo ? load_stream16(src + (r * D + 64 * s) * Base::kElemBytes) : Bytes16{{0u, 0u, 0u, 0u}};
       }
     }
   }
@@ -100,24 +101,27 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
     // on a page boundary); the page of the warp's next tile is looked up one tile early.
     auto tile_token = [&](int tile) { return begin + static_cast<int64_t>(tile) * kVTile; };
     auto tile_rows = [&](int tile) { return static_cast<int>(end - tile_token(tile) < kVTile ? end - tile_token(tile) : kVTile); };
-    int32_t page = warp < tiles ? this->pages[tile_token(warp) >> p.page_shift] : 0;
+    int32_t page = warp < tiles ? this->page_entry(tile_token(warp) >> p.page_shift) : 0;
+    int lo, hi;  // the tile's attended rows (tile_span)
     if (warp < tiles) {
+      this->tile_span(tile_token(warp), tile_rows(warp), lo, hi);
 #pragma unroll
-      for (int a = 0; a < kAhead; ++a) load_tile_unit(a, this->page_row_offset(page, tile_token(warp)), tile_rows(warp), buf[a]);
+      for (int a = 0; a < kAhead; ++a) load_tile_unit(a, this->page_row_offset(page, tile_token(warp)), lo, hi, buf[a]);
     }
     for (int tile = warp; tile < tiles; tile += kWarps) {
       const int64_t token = tile_token(tile);
-      const int rows = tile_rows(tile);
       const int64_t row0 = this->page_row_offset(page, token);
       const bool more = tile + kWarps < tiles;
-      const int32_t next_page = more ? this->pages[tile_token(tile + kWarps) >> p.page_shift] : 0;
+      const int32_t next_page = more ? this->page_entry(tile_token(tile + kWarps) >> p.page_shift) : 0;
       const int64_t next_row0 = this->page_row_offset(next_page, tile_token(tile + kWarps));
+      int next_lo = 0, next_hi = 0;
+      if (more) this->tile_span(tile_token(tile + kWarps), tile_rows(tile + kWarps), next_lo, next_hi);
 #pragma unroll
       for (int u = 0; u < kTileUnits; ++u) {
         if (u + kAhead < kTileUnits) {
-          load_tile_unit(u + kAhead, row0, rows, buf[(u + kAhead) % kRing]);
+          load_tile_unit(u + kAhead, row0, lo, hi, buf[(u + kAhead) % kRing]);
         } else if (more) {
-          load_tile_unit(u + kAhead - kTileUnits, next_row0, tile_rows(tile + kWarps), buf[(u + kAhead) % kRing]);
+          load_tile_unit(u + kAhead - kTileUnits, next_row0, next_lo, next_hi, buf[(u + kAhead) % kRing]);
         }
         const Bytes16(&cur)[4] = buf[u % kRing];
         if (u < kKUnits) {
@@ -132,12 +136,14 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
           } else {
             multiply_k(c[half], c[half], q, un, cur);
           }
-          if (u == kKUnits - 1) online_softmax(q, c, rows, m_run, l_run, b, o);
+          if (u == kKUnits - 1) online_softmax(q, c, lo, hi, m_run, l_run, b, o);
         } else {
           multiply_v(o.c[u - kKUnits], cur, b);
         }
       }
       page = next_page;
+      lo = next_lo;
+      hi = next_hi;
     }
     merge_warps(o, m_run, l_run);
     if (threadIdx.x == 0) {
@@ -146,9 +152,10 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
     }
   }
 
-  // A tile's logits from the score C fragments (head g, tokens 2t, 2t + 1, 8 + 2t, 9 + 2t; rows
-  // past the tile's end -inf) and the tile's largest logit of head g.
-  __device__ float tile_logits(const Q& q, const float (&c)[2][4], int rows, float (&s)[4]) const {
+  // A tile's logits from the score C fragments (head g, tokens 2t, 2t + 1, 8 + 2t, 9 + 2t;
+  // soft-capped where the step asks; rows outside [lo, hi) -inf) and the tile's largest logit of
+  // head g.
+  __device__ float tile_logits(const Q& q, const float (&c)[2][4], int lo, int hi, float (&s)[4]) const {
     const int t = thread_in_group();
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
@@ -159,7 +166,7 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
     for (int e = 0; e < 4; ++e) {
       if constexpr (kPacked) s[e] += shfl_xor(s[e], 16);  // the middle terms' rows
       const int r = 2 * t + (e & 1) + 8 * (e >> 1);
-      s[e] = r < rows ? s[e] * q.unscale : -INFINITY;
+      s[e] = r < hi && r >= lo ? soft_cap(s[e] * q.unscale, p.logit_soft_cap) : -INFINITY;
     }
     float m_tile = fmaxf(fmaxf(s[0], s[1]), fmaxf(s[2], s[3]));
     m_tile = fmaxf(m_tile, shfl_xor(m_tile, 1));  // the head's 4 threads
@@ -179,12 +186,13 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
 
   // A tile's logits (head g, tokens 2t, 2t + 1, 8 + 2t, 9 + 2t) into the warp's running max and
   // sum, the accumulators rescaled, and the weights as the B operand of the V steps.
-  __device__ void online_softmax(const Q& q, const float (&c)[2][4], int rows, float& m_run, float& l_run,
+  __device__ void online_softmax(const Q& q, const float (&c)[2][4], int lo, int hi, float& m_run, float& l_run,
                                  uint32_t (&b)[kVMmas][2], O& o) const {
     const int g = group();
     float s[4];
-    const float m_tile = tile_logits(q, c, rows, s);
+    const float m_tile = tile_logits(q, c, lo, hi, s);
     const float m_new = fmaxf(m_run, m_tile);
+    const float m_frame = m_new == -INFINITY ? 0.f : m_new;  // (a tile outside the window, first)
     const bool live = column_head(g) < GT;
     const float alpha = live ? sr::rescale(m_run, m_new) : 1.f;
     m_run = m_new;
@@ -192,7 +200,7 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
     float sum = 0.f;
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      w[e] = live ? __expf(s[e] - m_new) : 0.f;
+      w[e] = live ? __expf(s[e] - m_frame) : 0.f;
       sum += w[e];
     }
     l_run = l_run * alpha + sum;

@@ -66,7 +66,13 @@ struct TensorCorePasses : TensorCoreDenseStream<DT, D, GT, kAmpleRegisters> {
     const int mine = warp < tiles ? (tiles - warp + kWarps - 1) / kWarps : 0;
     auto token_of = [&](int j) { return begin + static_cast<int64_t>(warp + j * kWarps) * kVTile; };
     auto rows_of = [&](int j) { return j < mine ? static_cast<int>(end - token_of(j) < kVTile ? end - token_of(j) : kVTile) : 0; };
-    auto page_of = [&](int j) { return j < mine ? this->pages[token_of(j) >> p.page_shift] : 0; };
+    auto page_of = [&](int j) { return j < mine ? this->page_entry(token_of(j) >> p.page_shift) : 0; };
+    // A tile's rows [lo, hi) inside the window (tile_span), looked up where used: registers are short.
+    auto load_rows = [&](int j, int64_t row0, int u, Bytes16(&buf)[4]) {
+      int lo, hi;
+      this->tile_span(token_of(j), rows_of(j), lo, hi);
+      load_tile_unit(u, row0, lo, hi, buf);
+    };
     const int g = group();
     const float m_ref = g < GT ? sh.m_ref[g] : 0.f;
     uint32_t kept = 0;  // bit t % 32: tile t's V is read (decided kKUnits steps before it loads)
@@ -97,9 +103,9 @@ struct TensorCorePasses : TensorCoreDenseStream<DT, D, GT, kAmpleRegisters> {
     };
     auto load = [&](Bytes16(&buf)[4]) {
       if (ls.u < kKUnits) {
-        load_tile_unit(ls.u, this->page_row_offset(page_cur, token_of(ls.j)), rows_of(ls.j), buf);
+        load_rows(ls.j, this->page_row_offset(page_cur, token_of(ls.j)), ls.u, buf);
       } else {
-        load_tile_unit(ls.u, this->page_row_offset(page_prev, token_of(ls.j - 1)), rows_of(ls.j - 1), buf);
+        load_rows(ls.j - 1, this->page_row_offset(page_prev, token_of(ls.j - 1)), ls.u, buf);
       }
     };
     auto advance_loader = [&] {
@@ -145,7 +151,9 @@ struct TensorCorePasses : TensorCoreDenseStream<DT, D, GT, kAmpleRegisters> {
           // Tile j's logits are complete: softmax, the decision, then the weights of tile j - 1
           // (rescaled with the accumulators) become the B operand of the V steps that follow.
           const int j = cs.j;
-          const float m_tile = tau_online_softmax(q, c, rows_of(j), st, w, o);
+          int lo, hi;
+          this->tile_span(token_of(j), rows_of(j), lo, hi);
+          const float m_tile = tau_online_softmax(q, c, lo, hi, st, w, o);
           if (j < mine) {
             const int64_t token = token_of(j);
             bool keep = true;
@@ -215,18 +223,20 @@ struct TensorCorePasses : TensorCoreDenseStream<DT, D, GT, kAmpleRegisters> {
   // A tile's logits (head g, tokens 2t, 2t + 1, 8 + 2t, 9 + 2t) into the warp's running max and
   // sums, the accumulators and the pending weights rescaled; w: the tile's weights. Returns the
   // tile's largest logit of head g.
-  __device__ float tau_online_softmax(const Q& q, const float (&c)[2][4], int rows, Stream& st, float (&w)[4], O& o) const {
+  __device__ float tau_online_softmax(const Q& q, const float (&c)[2][4], int lo, int hi, Stream& st, float (&w)[4],
+                                     O& o) const {
     const int g = group();
     float s[4];
-    const float m_tile = tile_logits(q, c, rows, s);
+    const float m_tile = tile_logits(q, c, lo, hi, s);
     const float m_new = fmaxf(st.m, m_tile);
+    const float m_frame = m_new == -INFINITY ? 0.f : m_new;  // (a tile outside the window, first)
     const bool live = column_head(g) < GT;
     const float alpha = live ? sr::rescale(st.m, m_new) : 1.f;
     st.m = m_new;
     float sum = 0.f;
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      w[e] = live ? __expf(s[e] - m_new) : 0.f;
+      w[e] = live ? __expf(s[e] - m_frame) : 0.f;
       sum += w[e];
       st.w_prev[e] *= alpha;
     }
