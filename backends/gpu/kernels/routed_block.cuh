@@ -179,6 +179,7 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
         }
         mx = fmaxf(mx, s);
       }
+      if (shaped) warp_sync();  // (the lanes below read logits that other lanes shaped)
       mx = warp_max(mx);
       float m_old = sh.m[h];
       float m_new = fmaxf(m_old, mx);
