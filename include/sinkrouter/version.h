@@ -3,7 +3,7 @@
 #define SINKROUTER_VERSION_H
 
 #define SR_VERSION_MAJOR 0
-#define SR_VERSION_MINOR 2
+#define SR_VERSION_MINOR 3
 #define SR_VERSION_PATCH 0
 /* The ABI version is the SONAME's number: it moves only on an incompatible change. */
 #define SR_ABI_VERSION 1

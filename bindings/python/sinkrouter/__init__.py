@@ -12,7 +12,7 @@ from .errors import SinkRouterError
 from .kv_cache import KvCache, PagePool
 from .merge import AttentionState
 
-__version__ = "0.2.0"  # of this binding; the library's own is sinkrouter.library_version()
+__version__ = "0.3.0"  # of this binding; the library's own is sinkrouter.library_version()
 
 
 def library_version() -> str:
