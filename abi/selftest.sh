@@ -41,8 +41,13 @@ expect fail moved_field "0,/layout-offset-in-bits='64'/s//layout-offset-in-bits=
 # The release's sr_context_options ended before its last field: this build appended one.
 expect pass appended_field "/<class-decl name='sr_context_options'/s/size-in-bits='256'/size-in-bits='192'/; /<class-decl name='sr_context_options'/,/<\/class-decl>/{/layout-offset-in-bits='192'/,/<\/data-member>/d}"
 # The release lacked SR_DTYPE_FP8_E4M3 and sr_decode_args' last field: an enumerator appended to
-# the type of fields of a struct that also grew (abidiff reports the enum part as filtered).
-expect pass appended_enumerator "/<enumerator name='SR_DTYPE_FP8_E4M3'/d; /<class-decl name='sr_decode_args'/s/size-in-bits='1024'/size-in-bits='960'/; /<class-decl name='sr_decode_args'/,/<\/class-decl>/{/layout-offset-in-bits='960'/,/<\/data-member>/d}"
+# the type of fields of a struct that also grew (abidiff reports the enum part as filtered). The
+# field's offset and the struct's size are read from the baseline, which grows with releases.
+args_decl=$(awk "/<class-decl name='sr_decode_args'/,/<\/class-decl>/" "$baseline")
+last_field=$(grep -o "layout-offset-in-bits='[0-9]*'" <<<"$args_decl" | tail -1 | grep -o '[0-9]*')
+args_size=$(sed -n "s/.*<class-decl name='sr_decode_args' size-in-bits='\([0-9]*\)'.*/\1/p" <<<"$args_decl")
+older_size=$(((last_field + 63) / 64 * 64))
+expect pass appended_enumerator "/<enumerator name='SR_DTYPE_FP8_E4M3'/d; /<class-decl name='sr_decode_args'/s/size-in-bits='$args_size'/size-in-bits='$older_size'/; /<class-decl name='sr_decode_args'/,/<\/class-decl>/{/layout-offset-in-bits='$last_field'/,/<\/data-member>/d}"
 # The release lacked a function this build has: a compatible addition.
 expect pass added_function "/<elf-symbol name='sr_kv_read'/d; /<function-decl name='sr_kv_read'/,/<\/function-decl>/d"
 
