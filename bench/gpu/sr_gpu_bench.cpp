@@ -143,6 +143,18 @@ struct Row {
   double host_us;  // of a call, the time sr_decode_step takes on the host
 };
 
+// A CUDA context on a new non-blocking stream (both the caller's to destroy).
+sr_context* cuda_context(cudaStream_t* stream) {
+  check(cudaStreamCreateWithFlags(stream, cudaStreamNonBlocking), "stream");
+  sr_context_options co;
+  sr_context_options_default(&co, sizeof co);
+  co.backend = SR_BACKEND_CUDA;
+  co.stream = *stream;
+  sr_context* ctx = nullptr;
+  check(sr_context_create(&co, &ctx), "context");
+  return ctx;
+}
+
 // The methods of one cache dtype and window (all of `methods` must share them). A window's row
 // counts the window's bytes as its KV bytes, and rotates over enough caches that its windows
 // are not held in the L2.
@@ -156,13 +168,7 @@ std::vector<Row> run_case(const std::string& data_name, const HostContext& host,
   const double kv_bytes = static_cast<double>(batch) * attended * kKvHeads * token_bytes(dtype);
   const int rotation = static_cast<int>(std::clamp(std::ceil(kL2DefeatBytes / kv_bytes), 1.0, 16.0));
   cudaStream_t stream;
-  check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
-  sr_context_options co;
-  sr_context_options_default(&co, sizeof co);
-  co.backend = SR_BACKEND_CUDA;
-  co.stream = stream;
-  sr_context* ctx = nullptr;
-  check(sr_context_create(&co, &ctx), "context");
+  sr_context* ctx = cuda_context(&stream);
 
   std::vector<sr_kv_cache*> caches(rotation);
   std::vector<std::vector<sr_seq_id>> seqs(rotation);
@@ -357,13 +363,7 @@ std::vector<Row> run_case(const std::string& data_name, const HostContext& host,
 // device memory. One row: data "merge<shards>", length 0, the states' bytes as KV bytes.
 Row run_merge(int32_t batch, int32_t shards) {
   cudaStream_t stream;
-  check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
-  sr_context_options co;
-  sr_context_options_default(&co, sizeof co);
-  co.backend = SR_BACKEND_CUDA;
-  co.stream = stream;
-  sr_context* ctx = nullptr;
-  check(sr_context_create(&co, &ctx), "context");
+  sr_context* ctx = cuda_context(&stream);
   const size_t rows = static_cast<size_t>(batch) * kQHeads;
   std::vector<float> host_out(rows * kDim * shards), host_lse(rows * shards);
   for (size_t i = 0; i < host_out.size(); ++i) host_out[i] = std::sin(0.001f * static_cast<float>(i));

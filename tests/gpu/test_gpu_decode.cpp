@@ -114,6 +114,25 @@ class GpuStreamDecode : public GpuDecode, public ::testing::WithParamInterface<s
     auto v = gaussian(rng, k.size());
     append_f32(cache.get(), seq, 0, tokens, k.data(), v.data());
   }
+  // The step run once outside capture (a warm-up), then captured into an instantiated graph.
+  cudaGraphExec_t capture_step(const sr_decode_args& args, cudaGraph_t* graph) {
+    cudaGraphExec_t exec = nullptr;
+    EXPECT_EQ(sr_decode_step(ctx.get(), cache.get(), &args), SR_OK) << sr_last_error();
+    EXPECT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
+    EXPECT_EQ(sr_decode_step(ctx.get(), cache.get(), &args), SR_OK) << sr_last_error();
+    EXPECT_EQ(cudaStreamEndCapture(stream, graph), cudaSuccess);
+    EXPECT_EQ(cudaGraphInstantiate(&exec, *graph, 0), cudaSuccess);
+    return exec;
+  }
+  // Transfers of f32 rows in device memory, ordered on the fixture's stream.
+  sr_kv_io device_f32_io() const {
+    sr_kv_io io;
+    sr_kv_io_default(&io, sizeof io);
+    io.dtype = SR_DTYPE_F32;
+    io.memory = SR_MEMORY_DEVICE;
+    io.stream = stream;
+    return io;
+  }
 
   const uint64_t seed = fresh_seed();
   std::mt19937_64 rng{seed};
@@ -142,20 +161,10 @@ TEST_P(GpuStreamDecode, GraphReplayFollowsAppendsBetweenReplays) {
   args.head_error_bound = bound.p;
   args.collect_stats = 1;
   args.stream = stream;
-  ASSERT_EQ(sr_decode_step(ctx.get(), cache.get(), &args), SR_OK) << sr_last_error();  // warm-up, outside capture
-
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  ASSERT_EQ(sr_decode_step(ctx.get(), cache.get(), &args), SR_OK) << sr_last_error();
-  CUDA_OK(cudaStreamEndCapture(stream, &graph));
-  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
-
-  sr_kv_io io;
-  sr_kv_io_default(&io, sizeof io);
-  io.dtype = SR_DTYPE_F32;
-  io.memory = SR_MEMORY_DEVICE;
-  io.stream = stream;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = capture_step(args, &graph);
+  ASSERT_FALSE(HasFailure());
+  const sr_kv_io io = device_f32_io();
   for (int step = 0; step < 40; ++step) {
     // One new token per step (crossing page boundaries), appended from device memory.
     auto k = gaussian(rng, token_k.n);
@@ -204,18 +213,10 @@ TEST_P(GpuStreamDecode, GraphReplayOfAWindowFollowsAppends) {
   args.window_sink_tokens = 4;
   args.logit_soft_cap = 20.f;
   args.stream = stream;
-  ASSERT_EQ(sr_decode_step(ctx.get(), cache.get(), &args), SR_OK) << sr_last_error();
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  ASSERT_EQ(sr_decode_step(ctx.get(), cache.get(), &args), SR_OK) << sr_last_error();
-  CUDA_OK(cudaStreamEndCapture(stream, &graph));
-  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
-  sr_kv_io io;
-  sr_kv_io_default(&io, sizeof io);
-  io.dtype = SR_DTYPE_F32;
-  io.memory = SR_MEMORY_DEVICE;
-  io.stream = stream;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = capture_step(args, &graph);
+  ASSERT_FALSE(HasFailure());
+  const sr_kv_io io = device_f32_io();
   workloads::AttentionVariant variant;
   variant.window_left = args.window_left;
   variant.window_sink_tokens = args.window_sink_tokens;
