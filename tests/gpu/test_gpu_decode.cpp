@@ -124,6 +124,18 @@ class GpuStreamDecode : public GpuDecode, public ::testing::WithParamInterface<s
     EXPECT_EQ(cudaGraphInstantiate(&exec, *graph, 0), cudaSuccess);
     return exec;
   }
+  // One random token appended from device memory (token_k, token_v: staging rows of one
+  // token), `out` poisoned, then the captured step replayed and waited for.
+  void append_token_and_replay(cudaGraphExec_t exec, DeviceArray<float>& token_k, DeviceArray<float>& token_v,
+                               DeviceArray<float>& out) {
+    const sr_kv_io io = device_f32_io();
+    token_k.upload(gaussian(rng, token_k.n));
+    token_v.upload(gaussian(rng, token_v.n));
+    ASSERT_EQ(sr_kv_append(cache.get(), seq, 0, 1, token_k.p, token_v.p, &io), SR_OK) << sr_last_error();
+    CUDA_OK(cudaMemsetAsync(out.p, 0xff, sizeof(float) * out.n, stream));
+    CUDA_OK(cudaGraphLaunch(exec, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+  }
   // Transfers of f32 rows in device memory, ordered on the fixture's stream.
   sr_kv_io device_f32_io() const {
     sr_kv_io io;
@@ -164,17 +176,10 @@ TEST_P(GpuStreamDecode, GraphReplayFollowsAppendsBetweenReplays) {
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t exec = capture_step(args, &graph);
   ASSERT_FALSE(HasFailure());
-  const sr_kv_io io = device_f32_io();
   for (int step = 0; step < 40; ++step) {
     // One new token per step (crossing page boundaries), appended from device memory.
-    auto k = gaussian(rng, token_k.n);
-    auto v = gaussian(rng, token_v.n);
-    token_k.upload(k);
-    token_v.upload(v);
-    ASSERT_EQ(sr_kv_append(cache.get(), seq, 0, 1, token_k.p, token_v.p, &io), SR_OK) << sr_last_error();
-    CUDA_OK(cudaMemsetAsync(out.p, 0xff, sizeof(float) * out.n, stream));
-    CUDA_OK(cudaGraphLaunch(exec, stream));
-    CUDA_OK(cudaStreamSynchronize(stream));
+    append_token_and_replay(exec, token_k, token_v, out);
+    ASSERT_FALSE(HasFatalFailure());
     if (step % 13 != 12) continue;
     auto got = out.download();
     auto got_bound = bound.download();
@@ -216,18 +221,13 @@ TEST_P(GpuStreamDecode, GraphReplayOfAWindowFollowsAppends) {
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t exec = capture_step(args, &graph);
   ASSERT_FALSE(HasFailure());
-  const sr_kv_io io = device_f32_io();
   workloads::AttentionVariant variant;
   variant.window_left = args.window_left;
   variant.window_sink_tokens = args.window_sink_tokens;
   variant.soft_cap = args.logit_soft_cap;
   for (int step = 0; step < 40; ++step) {
-    token_k.upload(gaussian(rng, token_k.n));
-    token_v.upload(gaussian(rng, token_v.n));
-    ASSERT_EQ(sr_kv_append(cache.get(), seq, 0, 1, token_k.p, token_v.p, &io), SR_OK) << sr_last_error();
-    CUDA_OK(cudaMemsetAsync(out.p, 0xff, sizeof(float) * out.n, stream));
-    CUDA_OK(cudaGraphLaunch(exec, stream));
-    CUDA_OK(cudaStreamSynchronize(stream));
+    append_token_and_replay(exec, token_k, token_v, out);
+    ASSERT_FALSE(HasFatalFailure());
     if (step % 7 != 6) continue;
     const int64_t length = 2990 + step + 1;
     std::vector<float> k(static_cast<size_t>(length) * shape.kv_heads * D), v(k.size());
