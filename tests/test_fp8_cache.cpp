@@ -286,6 +286,68 @@ TEST_P(Fp8Cache, DenseOutputWithinTheFormatBoundOfUnquantizedAttention) {
   }
 }
 
+// Rows whose scales span 2^-20 .. 2^15 (V) in random order, with the largest V row late, so a
+// GPU pass raises its weights' frame mid-split (tensor_core_chunked.cuh): dense, tau and budget
+// steps against float64 over the stored cache, per head_dim, exact (dense) or within the
+// reported bound. (Named *Routed* so the device run repeats it with tau streamed everywhere.)
+// The dense tolerance: f32 accumulation, as the other dense tests.
+TEST_P(Fp8Cache, RoutedAndDenseStepsOverRowsOfWidelyDifferentScales) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  for (int32_t head_dim : {64, 128, 256}) {
+    SCOPED_TRACE("head_dim " + std::to_string(head_dim));
+    auto ctx = make_context(GetParam());
+    CacheShape s = shape(head_dim, 2, 16);
+    const int32_t group = 4, q_heads = s.kv_heads * group;
+    s.max_q_heads = q_heads;
+    auto cache = make_cache(ctx.get(), s);
+    const int64_t length = 2500;
+    const size_t row = static_cast<size_t>(s.kv_heads) * head_dim;
+    std::mt19937_64 rng(seed + static_cast<uint64_t>(head_dim));
+    std::vector<float> k = gaussian(rng, length * row), v = gaussian(rng, length * row);
+    std::uniform_real_distribution<double> exponent(-20.0, 15.0), k_exponent(-2.0, 1.0);
+    for (int64_t t = 0; t < length; ++t) {
+      for (int32_t kv = 0; kv < s.kv_heads; ++kv) {
+        float* kr = k.data() + t * row + static_cast<size_t>(kv) * head_dim;
+        float* vr = v.data() + t * row + static_cast<size_t>(kv) * head_dim;
+        const float v_scale = static_cast<float>(std::exp2(t == length - 40 ? 18.0 : exponent(rng)));
+        const float k_scale = static_cast<float>(std::exp2(t < 4 ? 2.0 : k_exponent(rng)));  // sinks score high
+        for (int32_t d = 0; d < head_dim; ++d) {
+          kr[d] *= k_scale;
+          vr[d] *= v_scale;
+        }
+      }
+    }
+    sr_seq_id seq;
+    ASSERT_EQ(sr_seq_add(cache.get(), &seq), SR_OK);
+    append_f32(cache.get(), seq, 0, length, k.data(), v.data());
+    auto q = gaussian(rng, static_cast<size_t>(q_heads) * head_dim, 0.6f);
+    const double c = 1.0 / std::sqrt(static_cast<double>(head_dim));
+    auto ref = reference_outputs(cache.get(), {seq}, 0, q.data(), q_heads, s, c);
+    struct Mode {
+      sr_routing_mode mode;
+      float tau, budget;
+    };
+    for (Mode m : {Mode{SR_ROUTING_OFF, 0.f, 0.f}, Mode{SR_ROUTING_TAU, 8.f, 0.f}, Mode{SR_ROUTING_BUDGET, 0.f, 1e-2f}}) {
+      SCOPED_TRACE("routing " + std::to_string(m.mode));
+      std::vector<float> out(q.size(), std::numeric_limits<float>::quiet_NaN()), bound(q_heads, -1.f);
+      std::vector<sr_seq_id> seqs = {seq};
+      sr_decode_args a = decode_args(seqs, q_heads, q.data(), out.data());
+      a.scale = static_cast<float>(c);
+      a.routing = m.mode;
+      a.tau = m.tau;
+      a.error_budget = m.budget;
+      a.head_error_bound = bound.data();
+      ASSERT_EQ(decode_with_host_buffers(ctx.get(), cache.get(), a, head_dim), SR_OK) << sr_last_error();
+      auto errors = per_head_errors(out.data(), ref, q_heads, head_dim);
+      for (int32_t h = 0; h < q_heads; ++h) {
+        EXPECT_LE(errors[h], (m.mode == SR_ROUTING_OFF ? 0.0 : bound[h]) + 2e-5) << "head " << h << " bound " << bound[h];
+        if (m.mode == SR_ROUTING_BUDGET) EXPECT_LE(bound[h], m.budget) << "head " << h;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, Fp8Cache, ::testing::ValuesIn(test_backends()), backend_param_name);
 
 }  // namespace

@@ -125,9 +125,10 @@ TEST(LaunchPlan, BuildsOfOtherShapes) {
   EXPECT_FALSE(plan_launch(llama_layer(1, 524288, SR_ROUTING_TAU), kHipGpu, t).build.tau_stream);
 }
 
-// FP8 caches run the CUDA-core passes (no tau stream, no occupancy build, the f32 builds' blocks
-// per SM) and count half a 16-bit cache's bytes plus each row's scale.
-TEST(LaunchPlan, Fp8CachesTakeTheCudaCorePasses) {
+// FP8 caches run the tensor-core passes on CUDA (the tau stream included; no occupancy build:
+// the 3-blocks builds) and the CUDA-core passes on HIP, and count half a 16-bit cache's bytes
+// plus each row's scale.
+TEST(LaunchPlan, Fp8CachesTakeTheTensorCorePassesOnCuda) {
   const Tuning t;
   EXPECT_EQ(token_bytes(SR_DTYPE_FP8_E4M3, 128), 2 * (128 + 4));
   EXPECT_EQ(token_bytes(SR_DTYPE_BF16, 128), 512);
@@ -141,13 +142,15 @@ TEST(LaunchPlan, Fp8CachesTakeTheCudaCorePasses) {
   // Half the bytes per token: one wave of 49 splits where bf16 takes 99 at 512K.
   expect_plan(plan_launch(fp8_layer(1, 524288, SR_ROUTING_OFF), kH100, t), {3, false, 49, 3, 0});
   expect_plan(plan_launch(fp8_layer(64, 4096, SR_ROUTING_OFF), kH100, t), {3, false, 3, 3, 0});
-  // One long tau sequence: the chunked passes in the 3-blocks build, splits not adaptive.
+  // One long tau sequence streams in the 3-blocks build, its splits adaptive; the follow-up
+  // splits as the dense step does.
   const LaunchShape tau512 = fp8_layer(1, 524288, SR_ROUTING_TAU);
-  expect_plan(plan_launch(tau512, kH100, t), {3, false, 49, 3, 0});
+  expect_plan(plan_launch(tau512, kH100, t), {3, true, 49, 3, 1});
   expect_plan(plan_follow_up(tau512, kH100, t), {3, false, 49, 3, 0});
   Tuning everywhere;
   everywhere.tau_stream_from = 0;
-  EXPECT_FALSE(plan_launch(fp8_layer(1, 4096, SR_ROUTING_TAU), kH100, everywhere).build.tau_stream);
+  EXPECT_TRUE(plan_launch(fp8_layer(1, 4096, SR_ROUTING_TAU), kH100, everywhere).build.tau_stream);
+  EXPECT_FALSE(plan_launch(fp8_layer(1, 524288, SR_ROUTING_TAU), kHipGpu, t).build.tau_stream);
   const LaunchShape budget128 = fp8_layer(1, 131072, SR_ROUTING_BUDGET);
   expect_plan(plan_launch(budget128, kH100, t), {3, false, 49, 3, 0});
   expect_plan(plan_follow_up(budget128, kH100, t), {3, false, 49, 3, 0});
@@ -155,18 +158,22 @@ TEST(LaunchPlan, Fp8CachesTakeTheCudaCorePasses) {
   forced.blocks_per_sm = 4;  // no 4-blocks build for FP8
   EXPECT_EQ(plan_launch(budget128, kH100, forced).build.min_blocks, 3);
   LaunchShape s = fp8_layer(1, 65536, SR_ROUTING_OFF);
-  s.head_dim = 256;  // CUDA-core passes of 256 dims keep 3 blocks per SM
-  EXPECT_EQ(plan_launch(s, kH100, t).build.min_blocks, 3);
-  s.head_dim = 64;  // its tile of 4 spills at 3
+  s.head_dim = 256;  // tensor-core passes of 256 dims: 2 blocks per SM (CUDA-core passes: 3)
   EXPECT_EQ(plan_launch(s, kH100, t).build.min_blocks, 2);
-  s.group = 1;
+  EXPECT_EQ(plan_launch(s, kHipGpu, t).build.min_blocks, 3);
+  s.head_dim = 64;  // the CUDA-core passes' tile of 4 spills at 3; the tensor-core passes' fits
   EXPECT_EQ(plan_launch(s, kH100, t).build.min_blocks, 3);
+  EXPECT_EQ(plan_launch(s, kHipGpu, t).build.min_blocks, 2);
+  s.group = 1;
+  EXPECT_EQ(plan_launch(s, kHipGpu, t).build.min_blocks, 3);
   s = fp8_layer(1, 65536, SR_ROUTING_OFF);
   s.group = 8;
   EXPECT_EQ(plan_launch(s, kH100, t).build.tile_heads, 8);
   EXPECT_EQ(plan_launch(s, kH100, t).build.min_blocks, 2);
-  EXPECT_FALSE(tensor_core_passes(SR_DTYPE_FP8_E4M3, true));
-  EXPECT_FALSE(has_tau_stream(SR_DTYPE_FP8_E4M3, true));
+  EXPECT_TRUE(tensor_core_passes(SR_DTYPE_FP8_E4M3, true));
+  EXPECT_FALSE(tensor_core_passes(SR_DTYPE_FP8_E4M3, false));
+  EXPECT_TRUE(has_tau_stream(SR_DTYPE_FP8_E4M3, true));
+  EXPECT_FALSE(tensor_core_passes(SR_DTYPE_F32, true));
 }
 
 TEST(LaunchPlan, SplitsFitTheWorkspaceAndTheMerge) {

@@ -23,28 +23,29 @@ struct KernelBuild {
   bool tau_stream;     // the build whose tau splits stream (tensor-core passes only)
 };
 
-// The passes a cache dtype's kernels run (routed_block.cuh): tensor cores for the 16-bit caches
-// on CUDA; CUDA (or vector) cores for f32 and FP8 caches, and for every cache on HIP. (FP8 rows
-// widen exactly to f16, so tensor-core passes could read them too: not built yet.)
+// The passes a cache dtype's kernels run (routed_block.cuh): tensor cores for the 16-bit and
+// FP8 caches on CUDA (FP8 codes widen exactly to f16 operands); CUDA (or vector) cores for f32
+// caches, and for every cache on HIP.
 constexpr bool tensor_core_passes(int32_t dtype, bool tensor_cores) {
-  return tensor_cores && (dtype == SR_DTYPE_F16 || dtype == SR_DTYPE_BF16);
+  return tensor_cores && (dtype == SR_DTYPE_F16 || dtype == SR_DTYPE_BF16 || dtype == SR_DTYPE_FP8_E4M3);
 }
 
 // Blocks per SM of the general build of a tile: 3, except where the tensor-core passes of
 // head_dim 256 keep q and 256 dims of accumulators in registers (they spill at 3, fit at 2); a
-// tile of 8 heads always 2; and FP8's head_dim-64 tile of 4 (its CUDA-core passes spill at 3 on
-// sm_90, by a register, with the L2 row prefetch). The bf16 head_dim-128 tile of 4 (the Llama-3.1-8B layer) is also
-// built at 4 blocks per SM, for one routed sequence (more blocks hide more latency there).
+// tile of 8 heads always 2; and FP8's head_dim-64 tile of 4 on CUDA cores (HIP: those passes
+// spill at 3 on sm_90, by a register, with the L2 row prefetch). The bf16 head_dim-128 tile of 4
+// (the Llama-3.1-8B layer) is also built at 4 blocks per SM, for one routed sequence (more blocks
+// hide more latency there).
 constexpr int32_t general_min_blocks(int32_t dtype, int32_t head_dim, int32_t tile_heads, bool tensor_cores) {
   return tile_heads == 8                                              ? 2
          : tensor_core_passes(dtype, tensor_cores) && head_dim == 256 ? 2
-         : dtype == SR_DTYPE_FP8_E4M3 && head_dim == 64 && tile_heads == 4 ? 2
+         : !tensor_core_passes(dtype, tensor_cores) && dtype == SR_DTYPE_FP8_E4M3 && head_dim == 64 && tile_heads == 4 ? 2
                                                                        : 3;
 }
 constexpr bool has_occupancy_build(int32_t dtype, int32_t head_dim, int32_t tile_heads) {
   return dtype == SR_DTYPE_BF16 && head_dim == 128 && tile_heads == 4;
 }
-// Streamed tau splits exist in the tensor-core passes (16-bit caches on CUDA).
+// Streamed tau splits exist in the tensor-core passes (16-bit and FP8 caches on CUDA).
 constexpr bool has_tau_stream(int32_t dtype, bool tensor_cores) { return tensor_core_passes(dtype, tensor_cores); }
 
 // Bytes of one token of one kv-head, K and V: its elements, and an FP8 row's f32 scale.

@@ -28,7 +28,8 @@ namespace {
 
 constexpr double kScaleD128 = 0.08838834764831845;  // 1 / sqrt(128)
 
-// The cache dtypes the decode cases run for: bf16 (tensor-core passes) and FP8 (CUDA-core passes).
+// The cache dtypes the decode cases run for: bf16 and FP8 (both on the tensor-core passes; FP8
+// widens its codes to f16 operands and carries its rows' scales).
 constexpr sr_dtype kDecodeDtypes[] = {SR_DTYPE_BF16, SR_DTYPE_FP8_E4M3};
 
 std::string dtype_name(sr_dtype dtype) { return dtype == SR_DTYPE_FP8_E4M3 ? "fp8" : dtype == SR_DTYPE_BF16 ? "bf16" : "other"; }
@@ -641,7 +642,7 @@ INSTANTIATE_TEST_SUITE_P(Contexts, GpuLongContext,
                                            LongCase{true, 20000, 128}, LongCase{true, 9000, 32},
                                            LongCase{true, 9000 + 5, 16, true}, LongCase{false, 20000 + 3, 16, true},
                                            LongCase{true, 40000, 16, true},
-                                           // FP8 (the chunked CUDA-core passes at every length)
+                                           // FP8 (the tensor-core passes: 65613 tokens over 16-token pages streams tau)
                                            LongCase{true, 65536 + 77, 16, false, SR_DTYPE_FP8_E4M3},
                                            LongCase{false, 40000, 64, false, SR_DTYPE_FP8_E4M3},
                                            LongCase{true, 9000 + 5, 16, true, SR_DTYPE_FP8_E4M3},

@@ -136,7 +136,7 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
         if (pass == 1) {
           __syncthreads();
           if constexpr (Base::kRowScales) {
-            this->scale_weights(0, n, 0);
+            this->scale_weights(o, 0, n, 0);
             __syncthreads();
           }
           accumulate(o, 0, n, 0, false, 0);

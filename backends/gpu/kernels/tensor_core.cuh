@@ -1,13 +1,15 @@
-// The tensor-core instruction of the 16-bit caches (mma.sync m16n8k16 with f32 accumulation,
-// sm_80 and newer; CUDA only) and the split of f32 operands into 16-bit terms: the caches'
-// elements are exact in 16 bits, but q and the softmax weights are f32, so they enter the MMA
-// as a sum of terms (each a separate row or product) that together keep f32 precision.
+// The tensor-core instruction of the 16-bit and FP8 caches (mma.sync m16n8k16 with f32
+// accumulation, sm_80 and newer; CUDA only) and the split of f32 operands into 16-bit terms: the
+// caches' elements are exact in 16 bits (FP8 codes widen exactly to f16), but q and the softmax
+// weights are f32, so they enter the MMA as a sum of terms (each a separate row or product) that
+// together keep f32 precision.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <string.h>
 
+#include "element_access.cuh"
 #include "sinkrouter/sinkrouter.h"
 
 namespace sr::gpu {
@@ -68,6 +70,25 @@ struct MmaOps<SR_DTYPE_F16> {
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
 };
+
+// FP8 E4M3 codes widen exactly to f16 (element_access.cuh), so an FP8 cache runs the f16
+// instruction on its widened codes; the rows' scales multiply logits and weights in f32.
+template <>
+struct MmaOps<SR_DTYPE_FP8_E4M3> : MmaOps<SR_DTYPE_F16> {};
+
+// A load of cache elements as MMA operand words: 8 elements, two per word. 16-bit elements are
+// the words as loaded; FP8 loads hold 8 codes in their first two words, widened here at use,
+// never at load time (a conversion would wait for the load and stall the pipeline). The other
+// two words of an FP8 load are free: the streamed passes carry row scales there.
+template <int DT>
+__device__ __forceinline__ Bytes16 mma_elements(const Bytes16& loaded) {
+  if constexpr (DT == SR_DTYPE_FP8_E4M3) {
+    return Bytes16{{fp8x2_to_f16x2(loaded.w[0] & 0xffffu), fp8x2_to_f16x2(loaded.w[0] >> 16),
+                    fp8x2_to_f16x2(loaded.w[1] & 0xffffu), fp8x2_to_f16x2(loaded.w[1] >> 16)}};
+  } else {
+    return loaded;
+  }
+}
 
 // The low halves of x and y in one register (x's first), or their high halves.
 __device__ __forceinline__ uint32_t low_halves(uint32_t x, uint32_t y) { return __byte_perm(x, y, 0x5410); }

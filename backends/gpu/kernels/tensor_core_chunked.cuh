@@ -1,4 +1,5 @@
-// q.K and w.V on tensor cores (mma.sync m16n8k16): the passes of bf16 and f16 caches on CUDA.
+// q.K and w.V on tensor cores (mma.sync m16n8k16): the passes of bf16, f16 and FP8 caches on
+// CUDA.
 // A CUDA-core pass spends most of its issue slots on FMAs and shuffles (bench/NOTES.md, the
 // profile); here a warp's MMA does the arithmetic of 8-16 rows at once and no lane waits on a
 // shuffle chain.
@@ -10,6 +11,14 @@
 // q and the weights are f32; they enter as a sum of 16-bit terms (tensor_core.cuh) placed in
 // spare rows of the A operand (q), spare columns of the B operand (the weights) or summed by
 // repeated MMAs, so the result keeps f32 precision.
+//
+// FP8 rows load 8 bytes where 16-bit rows load 16 (the same elements per thread) and are widened
+// to f16 operands at use (mma_elements). A row's scale multiplies its logit in f32 (K), and its
+// weight before the V MMA (V): weight * scale must fit f16's range as the weights <= 1 do, so
+// the accumulators carry a frame F (O::frame), the largest V scale among the rows accumulated so
+// far, and the weights enter as w * scale / F <= 1. A larger scale raises F and rescales the
+// accumulators, as a larger logit raises the softmax maximum (docs/ARCHITECTURE.md, "FP8 on
+// tensor cores").
 #pragma once
 
 #include <float.h>
@@ -38,7 +47,8 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   static constexpr int kScoreLoads = D / 32;  // pieces of a row per thread
   static constexpr int kScoreUnitLoads = kScoreLoads < 4 ? kScoreLoads : 4;  // per pipeline step
   static constexpr int kScoreUnits = kScoreLoads / kScoreUnitLoads;          // steps per tile
-  static constexpr int kUnitLines = kScoreUnitLoads / 2;                     // 128-byte lines of a row per step
+  static constexpr int kLoadBytes = Base::kRowScales ? 8 : 16;               // bytes of a piece
+  static constexpr int kUnitLines = kScoreUnitLoads * 4 * kLoadBytes >= 256 ? kScoreUnitLoads * 4 * kLoadBytes / 128 : 1;  // 128-byte lines of a row per step
   // q's terms as A rows. Three terms of at most 4 heads share one A operand: rows 0-3 hold the
   // high terms, 4-7 the middle ones, 8-11 the low ones (the middle term's dot product is fetched
   // from lane + 16). Otherwise operand f holds term 2f in rows 0-7 and term 2f + 1 in rows 8-15.
@@ -80,6 +90,7 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   };
   struct O {
     float c[kVUnits][4][4];  // C fragments: dims 8(8s + g) + 2u (+1) x columns 2t, 2t + 1 (column_head)
+    float frame;             // FP8: the V scale the weights were divided by (0: none yet); else unused
   };
 
   __device__ int group() const { return lane >> 2; }
@@ -149,6 +160,7 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   }
 
   __device__ void clear(O& o) const {
+    o.frame = 0.f;
 #pragma unroll
     for (int s = 0; s < kVUnits; ++s) {
 #pragma unroll
@@ -180,18 +192,30 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     scale_heads(o, h0 < GT ? sh.alpha[h0] : 0.f, h1 < GT ? sh.alpha[h1] : 0.f);
   }
 
-  // Step `unit` of a score tile: k's 16-byte pieces t + 4j are the B operands of two k-steps
-  // each, the first into c0 and the second into c1 (the same array: one accumulation chain).
+  // One piece of a row (16 bytes; FP8: 8, in the first two words).
+  template <bool kWideFetch = true>
+  static __device__ Bytes16 load_piece(const char* src) {
+    if constexpr (Base::kRowScales) {
+      const uint2 v = load_stream8<kWideFetch>(src);
+      return Bytes16{{v.x, v.y, 0u, 0u}};
+    } else {
+      return load_stream16<kWideFetch>(src);
+    }
+  }
+
+  // Step `unit` of a score tile: k's pieces t + 4j (8 elements each) are the B operands of two
+  // k-steps each, the first into c0 and the second into c1 (the same array: one accumulation chain).
   template <int N>
   __device__ void multiply_k(float (&c0)[4], float (&c1)[4], const Q& q, int unit, const Bytes16 (&k)[N]) const {
     static_assert(N >= kScoreUnitLoads, "a step's pieces");
 #pragma unroll
     for (int i = 0; i < kScoreUnitLoads; ++i) {
+      const Bytes16 e = mma_elements<DT>(k[i]);
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
 #pragma unroll
         for (int f = 0; f < kQOperands; ++f) {
-          Mma::mma(h == 0 ? c0 : c1, q.operand(unit * kScoreUnitLoads + i, h, f, lane).r, k[i].w[2 * h], k[i].w[2 * h + 1]);
+          Mma::mma(h == 0 ? c0 : c1, q.operand(unit * kScoreUnitLoads + i, h, f, lane).r, e.w[2 * h], e.w[2 * h + 1]);
         }
       }
     }
@@ -211,7 +235,7 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
       if (row < n) {
         const char* src = kbase + this->row_offset(t0 + row, first_page) * Base::kElemBytes;
 #pragma unroll
-        for (int i = 0; i < kScoreUnitLoads; ++i) buf[i] = load_stream16<Base::kChunkWideFetch>(src + (t + 4 * (unit * kScoreUnitLoads + i)) * 16);
+        for (int i = 0; i < kScoreUnitLoads; ++i) buf[i] = load_piece<Base::kChunkWideFetch>(src + (t + 4 * (unit * kScoreUnitLoads + i)) * kLoadBytes);
       } else {
 #pragma unroll
         for (int i = 0; i < kScoreUnitLoads; ++i) buf[i] = Bytes16{{0u, 0u, 0u, 0u}};
@@ -244,6 +268,10 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
       }
     };
     pipelined<kScoreUnitLoads>(units, load, use);
+    if constexpr (Base::kRowScales) {
+      __syncthreads();  // every warp's logits are written (the caller synchronises after)
+      this->scale_rows(p.k_scale, t0, n, first_page);
+    }
   }
 
   // B operand of the V pass: the weights of tokens 4t .. 4t + 3 of the tile for head g, as terms.
@@ -295,7 +323,9 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
 
   // acc += V^T w for one step: v holds one 16-byte piece of the 4 tokens of k slots 2t, 2t + 1,
   // 2t + 8, 2t + 9; A rows g, g + 8 are dims 2u, 2u + 1 of the piece; b holds the weights' terms.
-  static __device__ void multiply_v(float (&acc)[4][4], const Bytes16 (&v)[4], const uint32_t (&b)[kVMmas][2]) {
+  static __device__ void multiply_v(float (&acc)[4][4], const Bytes16 (&loaded)[4], const uint32_t (&b)[kVMmas][2]) {
+    const Bytes16 v[4] = {mma_elements<DT>(loaded[0]), mma_elements<DT>(loaded[1]), mma_elements<DT>(loaded[2]),
+                          mma_elements<DT>(loaded[3])};
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
       const uint32_t a[4] = {low_halves(v[0].w[u], v[1].w[u]), high_halves(v[0].w[u], v[1].w[u]),
@@ -323,11 +353,11 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
       for (int i = 0; i < 4; ++i) {
         const int row = tile * kVTile + 4 * t + i;
         buf[i] = kept && row < n && row >= first
-                     ? load_stream16<Base::kChunkWideFetch>(vbase + this->row_offset(t0 + row, first_page) * Base::kElemBytes + (8 * s + g) * 16)
+                     ? load_piece<Base::kChunkWideFetch>(vbase + (this->row_offset(t0 + row, first_page) + 8 * (8 * s + g)) * Base::kElemBytes)
                      : Bytes16{{0u, 0u, 0u, 0u}};
       }
       if (this->prefetching(then) && lane < kVTile) {
-        this->prefetch_line(vbase, t0, n, first_page, use_skip, then, tile * kVTile + lane + p.prefetch_rows, s * 128);
+        this->prefetch_line(vbase, t0, n, first_page, use_skip, then, tile * kVTile + lane + p.prefetch_rows, s * 64 * Base::kElemBytes);
       }
     };
     auto use = [&](int k, const Bytes16(&buf)[4]) {
@@ -340,6 +370,57 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
       }
     };
     pipelined<4>(units, load, use);
+  }
+
+  // FP8: the chunk's weights times their rows' V scales over the accumulators' frame, before the
+  // V pass (the caller synchronises before and after; warp 0 joins once it has routed). The
+  // chunk's largest V scale among rows with a weight raises the frame first (rows without one:
+  // outside the window or not anchors, whose scales may be anything, NaN included, stay 0).
+  __device__ void scale_weights(O& o, int64_t t0, int n, int32_t first_page) {
+    if constexpr (Base::kRowScales) {
+      auto weighted = [&](int i) {
+        bool any = false;
+#pragma unroll
+        for (int h = 0; h < GT; ++h) any = any || sh.w[h][i] != 0.f;
+        return any;
+      };
+      float largest = 0.f;
+      for (int i = threadIdx.x; i < n; i += kThreads) {
+        if (weighted(i)) {
+          const float scale = this->row_scale(p.v_scale, t0, i, first_page);
+          largest = scale > largest ? scale : largest;  // (a NaN scale makes its weights NaN below)
+        }
+      }
+      largest = warp_max(largest);
+      float* warp_largest = reduce;  // (free while the chunks run: reduce_to_shared comes after)
+      if (lane == 0) warp_largest[warp] = largest;
+      __syncthreads();
+      float frame = o.frame;
+      for (int w = 0; w < kWarps; ++w) frame = fmaxf(frame, warp_largest[w]);
+      const float to_frame = frame > 0.f ? 1.f / frame : 0.f;
+      for (int i = threadIdx.x; i < n; i += kThreads) {
+        const float scale = this->row_scale(p.v_scale, t0, i, first_page) * to_frame;
+#pragma unroll
+        for (int h = 0; h < GT; ++h) {
+          if (sh.w[h][i] != 0.f) sh.w[h][i] *= scale;
+        }
+      }
+      if (frame > o.frame) {
+        const float ratio = o.frame / frame;
+        scale_heads(o, ratio, ratio);
+        o.frame = frame;
+      }
+    }
+  }
+
+  // The factor from the summed accumulators to the output: the weights' scale undone, and for
+  // FP8 the frame (here a frame of row_scale values: the widened codes' factor included).
+  static __device__ float output_factor(const O& o) {
+    if constexpr (Base::kRowScales) {
+      return o.frame * (1.f / Mma::kWeightScale);
+    } else {
+      return 1.f / Mma::kWeightScale;
+    }
   }
 
   // Sum the accumulators of every warp into reduce[GT][D] in a fixed order (the same bits on
@@ -375,7 +456,7 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
         const int u = reg / 4, r = reg % 4;
         const int head = 2 * (from & 3) + (r & 1);
         const int dim = 8 * (8 * s + (from >> 2)) + 2 * u + (r >> 1);
-        if (head < GT) reduce[head * D + dim] = sum * (1.f / Mma::kWeightScale);
+        if (head < GT) reduce[head * D + dim] = sum * output_factor(o);
       }
       __syncthreads();
     }

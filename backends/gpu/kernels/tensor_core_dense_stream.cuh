@@ -32,6 +32,8 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
   using Chunked::weight_operands;
   using Chunked::multiply_v;
   using Chunked::reduce_to_shared;
+  using Chunked::load_piece;
+  using Chunked::kScoreLoads;
   using Chunked::p;
   using Chunked::sh;
   using Chunked::warp;
@@ -67,6 +69,8 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
   // attended: K rows below lo are read, their logits masked; V rows outside are not read).
   // A step's loads share one 64-bit address of the thread and differ by compile-time offsets,
   // which fold into the load instructions (an address per load cost two instructions each).
+  // FP8: the last K step of each half carries the K and V scales of the thread's tokens of that
+  // half in its pieces' free words (tile_scales).
   __device__ void load_tile_unit(int u, int64_t row0, int lo, int hi, Bytes16 (&buf)[4]) const {
     const int g = group(), t = thread_in_group();
     if (u < kKUnits) {
@@ -75,8 +79,23 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
       const bool real = half * kScoreTile + g < hi;
 #pragma unroll
       for (int i = 0; i < kScoreUnitLoads; ++i) {
-        buf[i] = real ? load_stream16(src + (half * kScoreTile * D + 32 * (un * kScoreUnitLoads + i)) * Base::kElemBytes)
+        buf[i] = real ? load_piece(src + (half * kScoreTile * D + 32 * (un * kScoreUnitLoads + i)) * Base::kElemBytes)
                       : Bytes16{{0u, 0u, 0u, 0u}};
+      }
+      if constexpr (Base::kRowScales) {
+        static_assert(kScoreUnitLoads >= 2, "a step's free words hold both pairs");
+        if (un == kScoreUnits - 1) {
+          // Rows 8 half + 2t, + 1 (pairs: tiles start on even rows, so 8-byte aligned). Rows past
+          // the tile's end are not read; the rows' masks apply where the scales are used.
+          const int r = half * kScoreTile + 2 * t;
+          const int64_t at = row0 / D + r;
+          const uint2 ks = r < hi ? load_stream8(p.k_scale + at) : make_uint2(0u, 0u);
+          const uint2 vs = r < hi ? load_stream8(p.v_scale + at) : make_uint2(0u, 0u);
+          buf[0].w[2] = ks.x;
+          buf[0].w[3] = ks.y;
+          buf[1].w[2] = vs.x;
+          buf[1].w[3] = vs.y;
+        }
       }
     } else {
       const int s = u - kKUnits;
@@ -84,15 +103,58 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int r = (i & 1) + 8 * (i >> 1);  // k slots 2t, 2t + 1, 2t + 8, 2t + 9
-        buf[i] = 2 * t + r < hi && 2 * t + r >= lo ? load_stream16(src + (r * D + 64 * s) * Base::kElemBytes) : Bytes16{{0u, 0u, 0u, 0u}};
+        buf[i] = 2 * t + r < hi && 2 * t + r >= lo ? load_piece(src + (r * D + 64 * s) * Base::kElemBytes) : Bytes16{{0u, 0u, 0u, 0u}};
       }
     }
   }
+
+  // FP8, after the last K step of a half: the half's logits (tokens 8 half + 2t, + 1) times their
+  // K scales, and the rows' V scales kept for the weights (v_scales[2 half], [2 half + 1]).
+  __device__ static void tile_scales(int half, const Bytes16 (&cur)[4], float (&c)[4], float (&v_scales)[4]) {
+    if constexpr (Base::kRowScales) {
+      const float k0 = __uint_as_float(cur[0].w[2]), k1 = __uint_as_float(cur[0].w[3]);
+      const float unscale = CacheElem<DT>::unscale();
+      c[0] *= k0 * unscale;
+      c[2] *= k0 * unscale;
+      c[1] *= k1 * unscale;
+      c[3] *= k1 * unscale;
+      v_scales[2 * half] = __uint_as_float(cur[1].w[2]);
+      v_scales[2 * half + 1] = __uint_as_float(cur[1].w[3]);
+    }
+  }
+
+  // FP8: the accumulators' frame raised to the tile's largest V scale (attended rows only: an
+  // unread row's scale may be anything), and this thread's tokens' scales (2t, 2t + 1, 8 + 2t,
+  // 9 + 2t; 0 outside [lo, hi)) over the new frame, the factors of their weights. Returns the
+  // accumulators' factor into the new frame. Called by the whole warp (the frame is the warp's).
+  __device__ float raise_frame(O& o, const float (&v_scales)[4], int lo, int hi, float (&to_frame)[4]) const {
+    const int t = thread_in_group();
+    float largest = 0.f;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int r = 2 * t + (e & 1) + 8 * (e >> 1);
+      to_frame[e] = r < hi && r >= lo ? v_scales[e] : 0.f;
+      largest = to_frame[e] > largest ? to_frame[e] : largest;  // (a NaN scale makes its weight NaN)
+    }
+    largest = fmaxf(largest, shfl_xor(largest, 1));  // the tile's 16 rows
+    largest = fmaxf(largest, shfl_xor(largest, 2));
+    const float frame = fmaxf(o.frame, largest);
+    const float ratio = frame > o.frame ? o.frame / frame : 1.f;
+    o.frame = frame;
+    const float inverse = frame > 0.f ? 1.f / frame : 0.f;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) to_frame[e] *= inverse;
+    return ratio;
+  }
+
+  // A weight times its factor from raise_frame (0 where the row is not attended).
+  static __device__ float framed(float w, float to_frame) { return to_frame != 0.f ? w * to_frame : 0.f; }
 
   __device__ void dense_split(const Q& q, O& o, int64_t begin, int64_t end) {
     const int tiles = static_cast<int>((end - begin + kVTile - 1) / kVTile);
     float m_run = -INFINITY, l_run = 0.f;  // head g's, this warp's (l: this thread's part)
     float c[2][4];
+    float v_scales[4] = {};  // FP8: the tile's V scales (tile_scales)
     uint32_t b[kVMmas][2] = {};
     // Step u of every tile uses buf[u % kRing]: kAhead steps in flight beside the one in use, in
     // registers fixed at compile time.
@@ -136,7 +198,8 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
           } else {
             multiply_k(c[half], c[half], q, un, cur);
           }
-          if (u == kKUnits - 1) online_softmax(q, c, lo, hi, m_run, l_run, b, o);
+          if (un == kScoreUnits - 1) tile_scales(half, cur, c[half], v_scales);
+          if (u == kKUnits - 1) online_softmax(q, c, v_scales, lo, hi, m_run, l_run, b, o);
         } else {
           multiply_v(o.c[u - kKUnits], cur, b);
         }
@@ -185,9 +248,10 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
   }
 
   // A tile's logits (head g, tokens 2t, 2t + 1, 8 + 2t, 9 + 2t) into the warp's running max and
-  // sum, the accumulators rescaled, and the weights as the B operand of the V steps.
-  __device__ void online_softmax(const Q& q, const float (&c)[2][4], int lo, int hi, float& m_run, float& l_run,
-                                 uint32_t (&b)[kVMmas][2], O& o) const {
+  // sum, the accumulators rescaled, and the weights (FP8: times their V scales) as the B operand
+  // of the V steps.
+  __device__ void online_softmax(const Q& q, const float (&c)[2][4], const float (&v_scales)[4], int lo, int hi, float& m_run,
+                                 float& l_run, uint32_t (&b)[kVMmas][2], O& o) const {
     const int g = group();
     float s[4];
     const float m_tile = tile_logits(q, c, lo, hi, s);
@@ -204,8 +268,15 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
       sum += w[e];
     }
     l_run = l_run * alpha + sum;
+    float to_o = alpha;
+    if constexpr (Base::kRowScales) {
+      float to_frame[4];
+      to_o *= raise_frame(o, v_scales, lo, hi, to_frame);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) w[e] = framed(w[e], to_frame[e]);
+    }
     weight_operands(b, w);
-    rescale_where_moved(o, alpha);
+    rescale_where_moved(o, to_o);
   }
 
   // The warps' (m, l, o) to the block's common maximum: sh.m and sh.l hold the split's state and
@@ -230,6 +301,14 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
         for (int w = 0; w < kWarps; ++w) m = fmaxf(m, warp_m[h][w]);
       }
       scale[i] = h < GT ? sr::rescale(warp_m[h][warp], m) : 0.f;
+    }
+    if constexpr (Base::kRowScales) {
+      // Each warp's frame (of the rows' scales) and the widened codes' factor into its
+      // accumulators: the split's state leaves in frame 1 (output_factor).
+      const float frame = o.frame * CacheElem<DT>::unscale();
+      scale[0] *= frame;
+      scale[1] *= frame;
+      o.frame = 1.f;
     }
     scale_heads(o, scale[0], scale[1]);
     if (threadIdx.x < GT) {

@@ -10,6 +10,7 @@ namespace sr::gpu {
 template <int DT, int D, int GT, bool kAmpleRegisters>
 struct TensorCorePasses : TensorCoreDenseStream<DT, D, GT, kAmpleRegisters> {
   using Dense = TensorCoreDenseStream<DT, D, GT, kAmpleRegisters>;
+  using Base = typename Dense::Base;
   using Dense::Dense;
   using typename Dense::Q;
   using typename Dense::O;
@@ -35,6 +36,9 @@ struct TensorCorePasses : TensorCoreDenseStream<DT, D, GT, kAmpleRegisters> {
   using Dense::tile_logits;
   using Dense::rescale_where_moved;
   using Dense::merge_warps;
+  using Dense::tile_scales;
+  using Dense::raise_frame;
+  using Dense::framed;
   static constexpr bool kStreamsTau = true;
 
   // ---- Tau splits over 16-token pages, streamed (one long sequence: the host's rule).
@@ -50,7 +54,7 @@ struct TensorCorePasses : TensorCoreDenseStream<DT, D, GT, kAmpleRegisters> {
   // A warp's running softmax state over its tiles (this thread's part of the sums: head g).
   struct Stream {
     float m = -INFINITY, l = 0.f, skipped_l = 0.f, skipped_err = 0.f;
-    float w_prev[4] = {0.f, 0.f, 0.f, 0.f};  // weights of the tile whose V steps come next
+    float w_prev[4] = {0.f, 0.f, 0.f, 0.f};  // weights of the tile whose V steps come next (FP8: framed)
   };
 
   // A position in the warp's pipeline: tile j (warp-local) and step u (u < kKUnits: K step u of
@@ -122,6 +126,7 @@ struct TensorCorePasses : TensorCoreDenseStream<DT, D, GT, kAmpleRegisters> {
     Stream st;
     float c[2][4] = {};
     float w[4];
+    float v_scales[4] = {};  // FP8: the tile's V scales (tile_scales)
     uint32_t b[kVMmas][2] = {};
     int skipped = 0;
     // buf[0]: the step in use; buf[1 .. kAhead]: the next steps, in flight.
@@ -145,6 +150,7 @@ struct TensorCorePasses : TensorCoreDenseStream<DT, D, GT, kAmpleRegisters> {
           if (h == half) {
             if (un == 0) c[h][0] = c[h][1] = c[h][2] = c[h][3] = 0.f;
             multiply_k(c[h], c[h], q, un, cur);
+            if (un == kScoreUnits - 1) tile_scales(h, cur, c[h], v_scales);
           }
         }
         if (cs.u == kKUnits - 1) {
@@ -153,7 +159,7 @@ struct TensorCorePasses : TensorCoreDenseStream<DT, D, GT, kAmpleRegisters> {
           const int j = cs.j;
           int lo, hi;
           this->tile_span(token_of(j), rows_of(j), lo, hi);
-          const float m_tile = tau_online_softmax(q, c, lo, hi, st, w, o);
+          const float m_tile = tau_online_softmax(q, c, v_scales, lo, hi, st, w, o);
           if (j < mine) {
             const int64_t token = token_of(j);
             bool keep = true;
@@ -175,7 +181,7 @@ struct TensorCorePasses : TensorCoreDenseStream<DT, D, GT, kAmpleRegisters> {
             weight_operands(b, prev);
           }
 #pragma unroll
-          for (int e = 0; e < 4; ++e) st.w_prev[e] = w[e];
+          for (int e = 0; e < 4; ++e) st.w_prev[e] = Base::kRowScales ? framed(w[e], v_scales[e]) : w[e];  // (FP8: the factors)
         }
       } else {
 #pragma unroll
@@ -221,10 +227,11 @@ struct TensorCorePasses : TensorCoreDenseStream<DT, D, GT, kAmpleRegisters> {
   }
 
   // A tile's logits (head g, tokens 2t, 2t + 1, 8 + 2t, 9 + 2t) into the warp's running max and
-  // sums, the accumulators and the pending weights rescaled; w: the tile's weights. Returns the
-  // tile's largest logit of head g.
-  __device__ float tau_online_softmax(const Q& q, const float (&c)[2][4], int lo, int hi, Stream& st, float (&w)[4],
-                                     O& o) const {
+  // sums, the accumulators and the pending weights rescaled; w: the tile's weights. FP8: the frame
+  // is raised to the tile's V scales, which v_scales returns over the new frame (the factors of
+  // w for the V steps, raise_frame). Returns the tile's largest logit of head g.
+  __device__ float tau_online_softmax(const Q& q, const float (&c)[2][4], float (&v_scales)[4], int lo, int hi, Stream& st,
+                                     float (&w)[4], O& o) const {
     const int g = group();
     float s[4];
     const float m_tile = tile_logits(q, c, lo, hi, s);
@@ -233,17 +240,24 @@ struct TensorCorePasses : TensorCoreDenseStream<DT, D, GT, kAmpleRegisters> {
     const bool live = column_head(g) < GT;
     const float alpha = live ? sr::rescale(st.m, m_new) : 1.f;
     st.m = m_new;
+    float to_o = alpha;  // the accumulators' (and the pending framed weights') factor
+    if constexpr (Base::kRowScales) {
+      float to_frame[4];
+      to_o *= raise_frame(o, v_scales, lo, hi, to_frame);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) v_scales[e] = to_frame[e];
+    }
     float sum = 0.f;
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       w[e] = live ? __expf(s[e] - m_frame) : 0.f;
       sum += w[e];
-      st.w_prev[e] *= alpha;
+      st.w_prev[e] *= to_o;
     }
     st.l = st.l * alpha + sum;
     st.skipped_l *= alpha;
     st.skipped_err *= alpha;
-    rescale_where_moved(o, alpha);
+    rescale_where_moved(o, to_o);
     return m_tile;
   }
 };
