@@ -72,6 +72,8 @@ struct BlockBase {
   // FP8 rows carry a scale: the passes fold the V scales into the weights (scale_weights)
   // between the routing decision and the V pass.
   static constexpr bool kRowScales = DT == SR_DTYPE_FP8_E4M3;
+  // Passes that keep a chunk's V scales in a shared buffer of the kernel's (tensor_core_chunked.cuh).
+  static constexpr bool kSharedVScales = false;
   // The chunked passes' loads: wide DRAM fetches unless this build prefetches rows into the L2.
   static constexpr bool kChunkWideFetch = !kAmpleRegisters;
 

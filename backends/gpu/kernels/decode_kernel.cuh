@@ -73,6 +73,10 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   const int32_t first_head = static_cast<int32_t>(tile_slot() % p.tiles) * GT;
   Blk blk(p, sh, reduce, tables.pages + static_cast<int64_t>(slot) * tables.page_stride, length, tile_slot() / p.tiles,
           p.group - first_head < GT ? p.group - first_head : GT);
+  if constexpr (Blk::kSharedVScales) {
+    __shared__ float v_scale_rows[kChunk];  // FP8 on tensor cores: the chunk's V scales
+    blk.v_scale_rows = v_scale_rows;
+  }
 
   // This split's tokens: the length read on the device, cut into the group's page-aligned pieces.
   const int64_t per_split = tokens_per_split(length, p.adaptive_splits ? sh.group_splits : p.splits, p.min_split_tokens, p.page_tokens);

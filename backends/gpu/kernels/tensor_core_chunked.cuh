@@ -91,7 +91,12 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   struct O {
     float c[kVUnits][4][4];  // C fragments: dims 8(8s + g) + 2u (+1) x columns 2t, 2t + 1 (column_head)
     float frame;             // FP8: the V scale the weights were divided by (0: none yet); else unused
+    float inverse;           // FP8: 1 / frame (0 while frame is 0)
   };
+  // FP8: the chunk's V scales, written by the K pass (which carries them in its loads' free words)
+  // for scale_weights; the kernel declares the buffer (kSharedVScales) and sets the pointer.
+  static constexpr bool kSharedVScales = Base::kRowScales;
+  float* v_scale_rows = nullptr;  // [kChunk] shared
 
   __device__ int group() const { return lane >> 2; }
   __device__ int thread_in_group() const { return lane & 3; }
@@ -161,6 +166,7 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
 
   __device__ void clear(O& o) const {
     o.frame = 0.f;
+    o.inverse = 0.f;
 #pragma unroll
     for (int s = 0; s < kVUnits; ++s) {
 #pragma unroll
@@ -223,6 +229,8 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
 
   // Pass 1: logits of tokens [t0, t0 + n) (n <= kChunk) for every head of the tile. Warp w
   // takes tiles w, w + 4, ...; the next step's pieces load while the current one multiplies.
+  // FP8: a tile's last step also loads the K and V scales of the thread's tokens 2t, 2t + 1 into
+  // its pieces' free words: the K scales multiply the logits, the V scales go to v_scale_rows.
   __device__ void score(const Q& q, int64_t t0, int n, int32_t first_page, const NextRows* then = nullptr) {
     const char* kbase = static_cast<const char*>(p.k);
     const int g = group(), t = thread_in_group();
@@ -239,6 +247,18 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
       } else {
 #pragma unroll
         for (int i = 0; i < kScoreUnitLoads; ++i) buf[i] = Bytes16{{0u, 0u, 0u, 0u}};
+      }
+      if constexpr (Base::kRowScales) {
+        static_assert(kScoreUnitLoads >= 2, "a step's free words hold both pairs");
+        const int scaled = tile * kScoreTile + 2 * t;  // (even, and a pair never leaves its page)
+        if (unit == kScoreUnits - 1 && scaled < n) {
+          const int64_t at = this->row_offset(t0 + scaled, first_page) / D;
+          const uint2 ks = load_stream8(p.k_scale + at), vs = load_stream8(p.v_scale + at);
+          buf[0].w[2] = ks.x;
+          buf[0].w[3] = ks.y;
+          buf[1].w[2] = vs.x;
+          buf[1].w[3] = vs.y;
+        }
       }
       if (this->prefetching(then) && lane < kScoreTile * kUnitLines) {
         this->prefetch_line(kbase, t0, n, first_page, false, then, tile * kScoreTile + lane / kUnitLines + p.prefetch_rows,
@@ -261,6 +281,15 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
           s1 += shfl_xor(s1, 16);
         }
         const int row = tile * kScoreTile + 2 * t;
+        if constexpr (Base::kRowScales) {
+          const float unscale = CacheElem<DT>::unscale();
+          s0 *= __uint_as_float(buf[0].w[2]) * unscale;
+          s1 *= __uint_as_float(buf[0].w[3]) * unscale;
+          if (g == 0) {
+            if (row < n) v_scale_rows[row] = __uint_as_float(buf[1].w[2]);
+            if (row + 1 < n) v_scale_rows[row + 1] = __uint_as_float(buf[1].w[3]);
+          }
+        }
         if (g < GT) {
           if (row < n) sh.w[g][row] = s0 * q.unscale;
           if (row + 1 < n) sh.w[g][row + 1] = s1 * q.unscale;
@@ -268,10 +297,6 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
       }
     };
     pipelined<kScoreUnitLoads>(units, load, use);
-    if constexpr (Base::kRowScales) {
-      __syncthreads();  // every warp's logits are written (the caller synchronises after)
-      this->scale_rows(p.k_scale, t0, n, first_page);
-    }
   }
 
   // B operand of the V pass: the weights of tokens 4t .. 4t + 3 of the tile for head g, as terms.
@@ -324,8 +349,16 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   // acc += V^T w for one step: v holds one 16-byte piece of the 4 tokens of k slots 2t, 2t + 1,
   // 2t + 8, 2t + 9; A rows g, g + 8 are dims 2u, 2u + 1 of the piece; b holds the weights' terms.
   static __device__ void multiply_v(float (&acc)[4][4], const Bytes16 (&loaded)[4], const uint32_t (&b)[kVMmas][2]) {
-    const Bytes16 v[4] = {mma_elements<DT>(loaded[0]), mma_elements<DT>(loaded[1]), mma_elements<DT>(loaded[2]),
-                          mma_elements<DT>(loaded[3])};
+    if constexpr (Base::kRowScales) {
+      const Bytes16 v[4] = {mma_elements<DT>(loaded[0]), mma_elements<DT>(loaded[1]), mma_elements<DT>(loaded[2]),
+                            mma_elements<DT>(loaded[3])};
+      multiply_v_elements(acc, v, b);
+    } else {
+      multiply_v_elements(acc, loaded, b);  // (no copy: a copy cost the 4-blocks build spills)
+    }
+  }
+
+  static __device__ void multiply_v_elements(float (&acc)[4][4], const Bytes16 (&v)[4], const uint32_t (&b)[kVMmas][2]) {
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
       const uint32_t a[4] = {low_halves(v[0].w[u], v[1].w[u]), high_halves(v[0].w[u], v[1].w[u]),
@@ -387,7 +420,7 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
       float largest = 0.f;
       for (int i = threadIdx.x; i < n; i += kThreads) {
         if (weighted(i)) {
-          const float scale = this->row_scale(p.v_scale, t0, i, first_page);
+          const float scale = v_scale_rows[i];
           largest = scale > largest ? scale : largest;  // (a NaN scale makes its weights NaN below)
         }
       }
@@ -399,7 +432,7 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
       for (int w = 0; w < kWarps; ++w) frame = fmaxf(frame, warp_largest[w]);
       const float to_frame = frame > 0.f ? 1.f / frame : 0.f;
       for (int i = threadIdx.x; i < n; i += kThreads) {
-        const float scale = this->row_scale(p.v_scale, t0, i, first_page) * to_frame;
+        const float scale = v_scale_rows[i] * to_frame;
 #pragma unroll
         for (int h = 0; h < GT; ++h) {
           if (sh.w[h][i] != 0.f) sh.w[h][i] *= scale;
@@ -409,15 +442,16 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
         const float ratio = o.frame / frame;
         scale_heads(o, ratio, ratio);
         o.frame = frame;
+        o.inverse = to_frame;
       }
     }
   }
 
   // The factor from the summed accumulators to the output: the weights' scale undone, and for
-  // FP8 the frame (here a frame of row_scale values: the widened codes' factor included).
+  // FP8 the frame and the widened codes' factor.
   static __device__ float output_factor(const O& o) {
     if constexpr (Base::kRowScales) {
-      return o.frame * (1.f / Mma::kWeightScale);
+      return o.frame * CacheElem<DT>::unscale() * (1.f / Mma::kWeightScale);
     } else {
       return 1.f / Mma::kWeightScale;
     }

@@ -138,12 +138,14 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
     }
     largest = fmaxf(largest, shfl_xor(largest, 1));  // the tile's 16 rows
     largest = fmaxf(largest, shfl_xor(largest, 2));
-    const float frame = fmaxf(o.frame, largest);
-    const float ratio = frame > o.frame ? o.frame / frame : 1.f;
-    o.frame = frame;
-    const float inverse = frame > 0.f ? 1.f / frame : 0.f;
+    float ratio = 1.f;
+    if (largest > o.frame) {  // (the same for the whole warp; rare once the frame has grown)
+      ratio = o.frame / largest;
+      o.frame = largest;
+      o.inverse = 1.f / largest;
+    }
 #pragma unroll
-    for (int e = 0; e < 4; ++e) to_frame[e] *= inverse;
+    for (int e = 0; e < 4; ++e) to_frame[e] *= o.inverse;
     return ratio;
   }
 
@@ -303,11 +305,10 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
       scale[i] = h < GT ? sr::rescale(warp_m[h][warp], m) : 0.f;
     }
     if constexpr (Base::kRowScales) {
-      // Each warp's frame (of the rows' scales) and the widened codes' factor into its
-      // accumulators: the split's state leaves in frame 1 (output_factor).
-      const float frame = o.frame * CacheElem<DT>::unscale();
-      scale[0] *= frame;
-      scale[1] *= frame;
+      // Each warp's frame into its accumulators: the split's state leaves in frame 1
+      // (output_factor applies the widened codes' factor).
+      scale[0] *= o.frame;
+      scale[1] *= o.frame;
       o.frame = 1.f;
     }
     scale_heads(o, scale[0], scale[1]);
