@@ -1,0 +1,119 @@
+// A certified upper bound on the largest eigenvalue of a block of value rows' Gram matrix,
+// lambda_max(V^T V) = sigma_max(V)^2: the summary a spectral bound on skipped value rows needs
+// (||V^T p|| <= sigma_max(V) ||p||_2). Power iteration only estimates it from below, so the
+// estimate is raised by a margin and proven an upper bound by a Cholesky factorisation of
+// mu I - G, with the float64 rounding of the Gram matrix and of the factorisation added to the
+// result (docs/ARCHITECTURE.md, "Spectral summaries"). Host code, float64 throughout.
+#pragma once
+
+#include <math.h>
+#include <stdint.h>
+
+#include <vector>
+
+namespace sr {
+
+namespace spectral_detail {
+
+// gamma_k = k u / (1 - k u), u = 2^-53: the relative error bound of a k-term float64 sum or
+// dot product (Higham, "Accuracy and Stability of Numerical Algorithms", 3.1).
+inline double gamma(int64_t k) {
+  const double ku = static_cast<double>(k) * 0x1p-53;
+  return ku / (1.0 - ku);
+}
+
+// Whether the float64 Cholesky factorisation of the d x d symmetric matrix `a` (row-major,
+// destroyed) runs to completion with positive pivots.
+inline bool cholesky_succeeds(std::vector<double>& a, int32_t d) {
+  for (int32_t j = 0; j < d; ++j) {
+    double pivot = a[static_cast<size_t>(j) * d + j];
+    for (int32_t k = 0; k < j; ++k) pivot -= a[static_cast<size_t>(j) * d + k] * a[static_cast<size_t>(j) * d + k];
+    if (!(pivot > 0.0)) return false;
+    const double r = sqrt(pivot);
+    a[static_cast<size_t>(j) * d + j] = r;
+    for (int32_t i = j + 1; i < d; ++i) {
+      double x = a[static_cast<size_t>(i) * d + j];
+      for (int32_t k = 0; k < j; ++k) x -= a[static_cast<size_t>(i) * d + k] * a[static_cast<size_t>(j) * d + k];
+      a[static_cast<size_t>(i) * d + j] = x / r;
+    }
+  }
+  return true;
+}
+
+}  // namespace spectral_detail
+
+// An upper bound on lambda_max(V^T V) for the n rows of `rows` (f32, d values each, `stride`
+// floats apart), d <= 1024: never below the exact value of the stored f32 rows, and within
+// about 1e-3 of it (relative) where power iteration converges in `iterations` steps, else up
+// to trace(V^T V). 0 for no rows (or all-zero rows); +inf where a value is not finite.
+inline double certified_gram_lambda_max(const float* rows, int64_t n, int32_t d, int64_t stride,
+                                        int iterations = 60) {
+  using spectral_detail::gamma;
+  if (n <= 0 || d <= 0) return 0.0;
+  // The Gram matrix in float64: each f32 product is exact, so the error is the n-term sum's,
+  // |E_ij| <= gamma_n (|V|^T |V|)_ij, whose 2-norm is at most gamma_n ||V||_F^2.
+  std::vector<double> g(static_cast<size_t>(d) * d, 0.0);
+  double frobenius2 = 0.0;
+  for (int64_t t = 0; t < n; ++t) {
+    const float* v = rows + t * stride;
+    for (int32_t i = 0; i < d; ++i) {
+      const double vi = v[i];
+      if (!isfinite(vi)) return INFINITY;
+      frobenius2 += vi * vi;
+      for (int32_t j = 0; j <= i; ++j) g[static_cast<size_t>(i) * d + j] += vi * static_cast<double>(v[j]);
+    }
+  }
+  double trace = 0.0;
+  for (int32_t i = 0; i < d; ++i) {
+    trace += g[static_cast<size_t>(i) * d + i];
+    for (int32_t j = 0; j < i; ++j) g[static_cast<size_t>(j) * d + i] = g[static_cast<size_t>(i) * d + j];
+  }
+  if (frobenius2 == 0.0) return 0.0;
+  // (frobenius2 itself carries a relative error of at most gamma_n.)
+  const double gram_error = gamma(n + 1) * frobenius2 * (1.0 + gamma(n + 1));
+  // Whatever the iteration finds, trace(G) bounds lambda_max of a positive semi-definite G.
+  const double trace_bound = trace * (1.0 + gamma(d + 1)) + d * gram_error;
+
+  // Power iteration from the diagonal's square roots (no eigenvector of a Gram matrix of real
+  // rows is orthogonal to it unless the rows are): the Rayleigh quotient estimates from below.
+  std::vector<double> x(d), y(d);
+  for (int32_t i = 0; i < d; ++i) x[i] = sqrt(g[static_cast<size_t>(i) * d + i]) + 1e-300;
+  double estimate = 0.0;
+  for (int it = 0; it < iterations; ++it) {
+    double norm2 = 0.0;
+    for (int32_t i = 0; i < d; ++i) norm2 += x[i] * x[i];
+    const double inv = 1.0 / sqrt(norm2);
+    for (int32_t i = 0; i < d; ++i) x[i] *= inv;
+    double rayleigh = 0.0;
+    for (int32_t i = 0; i < d; ++i) {
+      double s = 0.0;
+      for (int32_t j = 0; j < d; ++j) s += g[static_cast<size_t>(i) * d + j] * x[j];
+      y[i] = s;
+      rayleigh += x[i] * s;
+    }
+    estimate = rayleigh > estimate ? rayleigh : estimate;
+    x.swap(y);
+  }
+
+  // mu = the estimate raised by a margin, grown until mu I - G factorises. The matrix factored
+  // is mu I - G + D (D: the rounding of its diagonal, |D_ii| <= u |mu - G_ii|), and then
+  // mu I - G + D + dA = R^T R with |dA| <= gamma_{d+1} |R^T| |R| (Demmel), whose 2-norm is at
+  // most gamma_{d+1} trace(R^T R) <= gamma_{d+1} trace(mu I - G + D) / (1 - gamma_{d+1}). R^T R
+  // is positive semi-definite, so lambda_max(G) <= mu + ||D|| + ||dA||, plus the Gram matrix's
+  // own error; the sum is raised by 4 ulps for its own rounding.
+  std::vector<double> a(g.size());
+  for (double margin = 1e-3; margin < 1.0; margin *= 4.0) {
+    const double mu = estimate * (1.0 + margin) + 1e-12 * trace;
+    if (!(mu < trace_bound)) break;
+    for (size_t k = 0; k < a.size(); ++k) a[k] = -g[k];
+    for (int32_t i = 0; i < d; ++i) a[static_cast<size_t>(i) * d + i] += mu;
+    if (!spectral_detail::cholesky_succeeds(a, d)) continue;
+    const double diagonal_error = 0x1p-53 * (mu + trace);
+    const double factor_error = gamma(d + 1) * (d * mu - trace + d * diagonal_error) * (1.0 + 2.0 * gamma(d + 1));
+    const double bound = (mu + diagonal_error + factor_error + gram_error) * (1.0 + 0x1p-51);
+    return bound < trace_bound ? bound : trace_bound;
+  }
+  return trace_bound;
+}
+
+}  // namespace sr
