@@ -45,49 +45,61 @@ inline bool cholesky_succeeds(std::vector<double>& a, int32_t d) {
 // An upper bound on lambda_max(V^T V) for the n rows of `rows` (f32, d values each, `stride`
 // floats apart), d <= 1024: never below the exact value of the stored f32 rows, and within
 // about 1e-3 of it (relative) where power iteration converges in `iterations` steps, else up
-// to trace(V^T V). 0 for no rows (or all-zero rows); +inf where a value is not finite.
+// to trace(V^T V). 0 for no rows (or all-zero rows); +inf where a value is not finite. It works
+// on the smaller Gram matrix: V^T V (d x d) or, for fewer rows than dimensions (a page),
+// V V^T (n x n), whose nonzero eigenvalues are the same.
 inline double certified_gram_lambda_max(const float* rows, int64_t n, int32_t d, int64_t stride,
                                         int iterations = 60) {
   using spectral_detail::gamma;
   if (n <= 0 || d <= 0) return 0.0;
-  // The Gram matrix in float64: each f32 product is exact, so the error is the n-term sum's,
-  // |E_ij| <= gamma_n (|V|^T |V|)_ij, whose 2-norm is at most gamma_n ||V||_F^2.
-  std::vector<double> g(static_cast<size_t>(d) * d, 0.0);
-  double frobenius2 = 0.0;
   for (int64_t t = 0; t < n; ++t) {
-    const float* v = rows + t * stride;
     for (int32_t i = 0; i < d; ++i) {
-      const double vi = v[i];
-      if (!isfinite(vi)) return INFINITY;
+      if (!isfinite(rows[t * stride + i])) return INFINITY;
+    }
+  }
+  const bool by_rows = n < d;
+  const int32_t m = by_rows ? static_cast<int32_t>(n) : d;  // the Gram matrix's order
+  const int64_t terms = by_rows ? d : n;                      // terms of each of its sums
+  auto element = [&](int64_t term, int32_t index) -> double {
+    return by_rows ? rows[index * stride + term] : rows[term * stride + index];
+  };
+  // The Gram matrix in float64: each f32 product is exact, so the error is the sums',
+  // |E_ij| <= gamma_terms (|V|^T |V|)_ij (or |V| |V|^T), whose 2-norm is at most
+  // gamma_terms ||V||_F^2.
+  std::vector<double> g(static_cast<size_t>(m) * m, 0.0);
+  double frobenius2 = 0.0;
+  for (int64_t k = 0; k < terms; ++k) {
+    for (int32_t i = 0; i < m; ++i) {
+      const double vi = element(k, i);
       frobenius2 += vi * vi;
-      for (int32_t j = 0; j <= i; ++j) g[static_cast<size_t>(i) * d + j] += vi * static_cast<double>(v[j]);
+      for (int32_t j = 0; j <= i; ++j) g[static_cast<size_t>(i) * m + j] += vi * element(k, j);
     }
   }
   double trace = 0.0;
-  for (int32_t i = 0; i < d; ++i) {
-    trace += g[static_cast<size_t>(i) * d + i];
-    for (int32_t j = 0; j < i; ++j) g[static_cast<size_t>(j) * d + i] = g[static_cast<size_t>(i) * d + j];
+  for (int32_t i = 0; i < m; ++i) {
+    trace += g[static_cast<size_t>(i) * m + i];
+    for (int32_t j = 0; j < i; ++j) g[static_cast<size_t>(j) * m + i] = g[static_cast<size_t>(i) * m + j];
   }
   if (frobenius2 == 0.0) return 0.0;
-  // (frobenius2 itself carries a relative error of at most gamma_n.)
-  const double gram_error = gamma(n + 1) * frobenius2 * (1.0 + gamma(n + 1));
+  // (frobenius2 itself carries a relative error of at most gamma_{n d}.)
+  const double gram_error = gamma(terms + 1) * frobenius2 * (1.0 + gamma(n * d + 1));
   // Whatever the iteration finds, trace(G) bounds lambda_max of a positive semi-definite G.
-  const double trace_bound = trace * (1.0 + gamma(d + 1)) + d * gram_error;
+  const double trace_bound = trace * (1.0 + gamma(m + 1)) + m * gram_error;
 
   // Power iteration from the diagonal's square roots (no eigenvector of a Gram matrix of real
   // rows is orthogonal to it unless the rows are): the Rayleigh quotient estimates from below.
-  std::vector<double> x(d), y(d);
-  for (int32_t i = 0; i < d; ++i) x[i] = sqrt(g[static_cast<size_t>(i) * d + i]) + 1e-300;
+  std::vector<double> x(m), y(m);
+  for (int32_t i = 0; i < m; ++i) x[i] = sqrt(g[static_cast<size_t>(i) * m + i]) + 1e-300;
   double estimate = 0.0;
   for (int it = 0; it < iterations; ++it) {
     double norm2 = 0.0;
-    for (int32_t i = 0; i < d; ++i) norm2 += x[i] * x[i];
+    for (int32_t i = 0; i < m; ++i) norm2 += x[i] * x[i];
     const double inv = 1.0 / sqrt(norm2);
-    for (int32_t i = 0; i < d; ++i) x[i] *= inv;
+    for (int32_t i = 0; i < m; ++i) x[i] *= inv;
     double rayleigh = 0.0;
-    for (int32_t i = 0; i < d; ++i) {
+    for (int32_t i = 0; i < m; ++i) {
       double s = 0.0;
-      for (int32_t j = 0; j < d; ++j) s += g[static_cast<size_t>(i) * d + j] * x[j];
+      for (int32_t j = 0; j < m; ++j) s += g[static_cast<size_t>(i) * m + j] * x[j];
       y[i] = s;
       rayleigh += x[i] * s;
     }
@@ -97,8 +109,9 @@ inline double certified_gram_lambda_max(const float* rows, int64_t n, int32_t d,
 
   // mu = the estimate raised by a margin, grown until mu I - G factorises. The matrix factored
   // is mu I - G + D (D: the rounding of its diagonal, |D_ii| <= u |mu - G_ii|), and then
-  // mu I - G + D + dA = R^T R with |dA| <= gamma_{d+1} |R^T| |R| (Demmel), whose 2-norm is at
-  // most gamma_{d+1} trace(R^T R) <= gamma_{d+1} trace(mu I - G + D) / (1 - gamma_{d+1}). R^T R
+  // mu I - G + D + dA = R^T R with |dA| <= gamma_{m+1} |R^T| |R| (Demmel; m the order), whose
+  // 2-norm is at most gamma_{m+1} trace(R^T R) <= gamma_{m+1} trace(mu I - G + D) /
+  // (1 - gamma_{m+1}). R^T R
   // is positive semi-definite, so lambda_max(G) <= mu + ||D|| + ||dA||, plus the Gram matrix's
   // own error; the sum is raised by 4 ulps for its own rounding.
   std::vector<double> a(g.size());
@@ -106,10 +119,10 @@ inline double certified_gram_lambda_max(const float* rows, int64_t n, int32_t d,
     const double mu = estimate * (1.0 + margin) + 1e-12 * trace;
     if (!(mu < trace_bound)) break;
     for (size_t k = 0; k < a.size(); ++k) a[k] = -g[k];
-    for (int32_t i = 0; i < d; ++i) a[static_cast<size_t>(i) * d + i] += mu;
-    if (!spectral_detail::cholesky_succeeds(a, d)) continue;
+    for (int32_t i = 0; i < m; ++i) a[static_cast<size_t>(i) * m + i] += mu;
+    if (!spectral_detail::cholesky_succeeds(a, m)) continue;
     const double diagonal_error = 0x1p-53 * (mu + trace);
-    const double factor_error = gamma(d + 1) * (d * mu - trace + d * diagonal_error) * (1.0 + 2.0 * gamma(d + 1));
+    const double factor_error = gamma(m + 1) * (m * mu - trace + m * diagonal_error) * (1.0 + 2.0 * gamma(m + 1));
     const double bound = (mu + diagonal_error + factor_error + gram_error) * (1.0 + 0x1p-51);
     return bound < trace_bound ? bound : trace_bound;
   }
