@@ -11,6 +11,10 @@
 // for the whole group. Skipped logits stay in the denominator: o' = o - sum_skipped p_t v_t.
 // The certified bound is the ideal, global one (exact normalizer, no per-split share and no
 // kBudgetSafety margin), so it is an upper limit of what the runtime's budget mode can skip.
+// Two certified bounds are walked side by side: today's sum of P_B max||v||_B (docs/
+// ARCHITECTURE.md 4.4) and the tree-min bound (5.2: tree_min_bound.h's page and node terms over
+// certified page sigma and node lambda_max of the stored rows), with each bound's ratio to the
+// true error (E/true).
 //
 // Usage: sr_budget_headroom [--budgets 1e-3,1e-2] [--data sink,mixed] [length ...]
 //        (default lengths 131072 524288; about a minute per 512K context; progress on stderr)
@@ -28,6 +32,8 @@
 
 #include "shared_arithmetic/dtype_convert.h"
 #include "shared_arithmetic/softmax_state.h"
+#include "shared_arithmetic/spectral_bound.h"
+#include "shared_arithmetic/tree_min_bound.h"
 #include "synthetic_context.h"
 
 namespace {
@@ -58,9 +64,27 @@ struct PageSums {
   std::vector<double> max_logit;   // [q-head][page]: max_t s_t
   std::vector<double> weighted_v;  // [q-head][page][dim]: sum_t exp(s_t) v_t
   std::vector<double> vmax;        // [kv-head][page]: largest V-row norm
+  std::vector<double> mass2;       // [q-head][page]: sum_t exp(2 s_t)
+  std::vector<float> sigma;        // [kv-head][page]: certified largest singular value of the page's rows
+  // [level][kv-head][node], levels 1 .. kTreeLevels: certified lambda_max of the node's rows
+  std::vector<std::vector<float>> lambda;
 
   size_t qp(int32_t q_head, int64_t page) const { return static_cast<size_t>(q_head * pages + page); }
+  int64_t nodes(int level) const { return (pages + (int64_t{1} << (2 * level)) - 1) >> (2 * level); }
+  float& node_lambda(int level, int32_t kv_head, int64_t node) {
+    return lambda[level][static_cast<size_t>(kv_head * nodes(level) + node)];
+  }
+  float node_lambda(int level, int32_t kv_head, int64_t node) const {
+    return lambda[level][static_cast<size_t>(kv_head * nodes(level) + node)];
+  }
 };
+
+// A double rounded up to an f32 (a summary must stay an upper bound).
+float round_up(double x) {
+  float f = static_cast<float>(x);
+  if (static_cast<double>(f) < x) f = std::nextafter(f, INFINITY);
+  return f;
+}
 
 float to_bf16_and_back(float x) { return sr::bf16_to_float(sr::float_to_bf16(x)); }
 
@@ -78,6 +102,13 @@ PageSums summarize(const SyntheticContext& ctx, const char* label) {
   sums.max_logit.assign(sums.mass.size(), -INFINITY);
   sums.weighted_v.assign(sums.mass.size() * D, 0.0);
   sums.vmax.assign(static_cast<size_t>(spec.kv_heads * sums.pages), 0.0);
+  sums.mass2.assign(sums.mass.size(), 0.0);
+  sums.sigma.assign(sums.vmax.size(), 0.f);
+  sums.lambda.resize(sr::kTreeLevels + 1);
+  for (int level = 1; level <= sr::kTreeLevels; ++level) {
+    sums.lambda[level].assign(static_cast<size_t>(spec.kv_heads * sums.nodes(level)), 0.f);
+  }
+  static_assert(kChunkTokens % (kPageTokens << (2 * sr::kTreeLevels)) == 0, "a chunk holds whole top-level nodes");
 
   const std::vector<float> q = ctx.query();  // q stays f32: only the cache is stored in bf16
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
@@ -115,9 +146,30 @@ PageSums summarize(const SyntheticContext& ctx, const char* label) {
             const double weight = std::exp(s);  // frame c = 0
             const size_t at = sums.qp(qh, page);
             sums.mass[at] += weight;
+            sums.mass2[at] += weight * weight;
             sums.max_logit[at] = std::max(sums.max_logit[at], s);
             double* w = sums.weighted_v.data() + at * D;
             for (int d = 0; d < D; ++d) w[d] += weight * vrow[d];
+          }
+        }
+      }
+      // The spectral summaries of the chunk's pages and nodes (whole nodes: chunks are aligned
+      // to the top level), from the stored (bf16) rows of each kv-head.
+      std::vector<float> rows(static_cast<size_t>(n) * D);
+      for (int32_t h = 0; h < spec.kv_heads; ++h) {
+        for (int64_t i = 0; i < n; ++i) std::memcpy(&rows[i * D], v.data() + (i * spec.kv_heads + h) * D, D * sizeof(float));
+        const int64_t first_page = first / kPageTokens;
+        for (int level = 0; level <= sr::kTreeLevels; ++level) {
+          const int64_t span = kPageTokens << (2 * level);  // tokens of a node
+          for (int64_t t0 = 0; t0 < n; t0 += span) {
+            const int64_t count = std::min(span, n - t0);
+            const double lambda = sr::certified_gram_lambda_max(&rows[t0 * D], count, D, D);
+            const int64_t node = (first_page + t0 / kPageTokens) >> (2 * level);
+            if (level == 0) {
+              sums.sigma[static_cast<size_t>(h * sums.pages + node)] = round_up(std::sqrt(lambda));
+            } else {
+              sums.node_lambda(level, h, node) = round_up(lambda);
+            }
           }
         }
       }
@@ -152,8 +204,51 @@ struct HeadResult {
   std::vector<int64_t> oracle_pages;         // per budget: greedy stop on the true error
   std::vector<int64_t> oracle_pages_later;   // per budget: longest prefix within budget at all
   std::vector<int64_t> certified_pages;      // per budget: greedy stop on the certified bound
-  double all_skipped_true = 0.0, all_skipped_bound = 0.0;  // worst over the group
-  int64_t bound_violations = 0;              // (prefix, q-head) with true error > bound
+  std::vector<int64_t> tree_pages;           // per budget: greedy stop on the tree-min bound
+  double all_skipped_true = 0.0, all_skipped_bound = 0.0, all_skipped_tree = 0.0;  // worst over the group
+  int64_t bound_violations = 0;              // (prefix, q-head, bound) with true error > bound
+  std::vector<float> l1_over_true, tree_over_true;  // E_abs / true absolute error, per (prefix, q-head)
+};
+
+// The tree-min bound of one q-head (tree_min_bound.h's terms) kept as pages join the skip set:
+// a page's leaf, then each node on its path from its children's sum. Its total is the sum of
+// the top-level nodes, which is what tree_min_bound returns for the whole sequence.
+class TreeWalk {
+ public:
+  TreeWalk(const PageSums& sums, int32_t kv_head) : sums_(sums), kv_head_(kv_head) {
+    for (int level = 0; level <= sr::kTreeLevels; ++level) {
+      value_[level].assign(static_cast<size_t>(sums.nodes(level)), 0.f);
+      p2_[level].assign(value_[level].size(), 0.f);
+    }
+  }
+  // Page `page` joins the skip set with its share P (sum of p) and sum of p^2.
+  void skip(int64_t page, double share, double share2) {
+    const size_t at = static_cast<size_t>(kv_head_ * sums_.pages + page);
+    const sr::TreePage leaf{static_cast<float>(share), static_cast<float>(share2), static_cast<float>(sums_.vmax[at]),
+                            sums_.sigma[at]};
+    value_[0][page] = sr::tree_leaf_bound(leaf);
+    p2_[0][page] = leaf.skipped_p2;
+    int64_t node = page;
+    for (int level = 1; level <= sr::kTreeLevels; ++level) {
+      node >>= 2;
+      float children = 0.f, p2 = 0.f;
+      for (int64_t c = node * sr::kTreeFan; c < std::min<int64_t>((node + 1) * sr::kTreeFan, sums_.nodes(level - 1)); ++c) {
+        children += value_[level - 1][c];
+        p2 += p2_[level - 1][c];
+      }
+      const float before = value_[level][node];
+      value_[level][node] = sr::tree_node_bound(children, sums_.node_lambda(level, kv_head_, node), p2);
+      p2_[level][node] = p2;
+      if (level == sr::kTreeLevels) total_ += static_cast<double>(value_[level][node]) - before;
+    }
+  }
+  double total() const { return total_; }
+
+ private:
+  const PageSums& sums_;
+  int32_t kv_head_;
+  std::vector<float> value_[sr::kTreeLevels + 1], p2_[sr::kTreeLevels + 1];
+  double total_ = 0.0;
 };
 
 // Walks the prefixes of the budget order of one kv-head. The true error need not grow with
@@ -200,17 +295,20 @@ HeadResult analyze_kv_head(const PageSums& sums, int32_t kv_head, const std::vec
   r.oracle_pages.assign(B, 0);
   r.oracle_pages_later.assign(B, 0);
   r.certified_pages.assign(B, 0);
-  std::vector<bool> oracle_holding(B, true), certified_holding(B, true);
+  r.tree_pages.assign(B, 0);
+  std::vector<bool> oracle_holding(B, true), certified_holding(B, true), tree_holding(B, true);
   std::vector<double> abs_bound(G, 0.0), error(D), kept_out(D);
+  std::vector<TreeWalk> trees(static_cast<size_t>(G), TreeWalk(sums, kv_head));
   for (size_t k = 1; k <= order.size(); ++k) {
     const int64_t page = order[k - 1];
     const double vmax = sums.vmax[static_cast<size_t>(kv_head * sums.pages + page)];
-    double worst_true = 0.0, worst_bound = 0.0;
+    double worst_true = 0.0, worst_bound = 0.0, worst_tree = 0.0;
     for (int32_t g = 0; g < G; ++g) {
       const size_t at = sums.qp(kv_head * G + g, page);
       const double* w = sums.weighted_v.data() + at * D;
       for (int d = 0; d < D; ++d) skipped[g][d] += w[d];
       abs_bound[g] += sums.mass[at] / normalizer[g] * vmax;  // P_block * vmax_block
+      trees[g].skip(page, sums.mass[at] / normalizer[g], sums.mass2[at] / (normalizer[g] * normalizer[g]));
       for (int d = 0; d < D; ++d) {
         error[d] = skipped[g][d] / normalizer[g];
         kept_out[d] = out[g][d] - error[d];
@@ -219,14 +317,28 @@ HeadResult analyze_kv_head(const PageSums& sums, int32_t kv_head, const std::vec
       // The runtime's bound function (float): abs / (||o'|| - abs), inf when not positive.
       const double bound = sr::certified_relative_bound(static_cast<float>(abs_bound[g]),
                                                         static_cast<float>(norm(kept_out)));
-      if (true_rel > bound * (1.0 + kBoundRoundingSlack)) {
-        if (r.bound_violations++ < 5) {
-          std::fprintf(stderr, "BOUND VIOLATED: kv-head %d q-head %d prefix %zu: true %.6e > bound %.6e\n",
-                       kv_head, kv_head * G + g, k, true_rel, bound);
+      const double tree = sr::certified_relative_bound(static_cast<float>(trees[g].total()),
+                                                       static_cast<float>(norm(kept_out)));
+      const struct {
+        const char* name;
+        double value;
+      } bounds[] = {{"sum of norms", bound}, {"tree-min", tree}};
+      for (const auto& b : bounds) {
+        if (true_rel > b.value * (1.0 + kBoundRoundingSlack)) {
+          if (r.bound_violations++ < 5) {
+            std::fprintf(stderr, "BOUND VIOLATED (%s): kv-head %d q-head %d prefix %zu: true %.6e > bound %.6e\n",
+                         b.name, kv_head, kv_head * G + g, k, true_rel, b.value);
+          }
         }
+      }
+      const double true_abs = norm(error);
+      if (true_abs > 0.0) {
+        r.l1_over_true.push_back(static_cast<float>(abs_bound[g] / true_abs));
+        r.tree_over_true.push_back(static_cast<float>(trees[g].total() / true_abs));
       }
       worst_true = std::max(worst_true, true_rel);
       worst_bound = std::max(worst_bound, bound);
+      worst_tree = std::max(worst_tree, tree);
     }
     for (size_t b = 0; b < B; ++b) {
       const bool oracle_ok = worst_true <= budgets[b];
@@ -235,10 +347,13 @@ HeadResult analyze_kv_head(const PageSums& sums, int32_t kv_head, const std::vec
       if (oracle_ok) r.oracle_pages_later[b] = static_cast<int64_t>(k);
       certified_holding[b] = certified_holding[b] && worst_bound <= budgets[b];
       if (certified_holding[b]) r.certified_pages[b] = static_cast<int64_t>(k);
+      tree_holding[b] = tree_holding[b] && worst_tree <= budgets[b];
+      if (tree_holding[b]) r.tree_pages[b] = static_cast<int64_t>(k);
     }
     if (k == order.size()) {
       r.all_skipped_true = worst_true;
       r.all_skipped_bound = worst_bound;
+      r.all_skipped_tree = worst_tree;
     }
   }
   return r;
@@ -260,36 +375,50 @@ int64_t report_context(const char* data_name, const ContextSpec& spec, const std
               static_cast<long long>(spec.length), static_cast<unsigned long long>(spec.seed),
               static_cast<long long>(sums.pages));
   const size_t B = budgets.size();
-  std::vector<int64_t> oracle_total(B, 0), certified_total(B, 0);
+  std::vector<int64_t> oracle_total(B, 0), certified_total(B, 0), tree_total(B, 0);
+  std::vector<float> l1_over_true, tree_over_true;
   int64_t violations = 0;
   for (int32_t h = 0; h < spec.kv_heads; ++h) {
     const HeadResult r = analyze_kv_head(sums, h, budgets);
     violations += r.bound_violations;
     std::printf("kv %d %-7s (%lld non-anchor pages)", h, sr::workloads::head_kind_name(ctx.kind(h)),
                 static_cast<long long>(r.candidate_pages));
+    l1_over_true.insert(l1_over_true.end(), r.l1_over_true.begin(), r.l1_over_true.end());
+    tree_over_true.insert(tree_over_true.end(), r.tree_over_true.begin(), r.tree_over_true.end());
     for (size_t b = 0; b < B; ++b) {
       oracle_total[b] += r.oracle_pages[b];
       certified_total[b] += r.certified_pages[b];
-      std::printf(" | %.0e: oracle %6.2f%% certified %6.2f%%", budgets[b],
-                  percent(r.oracle_pages[b], r.candidate_pages),
-                  percent(r.certified_pages[b], r.candidate_pages));
+      tree_total[b] += r.tree_pages[b];
+      std::printf(" | %.0e: oracle %6.2f%% certified %6.2f%% tree-min %6.2f%%", budgets[b],
+                  percent(r.oracle_pages[b], r.candidate_pages), percent(r.certified_pages[b], r.candidate_pages),
+                  percent(r.tree_pages[b], r.candidate_pages));
       if (r.oracle_pages_later[b] != r.oracle_pages[b]) {
         std::printf(" (oracle non-monotone: within budget again at %.2f%%)",
                     percent(r.oracle_pages_later[b], r.candidate_pages));
       }
     }
-    std::printf(" | all skipped: true %.3e bound %.3e\n", r.all_skipped_true, r.all_skipped_bound);
+    std::printf(" | all skipped: true %.3e bound %.3e tree-min %.3e\n", r.all_skipped_true, r.all_skipped_bound,
+                r.all_skipped_tree);
   }
   const int64_t all_pages = sums.pages * spec.kv_heads;  // anchors included
   for (size_t b = 0; b < B; ++b) {
     const double oracle_f = static_cast<double>(oracle_total[b]) / all_pages;
     const double certified_f = static_cast<double>(certified_total[b]) / all_pages;
+    const double tree_f = static_cast<double>(tree_total[b]) / all_pages;
     // Dense reads K + V; a V-only skip of a fraction f reads K + (1 - f) V: ratio 1/(1 - f/2).
-    std::printf("summary %s %lld budget %.0e: V pages skipped oracle %.2f%% certified %.2f%%;"
-                " bytes ratio dense/(K + kept V) oracle %.3fx certified %.3fx\n",
+    std::printf("summary %s %lld budget %.0e: V pages skipped oracle %.2f%% certified %.2f%% tree-min %.2f%%;"
+                " bytes ratio dense/(K + kept V) oracle %.3fx certified %.3fx tree-min %.3fx\n",
                 data_name, static_cast<long long>(spec.length), budgets[b], 100.0 * oracle_f,
-                100.0 * certified_f, 1.0 / (1.0 - oracle_f / 2), 1.0 / (1.0 - certified_f / 2));
+                100.0 * certified_f, 100.0 * tree_f, 1.0 / (1.0 - oracle_f / 2), 1.0 / (1.0 - certified_f / 2),
+                1.0 / (1.0 - tree_f / 2));
   }
+  auto median = [](std::vector<float>& x) {
+    if (x.empty()) return 0.0;
+    std::nth_element(x.begin(), x.begin() + x.size() / 2, x.end());
+    return static_cast<double>(x[x.size() / 2]);
+  };
+  std::printf("summary %s %lld: median E/true over every (prefix, q-head): sum of norms %.1f, tree-min %.1f\n",
+              data_name, static_cast<long long>(spec.length), median(l1_over_true), median(tree_over_true));
   if (violations > 0) std::printf("!! %lld (prefix, q-head) pairs with true error above the certified bound\n",
                                   static_cast<long long>(violations));
   std::fflush(stdout);
