@@ -1,12 +1,12 @@
-// q.K and w.V as f32 FMAs on the CUDA (or AMD vector) cores: the passes of f32 and FP8 caches,
-// and of every cache on HIP. A row is split over kLanesPerRow lanes (one load each: 16 bytes, 8
-// for FP8), a warp step covers kRowsPerWarp rows, and a lane keeps every head of the tile in
-// registers. An FP8 row's scale (times CacheElem::unscale()) multiplies its logit (K) or its
+// q.K and w.V as f32 FMAs on the CUDA (or AMD vector) cores: the passes of f32 caches on CUDA, and
+// of every cache on HIP (FP8 included). A row is split over kLanesPerRow lanes (one load each: 16
+// bytes, 8 for FP8), a warp step covers kRowsPerWarp rows, and a lane keeps every head of the tile
+// in registers. An FP8 row's scale (times CacheElem::unscale()) multiplies its logit (K) or its
 // weight (V: before the sum over tokens), in f32, as the CPU's split kernel does
-// (docs/ARCHITECTURE.md, "GPU backend: the decode kernel"): in shared memory, once a chunk's
-// logits are written (end of score) and once its weights are (scale_weights, while warp 0
-// routes), so the pipelined loops hold no scales (a register for them, or the V scaling inside
-// accumulate, spilled the sm_90 3-blocks builds, and so did L2 prefetches of the scales).
+// (docs/ARCHITECTURE.md, "GPU backend: the decode kernel"): in shared memory, once a chunk's logits
+// are written (end of score) and once its weights are (scale_weights, while warp 0 routes), so the
+// pipelined loops hold no scales (a register for them, or the V scaling inside accumulate, spilled
+// the sm_90 3-blocks builds, and so did L2 prefetches of the scales).
 #pragma once
 
 #include "block_base.cuh"

@@ -3,8 +3,8 @@
 // output norm), keeps each page's largest logit and weight sum, and decides which pages' V to
 // skip with the arithmetic of src/shared_arithmetic/softmax_state.h, as the CPU's split kernel
 // does (docs/ARCHITECTURE.md, "Routing arithmetic and the certified bound"). The passes run on
-// tensor cores for 16-bit caches on CUDA (tensor_core_*.cuh) and on CUDA/vector cores otherwise
-// (cuda_core_passes.cuh: f32 and FP8 caches, and every cache on HIP).
+// tensor cores for 16-bit and FP8 caches on CUDA (tensor_core_*.cuh) and on CUDA/vector cores
+// otherwise (cuda_core_passes.cuh: f32 caches, and every cache on HIP).
 #pragma once
 
 #include <math.h>
