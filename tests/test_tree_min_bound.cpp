@@ -21,13 +21,6 @@ namespace {
 
 constexpr int kPage = 16;
 
-// A double rounded up to the next f32 (summaries must stay upper bounds in f32).
-float round_up(double x) {
-  float f = static_cast<float>(x);
-  if (static_cast<double>(f) < x) f = std::nextafter(f, INFINITY);
-  return f;
-}
-
 // The summaries of `pages` pages of value rows (kPage rows of d each) and their weights.
 struct Context {
   int32_t d;
@@ -48,15 +41,15 @@ struct Context {
         for (int32_t i = 0; i < d; ++i) n2 += static_cast<double>(row(b * kPage + r)[i]) * row(b * kPage + r)[i];
         m = std::max(m, std::sqrt(n2));
       }
-      max_norm[b] = round_up(m);
-      sigma[b] = round_up(std::sqrt(certified_gram_lambda_max(row(b * kPage), kPage, d, d)));
+      max_norm[b] = f32_at_least(m);
+      sigma[b] = f32_at_least(std::sqrt(certified_gram_lambda_max(row(b * kPage), kPage, d, d)));
     }
     lambda.resize(kTreeLevels + 1);
     for (int level = 1; level <= kTreeLevels; ++level) {
       const int64_t span = int64_t{1} << (2 * level);
       for (int64_t node = 0; node * span < pages; ++node) {
         const int64_t rows = std::min(span, pages - node * span) * kPage;
-        lambda[level].push_back(round_up(certified_gram_lambda_max(row(node * span * kPage), rows, d, d)));
+        lambda[level].push_back(f32_at_least(certified_gram_lambda_max(row(node * span * kPage), rows, d, d)));
       }
     }
   }

@@ -79,13 +79,6 @@ struct PageSums {
   }
 };
 
-// A double rounded up to an f32 (a summary must stay an upper bound).
-float round_up(double x) {
-  float f = static_cast<float>(x);
-  if (static_cast<double>(f) < x) f = std::nextafter(f, INFINITY);
-  return f;
-}
-
 float to_bf16_and_back(float x) { return sr::bf16_to_float(sr::float_to_bf16(x)); }
 
 PageSums summarize(const SyntheticContext& ctx, const char* label) {
@@ -166,9 +159,9 @@ PageSums summarize(const SyntheticContext& ctx, const char* label) {
             const double lambda = sr::certified_gram_lambda_max(&rows[t0 * D], count, D, D);
             const int64_t node = (first_page + t0 / kPageTokens) >> (2 * level);
             if (level == 0) {
-              sums.sigma[static_cast<size_t>(h * sums.pages + node)] = round_up(std::sqrt(lambda));
+              sums.sigma[static_cast<size_t>(h * sums.pages + node)] = sr::f32_at_least(std::sqrt(lambda));
             } else {
-              sums.node_lambda(level, h, node) = round_up(lambda);
+              sums.node_lambda(level, h, node) = sr::f32_at_least(lambda);
             }
           }
         }

@@ -42,6 +42,13 @@ inline bool cholesky_succeeds(std::vector<double>& a, int32_t d) {
 
 }  // namespace spectral_detail
 
+// A float64 upper bound stored as an f32 summary: the nearest f32 at or above it.
+inline float f32_at_least(double x) {
+  float f = static_cast<float>(x);
+  if (static_cast<double>(f) < x) f = nextafterf(f, INFINITY);
+  return f;
+}
+
 // An upper bound on lambda_max(V^T V) for the n rows of `rows` (f32, d values each, `stride`
 // floats apart), d <= 1024: never below the exact value of the stored f32 rows, and within
 // about 1e-3 of it (relative) where power iteration converges in `iterations` steps, else up

@@ -175,23 +175,6 @@ struct BlockBase {
   template <class O>
   __device__ void scale_weights(O&, int64_t, int, int32_t) {}
 
-  // FP8: the scale of row i of the chunk [t0, t0 + n) (times CacheElem::unscale(): the widened
-  // codes' factor), from `scales` (p.k_scale or p.v_scale).
-  __device__ float row_scale(const float* scales, int64_t t0, int i, int32_t first_page) const {
-    return scales[this->row_offset(t0 + i, first_page) / D] * CacheElem<DT>::unscale();
-  }
-
-  // FP8: sh.w[h][i] (every head) times the scale of row i of [t0, t0 + n), the K scales into the
-  // logits once a chunk's are written (rows outside the window too: their logits are masked
-  // after). Called by all threads; no barrier.
-  __device__ void scale_rows(const float* scales, int64_t t0, int n, int32_t first_page) {
-    for (int i = threadIdx.x; i < n; i += kThreads) {
-      const float scale = row_scale(scales, t0, i, first_page);
-#pragma unroll
-      for (int h = 0; h < GT; ++h) sh.w[h][i] *= scale;
-    }
-  }
-
   __device__ bool prefetching(const NextRows* next) const { return kAmpleRegisters && p.prefetch_rows > 0 && next != nullptr; }
 };
 

@@ -171,7 +171,7 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     }
     if constexpr (S::kScaled) {
       __syncthreads();  // every warp's logits are written (the caller synchronises after)
-      this->scale_rows(p.k_scale, t0, n, first_page);
+      scale_rows(p.k_scale, t0, n, first_page);
     }
   }
 
@@ -214,10 +214,21 @@ struct CudaCorePasses : BlockBase<DT, D, GT, kAmpleRegisters> {
     return (part() & plain) == 0;
   }
 
+  // FP8: sh.w[h][i] (every head) times the scale of row i of [t0, t0 + n): K scales into
+  // logits, V scales into weights (rows of skipped blocks too: nothing reads them). Called by
+  // all threads; no barrier.
+  __device__ void scale_rows(const float* scales, int64_t t0, int n, int32_t first_page) {
+    for (int i = threadIdx.x; i < n; i += kThreads) {
+      const float scale = scales[this->row_offset(t0 + i, first_page) / D] * CacheElem<DT>::unscale();
+#pragma unroll
+      for (int h = 0; h < GT; ++h) sh.w[h][i] *= scale;
+    }
+  }
+
   // FP8: the chunk's weights times their rows' V scales, before the V pass (the caller
-  // synchronises before and after; rows of skipped blocks too: nothing reads them).
+  // synchronises before and after).
   __device__ void scale_weights(O&, int64_t t0, int n, int32_t first_page) {
-    if constexpr (S::kScaled) this->scale_rows(p.v_scale, t0, n, first_page);
+    if constexpr (S::kScaled) scale_rows(p.v_scale, t0, n, first_page);
   }
 
   // Pass 2: o += w * V over tokens [t0, t0 + n), leaving out rows of skipped blocks and the rows

@@ -409,7 +409,7 @@ struct TensorCoreChunkedPasses : BlockBase<DT, D, GT, kAmpleRegisters> {
   // V pass (the caller synchronises before and after; warp 0 joins once it has routed). The
   // chunk's largest V scale among rows with a weight raises the frame first (rows without one:
   // outside the window or not anchors, whose scales may be anything, NaN included, stay 0).
-  __device__ void scale_weights(O& o, int64_t t0, int n, int32_t first_page) {
+  __device__ void scale_weights(O& o, int64_t /*t0*/, int n, int32_t /*first_page*/) {
     if constexpr (Base::kRowScales) {
       auto weighted = [&](int i) {
         bool any = false;

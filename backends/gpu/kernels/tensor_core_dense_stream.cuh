@@ -33,7 +33,6 @@ struct TensorCoreDenseStream : TensorCoreChunkedPasses<DT, D, GT, kAmpleRegister
   using Chunked::multiply_v;
   using Chunked::reduce_to_shared;
   using Chunked::load_piece;
-  using Chunked::kScoreLoads;
   using Chunked::p;
   using Chunked::sh;
   using Chunked::warp;
