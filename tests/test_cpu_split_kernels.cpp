@@ -14,6 +14,7 @@
 #include "cpu/split_kernel.h"
 #include "shared_arithmetic/dtype_convert.h"
 #include "shared_arithmetic/fp8_rows.h"
+#include "shared_arithmetic/tree_min_bound.h"
 
 namespace sr::cpu {
 namespace {
@@ -32,7 +33,7 @@ std::vector<KernelBuild> runnable_builds() {
 // One kv-head's pages, stored in `dtype` from Gaussian rows with uneven magnitudes.
 struct Layer {
   std::vector<unsigned char> k, v;
-  std::vector<float> k_scale, v_scale, vnorm;
+  std::vector<float> k_scale, v_scale, vnorm, vspectral;
   std::vector<int32_t> pages;
   LayerView view{};
   Layer(sr_dtype dtype, int32_t head_dim, int32_t page_tokens, int64_t tokens, std::mt19937_64& rng) {
@@ -43,6 +44,7 @@ struct Layer {
     k_scale.resize(rows);
     v_scale.resize(rows);
     vnorm.assign(n_pages, 0.f);
+    vspectral.assign(n_pages * kSpectralSlots, INFINITY);  // no spectral summaries: the L1 bound
     std::normal_distribution<float> normal(0.f, 1.f);
     std::vector<float> row(head_dim);
     for (int which = 0; which < 2; ++which) {
@@ -67,7 +69,7 @@ struct Layer {
       }
     }
     for (int64_t p = 0; p < n_pages; ++p) pages.push_back(static_cast<int32_t>(n_pages - 1 - p));  // reversed
-    view = LayerView{k.data(), v.data(), vnorm.data(),
+    view = LayerView{k.data(), v.data(), vnorm.data(), vspectral.data(),
                      dtype == SR_DTYPE_FP8_E4M3 ? k_scale.data() : nullptr,
                      dtype == SR_DTYPE_FP8_E4M3 ? v_scale.data() : nullptr,
                      1, head_dim, page_tokens, dtype};

@@ -206,6 +206,7 @@ sr_status write_tokens(sr_backend_storage* s, int32_t layer, const int32_t* page
   const sr_cache_geometry& g = s->geometry;
   gpuStream_t stream = stream_of(s, io);
   const size_t src_elem = dtype_element_bytes(io->dtype);
+  pages += first_token / g.page_tokens;  // the written pages (the table starts at logical page 0)
   TokenCopy c = token_copy(s, layer, first_token, n_tokens, io);
   c.vnorm = s->vnorm_layer(layer);
 

@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-#define SR_BACKEND_IFACE_VERSION 4u
+#define SR_BACKEND_IFACE_VERSION 5u
 
 typedef struct sr_backend_device sr_backend_device;    // one opened device
 typedef struct sr_backend_storage sr_backend_storage;  // one cache's page pool
@@ -121,8 +121,9 @@ typedef struct sr_backend_i {
                               sr_backend_storage** out_storage, sr_backend_error* err);
   void (*storage_destroy)(sr_backend_storage* storage);
 
-  // Write tokens [first_token, first_token + n_tokens) of one layer into the given pages
-  // (pages[i] holds logical page first_token / page_tokens + i), updating the summaries.
+  // Write tokens [first_token, first_token + n_tokens) of one layer, updating the summaries.
+  // pages is the sequence's whole page table (pages[i] holds logical page i): a node's
+  // spectral summary covers pages written before.
   sr_status (*write_tokens)(sr_backend_storage* storage, int32_t layer, const int32_t* pages,
                             int64_t first_token, int64_t n_tokens, const void* k, const void* v,
                             const sr_kv_io* io, sr_backend_error* err);

@@ -207,7 +207,7 @@ void append_tokens(sr_kv_cache& cache, sr_seq_id id, int32_t layer, int64_t n_to
       seq.pages.push_back(taken.back());
     }
     sr_backend_error err{};
-    check_backend(be->write_tokens(cache.storage, layer, seq.pages.data() + first_page, old_length, n_tokens, k, v,
+    check_backend(be->write_tokens(cache.storage, layer, seq.pages.data(), old_length, n_tokens, k, v,
                                    &io, &err),
                   err, "append");
     seq.lengths[layer] = new_length;

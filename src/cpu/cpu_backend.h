@@ -29,6 +29,8 @@ struct sr_backend_storage {
   };
   std::unique_ptr<unsigned char, FreeDeleter> k, v;  // [layers][pages][kv_heads][page_tokens][dim]
   std::unique_ptr<float, FreeDeleter> vnorm;          // [layers][pages][kv_heads]
+  // Spectral summaries: [layers][pages][kv_heads][kSpectralSlots] (tree_min_bound.h).
+  std::unique_ptr<float, FreeDeleter> vspectral;
   // FP8 caches only: one scale per row, [layers][pages][kv_heads][page_tokens].
   std::unique_ptr<float, FreeDeleter> k_scale, v_scale;
 
@@ -40,6 +42,7 @@ struct sr_backend_storage {
   float* vnorm_layer(int32_t layer) const {
     return vnorm.get() + static_cast<int64_t>(layer) * geometry.num_pages * geometry.num_kv_heads;
   }
+  float* vspectral_layer(int32_t layer) const;
 };
 
 namespace sr::cpu {

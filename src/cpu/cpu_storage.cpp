@@ -1,21 +1,29 @@
 // The CPU cache's page pool: K/V pages in host memory (with per-row scales for FP8) and the
-// per-page V-norm summaries that the certified bound needs, kept current on every write, copy
-// and trim.
+// per-page V-norm and spectral summaries that the certified bound needs, kept current on every
+// write, copy and trim.
+#include <algorithm>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include <sys/mman.h>
 
 #include "shared_arithmetic/dtype_convert.h"
 #include "shared_arithmetic/fp8_rows.h"
 #include "shared_arithmetic/softmax_state.h"
+#include "shared_arithmetic/spectral_bound.h"
+#include "shared_arithmetic/tree_min_bound.h"
 #include "cpu/cpu_backend.h"
 
 void sr_backend_storage::FreeDeleter::operator()(void* p) const { std::free(p); }
+
+float* sr_backend_storage::vspectral_layer(int32_t layer) const {
+  return vspectral.get() + static_cast<int64_t>(layer) * geometry.num_pages * geometry.num_kv_heads * sr::kSpectralSlots;
+}
 
 namespace sr::cpu {
 
@@ -99,6 +107,33 @@ float stored_row_norm(const CacheRow& row) {
   return summary_row_norm(sum);
 }
 
+// The spectral summaries of a page that the write just filled (docs/ARCHITECTURE.md,
+// "Spectral summaries"): its sigma, and the lambda of every node it closes, over the stored
+// (dequantized) rows of the sequence's pages.
+void summarize_full_page(const sr_backend_storage* s, int32_t layer, const int32_t* pages, int64_t logical_page,
+                         std::vector<float>& rows) {
+  const sr_cache_geometry& g = s->geometry;
+  const int32_t D = g.head_dim, PT = g.page_tokens;
+  float* slots_layer = s->vspectral_layer(layer);
+  for (int32_t h = 0; h < g.num_kv_heads; ++h) {
+    float* slots = slots_layer + (static_cast<int64_t>(pages[logical_page]) * g.num_kv_heads + h) * kSpectralSlots;
+    for (int level = 0; level <= kTreeLevels; ++level) {
+      if (level > 0 && !page_closes_node(logical_page, level)) break;
+      const int64_t first_page = logical_page + 1 - (int64_t{1} << (2 * level));
+      const int64_t n_rows = (logical_page + 1 - first_page) * PT;
+      rows.resize(static_cast<size_t>(n_rows * D));
+      for (int64_t lp = first_page; lp <= logical_page; ++lp) {
+        for (int32_t t = 0; t < PT; ++t) {
+          const int64_t row = (static_cast<int64_t>(pages[lp]) * g.num_kv_heads + h) * PT + t;
+          load_row(cache_row(s, true, layer, row), rows.data() + ((lp - first_page) * PT + t) * D);
+        }
+      }
+      const double lambda = certified_gram_lambda_max(rows.data(), n_rows, D, D);
+      slots[level] = level == 0 ? f32_at_least(sqrt(lambda)) : f32_at_least(lambda);
+    }
+  }
+}
+
 bool check_host(const sr_kv_io* io, sr_backend_error* err) {
   if (io->memory != SR_MEMORY_HOST) {
     set_backend_error(err, "io.memory = SR_MEMORY_DEVICE, but the CPU backend only reads host memory");
@@ -119,21 +154,25 @@ sr_status storage_create(sr_backend_device*, const sr_cache_geometry* g, sr_back
   storage->layer_elements = g->num_pages * storage->page_elements;
   size_t kv_bytes = static_cast<size_t>(g->num_layers) * storage->layer_elements * storage->element_size;
   size_t norm_bytes = sizeof(float) * g->num_layers * g->num_pages * g->num_kv_heads;
+  size_t spectral_bytes = norm_bytes * kSpectralSlots;
   storage->k.reset(static_cast<unsigned char*>(allocate(kv_bytes)));
   storage->v.reset(static_cast<unsigned char*>(allocate(kv_bytes)));
   storage->vnorm.reset(static_cast<float*>(allocate(norm_bytes)));
+  storage->vspectral.reset(static_cast<float*>(allocate(spectral_bytes)));
   const bool fp8 = g->dtype == SR_DTYPE_FP8_E4M3;
   const size_t scale_bytes = fp8 ? sizeof(float) * g->num_layers * storage->layer_rows() : 0;
   if (fp8) {
     storage->k_scale.reset(static_cast<float*>(allocate(scale_bytes)));
     storage->v_scale.reset(static_cast<float*>(allocate(scale_bytes)));
   }
-  if (!storage->k || !storage->v || !storage->vnorm || (fp8 && (!storage->k_scale || !storage->v_scale))) {
+  if (!storage->k || !storage->v || !storage->vnorm || !storage->vspectral ||
+      (fp8 && (!storage->k_scale || !storage->v_scale))) {
     set_backend_error(err, "could not allocate %zu bytes of host memory for the KV pages",
-              2 * kv_bytes + norm_bytes + 2 * scale_bytes);
+              2 * kv_bytes + norm_bytes + spectral_bytes + 2 * scale_bytes);
     delete storage;
     return SR_ERR_OUT_OF_MEMORY;
   }
+  std::fill_n(storage->vspectral.get(), spectral_bytes / sizeof(float), INFINITY);
   *out = storage;
   return SR_OK;
 }
@@ -146,13 +185,13 @@ sr_status write_tokens(sr_backend_storage* s, int32_t layer, const int32_t* page
   if (!check_host(io, err)) return SR_ERR_UNSUPPORTED;
   const sr_cache_geometry& g = s->geometry;
   float* norms = s->vnorm_layer(layer);
-  const int64_t first_page = first_token / g.page_tokens;
+  float* spectral = s->vspectral_layer(layer);
   const size_t row_bytes = g.head_dim * s->element_size;
   const void* sources[2] = {k, v};
   float values[256];
   for (int64_t i = 0; i < n_tokens; ++i) {
     int64_t t = first_token + i;
-    int64_t page = pages[t / g.page_tokens - first_page];
+    int64_t page = pages[t / g.page_tokens];
     int64_t slot = t % g.page_tokens;
     for (int32_t h = 0; h < g.num_kv_heads; ++h) {
       int64_t src = i * io->token_stride + h * io->head_stride;
@@ -170,7 +209,14 @@ sr_status write_tokens(sr_backend_storage* s, int32_t layer, const int32_t* page
       float& summary = norms[page * g.num_kv_heads + h];
       // Slot 0 opens a page: whatever summary a previous owner left is stale.
       summary = slot == 0 ? norm : std::fmax(summary, norm);
+      // Any new row makes the spectral summaries stale until the page is full again.
+      std::fill_n(spectral + (page * g.num_kv_heads + h) * kSpectralSlots, kSpectralSlots, INFINITY);
     }
+  }
+  std::vector<float> rows;
+  const int64_t end = first_token + n_tokens;
+  for (int64_t lp = first_token / g.page_tokens; lp < end / g.page_tokens; ++lp) {
+    summarize_full_page(s, layer, pages, lp, rows);
   }
   return SR_OK;
 }
@@ -219,10 +265,15 @@ sr_status copy_page(sr_backend_storage* s, int32_t src_page, int32_t dst_page, s
     float* norms = s->vnorm_layer(layer);
     std::memcpy(norms + static_cast<int64_t>(dst_page) * g.num_kv_heads,
                 norms + static_cast<int64_t>(src_page) * g.num_kv_heads, sizeof(float) * g.num_kv_heads);
+    float* spectral = s->vspectral_layer(layer);
+    const int64_t page_slots = static_cast<int64_t>(g.num_kv_heads) * kSpectralSlots;
+    std::memcpy(spectral + dst_page * page_slots, spectral + src_page * page_slots, sizeof(float) * page_slots);
   }
   return SR_OK;
 }
 
+// The spectral summaries stay: values of the longer content still bound every subset of its rows,
+// and the next write into the page resets them.
 sr_status trim_page(sr_backend_storage* s, int32_t layer, int32_t page, int32_t valid_tokens,
                     sr_backend_error*) {
   const sr_cache_geometry& g = s->geometry;

@@ -8,6 +8,7 @@
 
 #include "shared_arithmetic/dtype_convert.h"
 #include "shared_arithmetic/softmax_state.h"
+#include "shared_arithmetic/tree_min_bound.h"
 #include "cpu/fast_exp.h"
 #include "cpu/split_kernel.h"
 
@@ -252,12 +253,16 @@ inline float exp_and_sum(float* x, int64_t n, float m) {
 constexpr int kMaxBlocks = kMaxSplitTokens / 16;  // pages hold at least 16 tokens
 constexpr int kMaxPageTokens = 128;
 constexpr int kMaxAnchor = 1 << 16;
+// Floats of one head's budget walk over a split's pages (tree_walk_floats, at most).
+constexpr int kMaxWalkFloats = 3 * kTreeLevels * (kMaxBlocks / kTreeFan + 2);
 
 // Per-thread working memory, allocated once per thread on first use.
 struct Scratch {
   float* weights = nullptr;    // [group][split tokens]: logits, then exp(logit - m)
   float* block_max = nullptr;  // [group][blocks]
   float* block_sum = nullptr;  // [group][blocks]
+  float* block_sum2 = nullptr; // [group][blocks]: sum of squared weights
+  float* walk = nullptr;       // [group][kMaxWalkFloats]: budget mode's TreeWalk nodes
   int* order = nullptr;        // [blocks]
   float* keys = nullptr;       // [blocks]
   unsigned char* skip = nullptr;  // [blocks]
@@ -270,6 +275,8 @@ struct Scratch {
     weights = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxSplitTokens));
     block_max = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxBlocks));
     block_sum = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxBlocks));
+    block_sum2 = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxBlocks));
+    walk = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxWalkFloats));
     order = static_cast<int*>(malloc(sizeof(int) * kMaxBlocks));
     keys = static_cast<float*>(malloc(sizeof(float) * kMaxBlocks));
     skip = static_cast<unsigned char*>(malloc(kMaxBlocks));
@@ -281,6 +288,8 @@ struct Scratch {
     free(weights);
     free(block_max);
     free(block_sum);
+    free(block_sum2);
+    free(walk);
     free(order);
     free(keys);
     free(skip);
@@ -298,7 +307,7 @@ struct Scratch {
     return anchor_logits;
   }
   bool ok() const {
-    return weights && block_max && block_sum && order && keys && skip && anchor_out && scaled_weights && q_halves;
+    return weights && block_max && block_sum && block_sum2 && walk && order && keys && skip && anchor_out && scaled_weights && q_halves;
   }
 };
 
@@ -455,13 +464,37 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
 
   // Routing: which blocks' V to skip.
   unsigned char* skip = scratch.skip;
-  memset(skip, 0, static_cast<size_t>(n_blocks));
+  memset(skip, 0, static_cast<size_t>(n_blocks > 0 ? n_blocks : 0));
   const float* vnorm = L.vnorm;
   auto block_vnorm = [&](int b) {
     int64_t page = task.pages[(task.begin / PT) + b];
     return vnorm[page * L.kv_heads + task.kv_head];
   };
+  // The tree-min bound's view of the split (tree_min_bound.h): pages in sequence numbering,
+  // the nodes' lambdas from the pages that close them, where the layer holds those pages.
+  const int64_t first_page = task.begin / PT;
+  const int64_t sequence_pages = (task.length + PT - 1) / PT;
+  auto page_slots = [&](int64_t page) {
+    return L.vspectral + (static_cast<int64_t>(task.pages[page]) * L.kv_heads + task.kv_head) * kSpectralSlots;
+  };
+  auto node_lambda = [&](int level, int64_t node) {
+    const int64_t last = node_last_page(level, node);
+    return last < sequence_pages ? page_slots(last)[level] : INFINITY;
+  };
+  float* bsum2 = scratch.block_sum2;
+  auto skipped_page = [&](int h, int b) {
+    return TreePage{bsum[h * n_blocks + b], bsum2[h * n_blocks + b], block_vnorm(b), page_slots(first_page + b)[0]};
+  };
   if (R.mode != SR_ROUTING_OFF) {
+    for (int h = 0; h < G; ++h) {
+      for (int b = 0; b < n_blocks; ++b) {
+        const float* wb = w + h * n + static_cast<int64_t>(b) * PT;
+        const int64_t count = min64(static_cast<int64_t>(b + 1) * PT, n) - static_cast<int64_t>(b) * PT;
+        float sum2 = 0.f;
+        for (int64_t i = 0; i < count; ++i) sum2 += wb[i] * wb[i];
+        bsum2[h * n_blocks + b] = sum2;
+      }
+    }
     AnchorSet anchor = anchor_set(task.length, R.sink_tokens, R.window_tokens, task.visible);
     float m_ref[kMaxGroup], z[kMaxGroup], anchor_norm[kMaxGroup];
     score_anchor<DT, D>(L, R, task, query, anchor, scratch, m_ref, z, anchor_norm);
@@ -479,14 +512,15 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
         skip[b] = all;
       }
     } else {  // budget: smallest block maxima first, while this split's share holds
-      float allowance[kMaxGroup], spent[kMaxGroup], to_ref[kMaxGroup];
+      float allowance[kMaxGroup], to_ref[kMaxGroup];
+      TreeWalk walk[kMaxGroup];
       // This split's share of the attended tokens (a window's masked rows are not its own).
       const float share = static_cast<float>(task.end - task.first_row) /
                           static_cast<float>(attended_tokens(task.visible, task.length));
       for (int h = 0; h < G; ++h) {
         allowance[h] = budget_allowance(R.error_budget, anchor_norm[h], z[h], share);
-        spent[h] = 0.f;
         to_ref[h] = expf(fminf(m[h] - m_ref[h], 80.f));  // frame m -> frame m_ref
+        walk[h] = tree_walk_start(first_page, first_page + n_blocks, scratch.walk + h * kMaxWalkFloats);
       }
       int* order = scratch.order;
       int n_order = 0;
@@ -500,15 +534,16 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
         keys[b] = budget_order_key(bmax + b, n_blocks, m_ref, G);
       }
       sort_by_key(order, n_order, keys);
+      // A block's cost is what skipping it adds to each head's tree-min bound.
       for (int i = 0; i < n_order; ++i) {
         int b = order[i];
-        float vn = block_vnorm(b);
         bool fits = true;
         for (int h = 0; h < G && fits; ++h) {
-          fits = spent[h] + bsum[h * n_blocks + b] * to_ref[h] * vn <= allowance[h];
+          const float total = tree_walk_add(walk[h], first_page + b, skipped_page(h, b), node_lambda, false);
+          fits = total * to_ref[h] <= allowance[h];
         }
         if (!fits) break;
-        for (int h = 0; h < G; ++h) spent[h] += bsum[h * n_blocks + b] * to_ref[h] * vn;
+        for (int h = 0; h < G; ++h) tree_walk_add(walk[h], first_page + b, skipped_page(h, b), node_lambda, true);
         skip[b] = 1;
       }
     }
@@ -522,12 +557,10 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
   while (next_kept < n_blocks && skip[next_kept]) ++next_kept;
   for (int b = 0; b < n_blocks; ++b) {
     if (skip[b]) {
-      float vn = block_vnorm(b);
       for (int h = 0; h < G; ++h) {
         float s = bsum[h * n_blocks + b];
         task.partial[h].l += s;
         task.partial[h].skipped_l += s;
-        task.partial[h].skipped_err += s * vn;
       }
       ++skipped;
       continue;
@@ -553,6 +586,13 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
     } else {
       accumulate_rows<DT, D>(wb, w_stride, G, L.v, row0, t1 - t0, task.o);
     }
+  }
+  // The certified bound of what was skipped: the split's tree-min bound, per head.
+  for (int h = 0; h < G && skipped > 0; ++h) {
+    task.partial[h].skipped_err = tree_min_bound(
+        first_page, first_page + n_blocks,
+        [&](int64_t page) { return skip[page - first_page] ? skipped_page(h, static_cast<int>(page - first_page)) : TreePage{}; },
+        node_lambda);
   }
   task.blocks_total = n_blocks;
   task.blocks_skipped = skipped;

@@ -17,6 +17,7 @@ struct LayerView {
   const void* k;        // [num_pages][kv_heads][page_tokens][head_dim]
   const void* v;        // same layout
   const float* vnorm;   // [num_pages][kv_heads]: largest V-row norm in each page
+  const float* vspectral;  // [num_pages][kv_heads][kSpectralSlots]: spectral summaries
   const float* k_scale; // FP8 only: [num_pages][kv_heads][page_tokens], one per row
   const float* v_scale;
   int32_t kv_heads;

@@ -22,19 +22,22 @@ inline double gamma(int64_t k) {
   return ku / (1.0 - ku);
 }
 
-// Whether the float64 Cholesky factorisation of the d x d symmetric matrix `a` (row-major,
-// destroyed) runs to completion with positive pivots.
+// Whether the float64 Cholesky factorisation A = R^T R of the d x d symmetric matrix `a`
+// (row-major, upper triangle read, destroyed) runs to completion with positive pivots. Row
+// by row (right-looking), so the inner loops run along rows; the rounding bound used below
+// holds for any order of the sums.
 inline bool cholesky_succeeds(std::vector<double>& a, int32_t d) {
   for (int32_t j = 0; j < d; ++j) {
-    double pivot = a[static_cast<size_t>(j) * d + j];
-    for (int32_t k = 0; k < j; ++k) pivot -= a[static_cast<size_t>(j) * d + k] * a[static_cast<size_t>(j) * d + k];
+    double* row_j = a.data() + static_cast<size_t>(j) * d;
+    const double pivot = row_j[j];
     if (!(pivot > 0.0)) return false;
     const double r = sqrt(pivot);
-    a[static_cast<size_t>(j) * d + j] = r;
+    row_j[j] = r;
+    for (int32_t k = j + 1; k < d; ++k) row_j[k] /= r;
     for (int32_t i = j + 1; i < d; ++i) {
-      double x = a[static_cast<size_t>(i) * d + j];
-      for (int32_t k = 0; k < j; ++k) x -= a[static_cast<size_t>(i) * d + k] * a[static_cast<size_t>(j) * d + k];
-      a[static_cast<size_t>(i) * d + j] = x / r;
+      double* row_i = a.data() + static_cast<size_t>(i) * d;
+      const double f = row_j[i];
+      for (int32_t k = i; k < d; ++k) row_i[k] -= f * row_j[k];
     }
   }
   return true;
@@ -67,19 +70,31 @@ inline double certified_gram_lambda_max(const float* rows, int64_t n, int32_t d,
   const bool by_rows = n < d;
   const int32_t m = by_rows ? static_cast<int32_t>(n) : d;  // the Gram matrix's order
   const int64_t terms = by_rows ? d : n;                      // terms of each of its sums
-  auto element = [&](int64_t term, int32_t index) -> double {
-    return by_rows ? rows[index * stride + term] : rows[term * stride + index];
-  };
-  // The Gram matrix in float64: each f32 product is exact, so the error is the sums',
-  // |E_ij| <= gamma_terms (|V|^T |V|)_ij (or |V| |V|^T), whose 2-norm is at most
-  // gamma_terms ||V||_F^2.
+  // The rows in float64, laid out term by term ([terms][m]) so every loop below runs along
+  // contiguous memory.
+  std::vector<double> by_term(static_cast<size_t>(terms) * m);
+  for (int64_t r = 0; r < n; ++r) {
+    for (int32_t i = 0; i < d; ++i) {
+      const double x = rows[r * stride + i];
+      if (by_rows) {
+        by_term[static_cast<size_t>(i) * m + r] = x;
+      } else {
+        by_term[static_cast<size_t>(r) * m + i] = x;
+      }
+    }
+  }
+  // The Gram matrix in float64 (lower triangle, then mirrored): each f32 product is exact, so
+  // the error is the sums', |E_ij| <= gamma_terms (|V|^T |V|)_ij (or |V| |V|^T), whose 2-norm
+  // is at most gamma_terms ||V||_F^2.
   std::vector<double> g(static_cast<size_t>(m) * m, 0.0);
   double frobenius2 = 0.0;
   for (int64_t k = 0; k < terms; ++k) {
+    const double* tk = by_term.data() + static_cast<size_t>(k) * m;
     for (int32_t i = 0; i < m; ++i) {
-      const double vi = element(k, i);
+      const double vi = tk[i];
       frobenius2 += vi * vi;
-      for (int32_t j = 0; j <= i; ++j) g[static_cast<size_t>(i) * m + j] += vi * element(k, j);
+      double* gi = g.data() + static_cast<size_t>(i) * m;
+      for (int32_t j = 0; j <= i; ++j) gi[j] += vi * tk[j];
     }
   }
   double trace = 0.0;
@@ -103,13 +118,15 @@ inline double certified_gram_lambda_max(const float* rows, int64_t n, int32_t d,
     for (int32_t i = 0; i < m; ++i) norm2 += x[i] * x[i];
     const double inv = 1.0 / sqrt(norm2);
     for (int32_t i = 0; i < m; ++i) x[i] *= inv;
-    double rayleigh = 0.0;
-    for (int32_t i = 0; i < m; ++i) {
-      double s = 0.0;
-      for (int32_t j = 0; j < m; ++j) s += g[static_cast<size_t>(i) * m + j] * x[j];
-      y[i] = s;
-      rayleigh += x[i] * s;
+    // y = G x as a sum of G's rows (G is symmetric), so the inner loop runs along a row.
+    for (int32_t i = 0; i < m; ++i) y[i] = 0.0;
+    for (int32_t j = 0; j < m; ++j) {
+      const double xj = x[j];
+      const double* gj = g.data() + static_cast<size_t>(j) * m;
+      for (int32_t i = 0; i < m; ++i) y[i] += xj * gj[i];
     }
+    double rayleigh = 0.0;
+    for (int32_t i = 0; i < m; ++i) rayleigh += x[i] * y[i];
     estimate = rayleigh > estimate ? rayleigh : estimate;
     x.swap(y);
   }
