@@ -203,45 +203,30 @@ struct HeadResult {
   std::vector<float> l1_over_true, tree_over_true;  // E_abs / true absolute error, per (prefix, q-head)
 };
 
-// The tree-min bound of one q-head (tree_min_bound.h's terms) kept as pages join the skip set:
-// a page's leaf, then each node on its path from its children's sum. Its total is the sum of
-// the top-level nodes, which is what tree_min_bound returns for the whole sequence.
+// The tree-min bound of one q-head kept as pages join the skip set: the runtime's own walk
+// (tree_walk_add, tree_min_bound.h) over the whole sequence, in f32 as the runtime sums it.
 class TreeWalk {
  public:
-  TreeWalk(const PageSums& sums, int32_t kv_head) : sums_(sums), kv_head_(kv_head) {
-    for (int level = 0; level <= sr::kTreeLevels; ++level) {
-      value_[level].assign(static_cast<size_t>(sums.nodes(level)), 0.f);
-      p2_[level].assign(value_[level].size(), 0.f);
-    }
-  }
+  TreeWalk(const PageSums& sums, int32_t kv_head)
+      : sums_(sums), kv_head_(kv_head), storage_(static_cast<size_t>(sr::tree_walk_floats(0, sums.pages))),
+        walk_(sr::tree_walk_start(0, sums.pages, storage_.data())) {}
+  TreeWalk(const TreeWalk& other) : TreeWalk(other.sums_, other.kv_head_) {}  // a fresh, empty walk
+  TreeWalk& operator=(const TreeWalk&) = delete;
   // Page `page` joins the skip set with its share P (sum of p) and sum of p^2.
   void skip(int64_t page, double share, double share2) {
     const size_t at = static_cast<size_t>(kv_head_ * sums_.pages + page);
     const sr::TreePage leaf{static_cast<float>(share), static_cast<float>(share2), static_cast<float>(sums_.vmax[at]),
                             sums_.sigma[at]};
-    value_[0][page] = sr::tree_leaf_bound(leaf);
-    p2_[0][page] = leaf.skipped_p2;
-    int64_t node = page;
-    for (int level = 1; level <= sr::kTreeLevels; ++level) {
-      node >>= 2;
-      float children = 0.f, p2 = 0.f;
-      for (int64_t c = node * sr::kTreeFan; c < std::min<int64_t>((node + 1) * sr::kTreeFan, sums_.nodes(level - 1)); ++c) {
-        children += value_[level - 1][c];
-        p2 += p2_[level - 1][c];
-      }
-      const float before = value_[level][node];
-      value_[level][node] = sr::tree_node_bound(children, sums_.node_lambda(level, kv_head_, node), p2);
-      p2_[level][node] = p2;
-      if (level == sr::kTreeLevels) total_ += static_cast<double>(value_[level][node]) - before;
-    }
+    auto lambda = [&](int level, int64_t node) { return sums_.node_lambda(level, kv_head_, node); };
+    sr::tree_walk_add(walk_, page, leaf, lambda, true);
   }
-  double total() const { return total_; }
+  double total() const { return walk_.total; }
 
  private:
   const PageSums& sums_;
   int32_t kv_head_;
-  std::vector<float> value_[sr::kTreeLevels + 1], p2_[sr::kTreeLevels + 1];
-  double total_ = 0.0;
+  std::vector<float> storage_;
+  sr::TreeWalk walk_;
 };
 
 // Walks the prefixes of the budget order of one kv-head. The true error need not grow with

@@ -9,6 +9,7 @@
 #include "core/backend_error.h"
 #include "core/backend_iface.h"
 #include "cpu/split_kernel.h"
+#include "shared_arithmetic/tree_min_bound.h"
 #include "cpu/thread_pool.h"
 
 struct sr_backend_device {
@@ -42,7 +43,9 @@ struct sr_backend_storage {
   float* vnorm_layer(int32_t layer) const {
     return vnorm.get() + static_cast<int64_t>(layer) * geometry.num_pages * geometry.num_kv_heads;
   }
-  float* vspectral_layer(int32_t layer) const;
+  float* vspectral_layer(int32_t layer) const {
+    return vspectral.get() + static_cast<int64_t>(layer) * geometry.num_pages * geometry.num_kv_heads * sr::kSpectralSlots;
+  }
 };
 
 namespace sr::cpu {

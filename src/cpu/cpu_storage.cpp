@@ -21,10 +21,6 @@
 
 void sr_backend_storage::FreeDeleter::operator()(void* p) const { std::free(p); }
 
-float* sr_backend_storage::vspectral_layer(int32_t layer) const {
-  return vspectral.get() + static_cast<int64_t>(layer) * geometry.num_pages * geometry.num_kv_heads * sr::kSpectralSlots;
-}
-
 namespace sr::cpu {
 
 float load_as_float(const void* base, int64_t index, sr_dtype dtype) {

@@ -88,13 +88,21 @@ inline double certified_gram_lambda_max(const float* rows, int64_t n, int32_t d,
   // is at most gamma_terms ||V||_F^2.
   std::vector<double> g(static_cast<size_t>(m) * m, 0.0);
   double frobenius2 = 0.0;
-  for (int64_t k = 0; k < terms; ++k) {
-    const double* tk = by_term.data() + static_cast<size_t>(k) * m;
+  for (double x : by_term) frobenius2 += x * x;
+  // Eight terms at a time, so each row of G is loaded once per eight (G need not fit in L1).
+  constexpr int kTerms = 8;
+  for (int64_t k0 = 0; k0 < terms; k0 += kTerms) {
+    const int count = terms - k0 < kTerms ? static_cast<int>(terms - k0) : kTerms;
+    const double* tk[kTerms];
+    for (int r = 0; r < kTerms; ++r) tk[r] = by_term.data() + static_cast<size_t>(k0 + (r < count ? r : 0)) * m;
     for (int32_t i = 0; i < m; ++i) {
-      const double vi = tk[i];
-      frobenius2 += vi * vi;
+      double a[kTerms];
+      for (int r = 0; r < kTerms; ++r) a[r] = r < count ? tk[r][i] : 0.0;
       double* gi = g.data() + static_cast<size_t>(i) * m;
-      for (int32_t j = 0; j <= i; ++j) gi[j] += vi * tk[j];
+      for (int32_t j = 0; j <= i; ++j) {
+        gi[j] += a[0] * tk[0][j] + a[1] * tk[1][j] + a[2] * tk[2][j] + a[3] * tk[3][j] + a[4] * tk[4][j] +
+                 a[5] * tk[5][j] + a[6] * tk[6][j] + a[7] * tk[7][j];
+      }
     }
   }
   double trace = 0.0;

@@ -1,0 +1,164 @@
+// The spectral summaries the CPU storage keeps for the tree-min bound (tree_min_bound.h,
+// docs/ARCHITECTURE.md "Spectral summaries") against exact eigenvalues of the rows each one
+// covers: after one-token appends, bulk appends, fork, copy-on-write, truncate and re-append,
+// every finite summary is at least the exact value for the sequence's current rows, and every
+// full page (and every node a full page closes) has been summarized.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "core/kv_cache.h"
+#include "cpu/cpu_backend.h"
+#include "exact_eigen.h"
+#include "shared_arithmetic/tree_min_bound.h"
+#include "test_helpers.h"
+
+namespace sr::testing {
+namespace {
+
+struct Checked {
+  int64_t finite = 0;  // summaries compared with the exact value
+  int64_t fresh = 0;   // of which on full pages
+};
+
+// Checks every summary of every page in the sequence's table against its rows' exact lambda.
+// Rows of a page past the layer's length are not the sequence's: those slots are not read by a
+// decode and are not checked.
+Checked check_sequence(sr_kv_cache* cache, sr_seq_id id, const CacheShape& shape) {
+  Checked checked;
+  const Sequence& seq = cache->sequences.at(id);
+  const int32_t D = shape.head_dim, PT = shape.page_tokens, H = shape.kv_heads;
+  for (int32_t layer = 0; layer < shape.layers; ++layer) {
+    const int64_t length = seq.lengths[layer];
+    if (length == 0) continue;
+    std::vector<float> v(static_cast<size_t>(length * H * D));
+    read_f32(cache, id, layer, 0, length, nullptr, v.data());
+    const int64_t pages = (length + PT - 1) / PT;
+    const float* slots_layer = cache->storage->vspectral_layer(layer);
+    for (int32_t h = 0; h < H; ++h) {
+      for (int64_t lp = 0; lp < pages; ++lp) {
+        const float* slots = slots_layer + (static_cast<int64_t>(seq.pages[lp]) * H + h) * kSpectralSlots;
+        const bool full = (lp + 1) * PT <= length;
+        for (int level = 0; level <= kTreeLevels; ++level) {
+          if (level > 0 && !page_closes_node(lp, level)) break;
+          const int64_t first = (lp + 1 - (int64_t{1} << (2 * level))) * PT;
+          const int64_t end = std::min((lp + 1) * PT, length);
+          if (!std::isfinite(slots[level])) {
+            EXPECT_FALSE(full) << "layer " << layer << " kv-head " << h << " page " << lp << " level " << level
+                               << ": a full page is summarized";
+            continue;
+          }
+          std::vector<float> rows;
+          for (int64_t t = first; t < end; ++t) {
+            const float* row = v.data() + (t * H + h) * D;
+            rows.insert(rows.end(), row, row + D);
+          }
+          const long double exact = exact_lambda_max(rows, end - first, D);
+          const long double stored = level == 0 ? static_cast<long double>(slots[0]) * slots[0] : slots[level];
+          EXPECT_GE(stored, exact) << "layer " << layer << " kv-head " << h << " page " << lp << " level " << level;
+          EXPECT_LE(stored, exact * 1.25L + 1e-30L) << "a summary is close to the exact value";
+          ++checked.finite;
+          checked.fresh += full;
+        }
+      }
+    }
+  }
+  return checked;
+}
+
+// Values with structure (a shared mean per kv-head and a few strong directions) so lambda_max
+// stands well above the rest of the spectrum, mixed with Gaussian noise.
+std::vector<float> structured_rows(std::mt19937_64& rng, int64_t n, const CacheShape& shape, float scale) {
+  std::vector<float> rows = gaussian(rng, static_cast<size_t>(n * shape.kv_heads * shape.head_dim), scale);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int32_t h = 0; h < shape.kv_heads; ++h) {
+      for (int32_t d = 0; d < shape.head_dim; ++d) rows[(t * shape.kv_heads + h) * shape.head_dim + d] += 0.5f * ((d + h) % 3 == 0);
+    }
+  }
+  return rows;
+}
+
+TEST(SpectralSummaries, StayUpperBoundsThroughAppendForkTruncateAndReappend) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  CacheShape shape;
+  shape.layers = 2;
+  shape.kv_heads = 2;
+  shape.head_dim = 64;
+  shape.capacity = 16 * 400;
+  auto ctx = make_context(SR_BACKEND_CPU);
+  auto cache = make_cache(ctx.get(), shape);
+  sr_seq_id a;
+  ASSERT_EQ(sr_seq_add(cache.get(), &a), SR_OK);
+  // 600 tokens one at a time on layer 0 (pages and nodes of 4 and 16 pages close one by one), in
+  // bulk on layer 1 (the largest nodes: the next test).
+  const int64_t n = 600;
+  auto k = structured_rows(rng, n, shape, 1.f), v = structured_rows(rng, n, shape, 1.f);
+  const int64_t row = int64_t{shape.kv_heads} * shape.head_dim;
+  for (int64_t t = 0; t < n; ++t) append_f32(cache.get(), a, 0, 1, k.data() + t * row, v.data() + t * row);
+  append_f32(cache.get(), a, 1, 250, k.data(), v.data());
+  append_f32(cache.get(), a, 1, n - 250, k.data() + 250 * row, v.data() + 250 * row);
+  Checked c = check_sequence(cache.get(), a, shape);
+  EXPECT_EQ(c.fresh, 2 * 2 * (37 + 9 + 2)) << "37 full pages, 9 + 2 closed nodes per kv-head and layer";
+
+  // A fork shares every page; truncating it mid-page and mid-node and appending other rows
+  // copies the shared page and rewrites the nodes it belongs to.
+  sr_seq_id b;
+  ASSERT_EQ(sr_seq_fork(cache.get(), a, &b), SR_OK);
+  ASSERT_EQ(sr_seq_truncate(cache.get(), b, 520), SR_OK);
+  auto k2 = structured_rows(rng, 80, shape, 3.f), v2 = structured_rows(rng, 80, shape, 3.f);
+  for (int32_t layer = 0; layer < 2; ++layer) {
+    for (int64_t t = 0; t < 80; ++t) append_f32(cache.get(), b, layer, 1, k2.data() + t * row, v2.data() + t * row);
+  }
+  check_sequence(cache.get(), a, shape);
+  c = check_sequence(cache.get(), b, shape);
+  EXPECT_EQ(c.fresh, 2 * 2 * (37 + 9 + 2));
+
+  // Truncating the original to a page held by it alone trims that page: its stale summaries
+  // still bound the rows kept; re-appending refreshes them.
+  ASSERT_EQ(sr_seq_truncate(cache.get(), b, 550), SR_OK);
+  ASSERT_EQ(sr_seq_truncate(cache.get(), b, 541), SR_OK);
+  c = check_sequence(cache.get(), b, shape);
+  EXPECT_GT(c.finite, c.fresh) << "the trimmed page keeps its summaries of the longer content";
+  for (int32_t layer = 0; layer < 2; ++layer) append_f32(cache.get(), b, layer, 60, k.data(), v.data());
+  c = check_sequence(cache.get(), b, shape);
+  EXPECT_EQ(c.fresh, 2 * 2 * (37 + 9 + 2));
+  ASSERT_EQ(sr_seq_remove(cache.get(), a), SR_OK);
+  check_sequence(cache.get(), b, shape);
+}
+
+// A node of 256 pages (level 4) from bulk appends that cut it at odd places, on an FP8 cache
+// (summaries of the dequantized rows) with rows of very different sizes.
+TEST(SpectralSummaries, LargestNodesFromBulkAppendsOnAnFp8Cache) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  CacheShape shape;
+  shape.kv_heads = 1;
+  shape.head_dim = 64;
+  shape.dtype = SR_DTYPE_FP8_E4M3;
+  shape.capacity = 16 * 300;
+  auto ctx = make_context(SR_BACKEND_CPU);
+  auto cache = make_cache(ctx.get(), shape);
+  sr_seq_id a;
+  ASSERT_EQ(sr_seq_add(cache.get(), &a), SR_OK);
+  const int64_t n = 4200;
+  auto k = structured_rows(rng, n, shape, 1.f), v = structured_rows(rng, n, shape, 1.f);
+  for (int64_t t = 0; t < n; ++t) {
+    const float size = std::exp2(static_cast<float>(static_cast<int>(rng() % 24)) - 12.f);
+    for (int32_t d = 0; d < shape.head_dim; ++d) v[t * shape.head_dim + d] *= size;
+  }
+  int64_t done = 0;
+  for (int64_t part : {1000, 2333, 867}) {
+    append_f32(cache.get(), a, 0, part, k.data() + done * shape.head_dim, v.data() + done * shape.head_dim);
+    done += part;
+  }
+  const Checked c = check_sequence(cache.get(), a, shape);
+  EXPECT_EQ(c.fresh, 262 + 65 + 16 + 4 + 1);
+}
+
+}  // namespace
+}  // namespace sr::testing
