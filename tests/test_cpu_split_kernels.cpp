@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
@@ -14,6 +15,8 @@
 #include "cpu/split_kernel.h"
 #include "shared_arithmetic/dtype_convert.h"
 #include "shared_arithmetic/fp8_rows.h"
+#include "shared_arithmetic/softmax_state.h"
+#include "shared_arithmetic/spectral_bound.h"
 #include "shared_arithmetic/tree_min_bound.h"
 
 namespace sr::cpu {
@@ -81,9 +84,8 @@ struct Result {
   std::vector<float> o;
 };
 
-Result run(SplitKernel kernel, const Layer& layer, const std::vector<float>& q, int32_t group, int64_t tokens) {
-  RoutingConfig dense{};
-  dense.mode = SR_ROUTING_OFF;
+Result run(SplitKernel kernel, const Layer& layer, const std::vector<float>& q, int32_t group, int64_t tokens,
+           RoutingConfig routing = RoutingConfig{}, int64_t* skipped = nullptr) {
   Result r;
   r.partial.resize(group);
   r.o.assign(static_cast<size_t>(group) * layer.view.head_dim, NAN);
@@ -97,7 +99,10 @@ Result run(SplitKernel kernel, const Layer& layer, const std::vector<float>& q, 
   task.group = group;
   task.partial = r.partial.data();
   task.o = r.o.data();
-  kernel(layer.view, dense, task);
+  task.visible = VisibleTokens{0, 0};
+  task.first_row = 0;
+  kernel(layer.view, routing, task);
+  if (skipped) *skipped = task.blocks_skipped;
   return r;
 }
 
@@ -172,6 +177,127 @@ TEST(CpuSplitKernels, EveryInstructionSetAgreesWithTheGenericBuild) {
         }
       }
     }
+  }
+}
+
+
+// The split kernel's bound with the storage's spectral summaries (page sigma, node lambda) and
+// without (+inf: the sum of P_B M_B): on the same skip set (tau mode) never looser, far tighter
+// for values of random directions, and never below the true error; budget mode skips at least
+// as much with them and stays within its bound.
+TEST(CpuSplitKernels, SpectralSummariesTightenTheBoundAndNeverLoosenIt) {
+  const uint64_t seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const int32_t D = 128, PT = 16, group = 4;
+  const int64_t tokens = 4096, n_pages = tokens / PT;
+  Layer layer(SR_DTYPE_BF16, D, PT, tokens, rng);
+  // The stored V rows in f32 by physical row, and their summaries as the CPU storage keeps them.
+  std::vector<float> v(static_cast<size_t>(tokens * D));
+  for (int64_t i = 0; i < tokens * D; ++i) {
+    uint16_t h;
+    std::memcpy(&h, layer.v.data() + 2 * i, 2);
+    v[i] = bf16_to_float(h);
+  }
+  std::vector<float> spectral(static_cast<size_t>(n_pages * kSpectralSlots), INFINITY);
+  std::vector<float> node_rows;
+  for (int64_t lp = 0; lp < n_pages; ++lp) {
+    const int32_t physical = layer.pages[lp];
+    double max2 = 0;
+    for (int32_t t = 0; t < PT; ++t) {
+      double n2 = 0;
+      for (int32_t d = 0; d < D; ++d) n2 += static_cast<double>(v[(physical * PT + t) * D + d]) * v[(physical * PT + t) * D + d];
+      max2 = std::max(max2, n2);
+    }
+    layer.vnorm[physical] = summary_row_norm(max2);
+    for (int level = 0; level <= kTreeLevels; ++level) {
+      if (level > 0 && !page_closes_node(lp, level)) break;
+      node_rows.clear();
+      for (int64_t p = lp + 1 - (int64_t{1} << (2 * level)); p <= lp; ++p) {
+        node_rows.insert(node_rows.end(), v.begin() + layer.pages[p] * PT * D, v.begin() + (layer.pages[p] + 1) * PT * D);
+      }
+      const double lambda = certified_gram_lambda_max(node_rows.data(), static_cast<int64_t>(node_rows.size() / D), D, D);
+      spectral[physical * kSpectralSlots + level] = level == 0 ? f32_at_least(std::sqrt(lambda)) : f32_at_least(lambda);
+    }
+  }
+  // Near-uniform weights for tau mode (most pages skipped at once), spread ones for budget mode
+  // (whose pages of small weights can go within the budget).
+  std::vector<float> q_flat(static_cast<size_t>(group) * D), q_spread(q_flat.size());
+  std::normal_distribution<float> normal(0.f, 1.f);
+  for (size_t i = 0; i < q_flat.size(); ++i) {
+    const float x = normal(rng);
+    q_flat[i] = 0.02f * x;
+    q_spread[i] = 0.3f * x;
+  }
+  // The first four tokens are sinks: their K rows point along the group's summed q, so they
+  // hold most of the attention and budget mode (whose allowance scales with the anchors'
+  // output) has room to skip.
+  std::vector<float> sink_k(D, 0.f);
+  double sink_norm2 = 0;
+  for (int32_t d = 0; d < D; ++d) {
+    for (int32_t h = 0; h < group; ++h) sink_k[d] += q_spread[h * D + d];
+    sink_norm2 += static_cast<double>(sink_k[d]) * sink_k[d];
+  }
+  for (int32_t t = 0; t < 4; ++t) {
+    for (int32_t d = 0; d < D; ++d) {
+      const uint16_t bits = float_to_bf16(static_cast<float>(14.0 * sink_k[d] / std::sqrt(sink_norm2)));
+      std::memcpy(layer.k.data() + 2 * ((layer.pages[0] * PT + t) * D + d), &bits, 2);
+    }
+  }
+  const float vmax = *std::max_element(layer.vnorm.begin(), layer.vnorm.end());
+  // ||sum over skipped rows of p v|| (frame m) as dense minus routed, and the f32 rounding of the
+  // two sums it subtracts.
+  auto check_bound = [&](const Result& dense, const Result& routed, int32_t h) {
+    double e2 = 0;
+    for (int32_t d = 0; d < D; ++d) {
+      const double diff = static_cast<double>(dense.o[h * D + d]) - routed.o[h * D + d];
+      e2 += diff * diff;
+    }
+    const double rounding = 1e-5 * dense.partial[h].l * vmax;
+    EXPECT_GE(routed.partial[h].skipped_err * (1 + 1e-4) + rounding, std::sqrt(e2)) << "head " << h;
+  };
+  RoutingConfig tau{};
+  tau.mode = SR_ROUTING_TAU;
+  tau.tau = 0.05f;
+  tau.sink_tokens = 4;
+  tau.window_tokens = 64;
+  RoutingConfig budget = tau;
+  budget.mode = SR_ROUTING_BUDGET;
+  budget.error_budget = 1e-3f;
+  const std::vector<float> no_spectral = layer.vspectral;
+  auto use = [&](const std::vector<float>& slots) {
+    layer.vspectral = slots;
+    layer.view.vspectral = layer.vspectral.data();
+  };
+  std::vector<KernelBuild> builds = runnable_builds();
+  builds.push_back(KernelBuild{"generic", generic::run_split});
+  for (const KernelBuild& build : builds) {
+    SCOPED_TRACE(build.isa);
+    const Result dense_flat = run(build.kernel, layer, q_flat, group, tokens);
+    const Result dense_spread = run(build.kernel, layer, q_spread, group, tokens);
+    int64_t tau_skipped = 0, skipped_l1 = 0, skipped_tree = 0;
+    use(no_spectral);
+    const Result tau_l1 = run(build.kernel, layer, q_flat, group, tokens, tau);
+    const Result budget_l1 = run(build.kernel, layer, q_spread, group, tokens, budget, &skipped_l1);
+    use(spectral);
+    const Result tau_tree = run(build.kernel, layer, q_flat, group, tokens, tau, &tau_skipped);
+    const Result budget_tree = run(build.kernel, layer, q_spread, group, tokens, budget, &skipped_tree);
+    use(no_spectral);
+    ASSERT_GT(tau_skipped, n_pages / 2) << "tau 0.05 skips most pages of near-uniform weights";
+    EXPECT_EQ(tau_l1.o, tau_tree.o) << "the skip set of tau mode does not depend on the summaries";
+    EXPECT_GE(skipped_tree, skipped_l1) << "budget mode skips at least as much with the tighter bound";
+    EXPECT_GT(skipped_tree, 0);
+    for (int32_t h = 0; h < group; ++h) {
+      const float l1 = tau_l1.partial[h].skipped_err, tree = tau_tree.partial[h].skipped_err;
+      EXPECT_LE(tree, l1 * (1 + 1e-6f)) << "head " << h;
+      EXPECT_LT(tree, 0.5f * l1) << "head " << h << ": values of random directions";
+      check_bound(dense_flat, tau_tree, h);
+      check_bound(dense_spread, budget_tree, h);
+      check_bound(dense_spread, budget_l1, h);
+    }
+    std::printf("[spectral] %s: tau bound %.3g (sum of norms %.3g); budget 1e-3 skips %lld of %lld pages (%lld without)\n",
+                build.isa, tau_tree.partial[0].skipped_err, tau_l1.partial[0].skipped_err,
+                static_cast<long long>(skipped_tree), static_cast<long long>(n_pages), static_cast<long long>(skipped_l1));
   }
 }
 

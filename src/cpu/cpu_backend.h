@@ -21,6 +21,7 @@ struct sr_backend_device {
 };
 
 struct sr_backend_storage {
+  sr_backend_device* device = nullptr;  // its thread pool computes the spectral summaries
   sr_cache_geometry geometry{};
   size_t element_size = 0;
   int64_t page_elements = 0;   // kv_heads * page_tokens * head_dim

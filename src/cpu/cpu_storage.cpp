@@ -103,16 +103,18 @@ float stored_row_norm(const CacheRow& row) {
   return summary_row_norm(sum);
 }
 
-// The spectral summaries of a page that the write just filled (docs/ARCHITECTURE.md,
-// "Spectral summaries"): its sigma, and the lambda of every node it closes, over the stored
-// (dequantized) rows of the sequence's pages.
+// The spectral summaries of one kv-head of a page that the write just filled
+// (docs/ARCHITECTURE.md, "Spectral summaries"): its sigma, and the lambda of every node it
+// closes, over the stored (dequantized) rows of the sequence's pages. Without memory for the
+// work the slots stay +inf (no summary), which every bound reads as valid.
 void summarize_full_page(const sr_backend_storage* s, int32_t layer, const int32_t* pages, int64_t logical_page,
-                         std::vector<float>& rows) {
+                         int32_t kv_head) {
   const sr_cache_geometry& g = s->geometry;
   const int32_t D = g.head_dim, PT = g.page_tokens;
-  float* slots_layer = s->vspectral_layer(layer);
-  for (int32_t h = 0; h < g.num_kv_heads; ++h) {
-    float* slots = slots_layer + (static_cast<int64_t>(pages[logical_page]) * g.num_kv_heads + h) * kSpectralSlots;
+  float* slots =
+      s->vspectral_layer(layer) + (static_cast<int64_t>(pages[logical_page]) * g.num_kv_heads + kv_head) * kSpectralSlots;
+  try {
+    std::vector<float> rows;
     for (int level = 0; level <= kTreeLevels; ++level) {
       if (level > 0 && !page_closes_node(logical_page, level)) break;
       const int64_t first_page = logical_page + 1 - (int64_t{1} << (2 * level));
@@ -120,13 +122,14 @@ void summarize_full_page(const sr_backend_storage* s, int32_t layer, const int32
       rows.resize(static_cast<size_t>(n_rows * D));
       for (int64_t lp = first_page; lp <= logical_page; ++lp) {
         for (int32_t t = 0; t < PT; ++t) {
-          const int64_t row = (static_cast<int64_t>(pages[lp]) * g.num_kv_heads + h) * PT + t;
+          const int64_t row = (static_cast<int64_t>(pages[lp]) * g.num_kv_heads + kv_head) * PT + t;
           load_row(cache_row(s, true, layer, row), rows.data() + ((lp - first_page) * PT + t) * D);
         }
       }
       const double lambda = certified_gram_lambda_max(rows.data(), n_rows, D, D);
       slots[level] = level == 0 ? f32_at_least(sqrt(lambda)) : f32_at_least(lambda);
     }
+  } catch (const std::bad_alloc&) {
   }
 }
 
@@ -140,10 +143,11 @@ bool check_host(const sr_kv_io* io, sr_backend_error* err) {
 
 }  // namespace
 
-sr_status storage_create(sr_backend_device*, const sr_cache_geometry* g, sr_backend_storage** out,
+sr_status storage_create(sr_backend_device* device, const sr_cache_geometry* g, sr_backend_storage** out,
                          sr_backend_error* err) {
   auto storage = new (std::nothrow) sr_backend_storage;
   if (!storage) return SR_ERR_OUT_OF_MEMORY;
+  storage->device = device;
   storage->geometry = *g;
   storage->element_size = sr_dtype_size(g->dtype);
   storage->page_elements = static_cast<int64_t>(g->num_kv_heads) * g->page_tokens * g->head_dim;
@@ -209,10 +213,13 @@ sr_status write_tokens(sr_backend_storage* s, int32_t layer, const int32_t* page
       std::fill_n(spectral + (page * g.num_kv_heads + h) * kSpectralSlots, kSpectralSlots, INFINITY);
     }
   }
-  std::vector<float> rows;
-  const int64_t end = first_token + n_tokens;
-  for (int64_t lp = first_token / g.page_tokens; lp < end / g.page_tokens; ++lp) {
-    summarize_full_page(s, layer, pages, lp, rows);
+  // The pages this write filled, every kv-head in parallel on the context's threads.
+  const int64_t first_full = first_token / g.page_tokens, end_full = (first_token + n_tokens) / g.page_tokens;
+  const int64_t tasks = (end_full - first_full) * g.num_kv_heads;
+  if (tasks > 0) {
+    s->device->pool->parallel_for(tasks, [&](int64_t i) {
+      summarize_full_page(s, layer, pages, first_full + i / g.num_kv_heads, static_cast<int32_t>(i % g.num_kv_heads));
+    });
   }
   return SR_OK;
 }
