@@ -5,6 +5,7 @@
 // stay unread when every head of the group agrees: recomputed in float64 from the same files,
 // that is 38% at tau 8, 21% at tau 10 and 9.5% at tau 12 of V blocks, the bytes that matter.
 // Sinks alone skip ~0%: this model has no BOS sink.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 
@@ -49,6 +50,14 @@ class RealAttention : public ::testing::TestWithParam<sr_backend> {
     // FP8 caches: the output against float64 over the unquantized (bf16) data, and its excess
     // over the format's bound (tests/support/fp8_error_bound.h).
     double max_unquantized_error = 0, worst_format_excess = -1;
+    // Reported bound over true error, of heads whose error stands clear of f32 rounding.
+    std::vector<double> bound_over_error;
+    double median_bound_over_error() {
+      if (bound_over_error.empty()) return 0;
+      std::nth_element(bound_over_error.begin(), bound_over_error.begin() + bound_over_error.size() / 2,
+                       bound_over_error.end());
+      return bound_over_error[bound_over_error.size() / 2];
+    }
   };
 
   // Every layer, every query (query i attends to tokens 0..4064+i: the cache is truncated to
@@ -102,6 +111,7 @@ class RealAttention : public ::testing::TestWithParam<sr_backend> {
           t.max_error = std::max(t.max_error, errors[h]);
           t.max_bound = std::max(t.max_bound, static_cast<double>(bound[h]));
           t.worst_excess = std::max(t.worst_excess, errors[h] - bound[h]);
+          if (errors[h] > 1e-5 && std::isfinite(bound[h])) t.bound_over_error.push_back(bound[h] / errors[h]);
           if (fp8 && mode == SR_ROUTING_OFF) {
             const int64_t head_at = static_cast<int64_t>(h / (H / RealAttnLayer::kKvHeads)) * RealAttnLayer::kTokens * D;
             const double c = 1.0 / std::sqrt(128.0);
@@ -144,8 +154,8 @@ TEST_P(RealAttention, TauRoutingSkipsWhatTheDataAllowsWithinTheBound) {
     EXPECT_GE(f, e.low) << "tau " << e.tau;
     EXPECT_LE(f, e.high) << "tau " << e.tau;
     EXPECT_LE(t.worst_excess, 2e-5) << "tau " << e.tau << ": the true error passed the bound";
-    std::printf("[realattn] tau %.0f: %.1f%% of V blocks skipped, max error %.2e, max bound %.2e\n", e.tau, 100 * f,
-                t.max_error, t.max_bound);
+    std::printf("[realattn] tau %.0f: %.1f%% of V blocks skipped, max error %.2e, max bound %.2e, median bound/error %.2f\n",
+                e.tau, 100 * f, t.max_error, t.max_bound, t.median_bound_over_error());
   }
 }
 
@@ -161,8 +171,12 @@ TEST_P(RealAttention, BudgetHolds) {
     EXPECT_LE(t.max_bound, budget);
     EXPECT_LE(t.max_error, budget + 2e-5);
     EXPECT_GT(fraction(t), budget < 5e-3f ? 0.05 : 0.15) << "budget " << budget;
-    std::printf("[realattn] budget %.0e: %.1f%% of V blocks skipped, max error %.2e, max bound %.2e\n", budget,
-                100 * fraction(t), t.max_error, t.max_bound);
+    // The tree-min bound over the CPU storage's spectral summaries sits 3.2x above the true error
+    // at the median (the sum of norms: 5.4-5.8x); the GPU backend keeps the sum of norms until it
+    // keeps spectral summaries too (docs/ARCHITECTURE.md, "Spectral summaries").
+    if (GetParam() == SR_BACKEND_CPU) EXPECT_LT(t.median_bound_over_error(), 4.0) << "budget " << budget;
+    std::printf("[realattn] budget %.0e: %.1f%% of V blocks skipped, max error %.2e, max bound %.2e, median bound/error %.2f\n",
+                budget, 100 * fraction(t), t.max_error, t.max_bound, t.median_bound_over_error());
   }
 }
 
