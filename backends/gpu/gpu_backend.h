@@ -13,6 +13,7 @@
 #include "core/backend_iface.h"
 #include "gpu_types.h"
 #include "launch_plan.h"
+#include "shared_arithmetic/tree_min_bound.h"
 #include "tuning.h"
 
 struct sr_backend_device {
@@ -36,6 +37,9 @@ struct sr_backend_storage {
   void* k = nullptr;           // [layers][pages][kv_heads][page_tokens][head_dim]
   void* v = nullptr;
   float* vnorm = nullptr;      // [layers][pages][kv_heads]
+  // Spectral summaries [layers][pages][kv_heads][kSpectralSlots] (tree_min_bound.h), +inf
+  // where none is known.
+  float* vspectral = nullptr;
   // FP8 caches: one f32 scale per row (a token's K or V of one kv-head), laid out as the CPU's,
   // [layers][pages][kv_heads][page_tokens]; null for other dtypes.
   float* k_scale = nullptr;
@@ -78,6 +82,10 @@ struct sr_backend_storage {
   float* vnorm_layer(int32_t layer) const {
     return vnorm + static_cast<int64_t>(layer) * geometry.num_pages * geometry.num_kv_heads;
   }
+  int64_t spectral_floats_per_layer() const {
+    return static_cast<int64_t>(geometry.num_pages) * geometry.num_kv_heads * sr::kSpectralSlots;
+  }
+  float* vspectral_layer(int32_t layer) const { return vspectral + layer * spectral_floats_per_layer(); }
 };
 
 namespace sr::gpu {

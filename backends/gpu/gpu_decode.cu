@@ -84,6 +84,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   p.k = storage->k_layer(a.layer);
   p.v = storage->v_layer(a.layer);
   p.vnorm = storage->vnorm_layer(a.layer);
+  p.vspectral = storage->vspectral_layer(a.layer);
   p.k_scale = storage->k_scale_layer(a.layer);
   p.v_scale = storage->v_scale_layer(a.layer);
   p.tables = storage->tables_device;

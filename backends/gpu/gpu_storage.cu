@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gpu_backend.h"
+#include "kernels/spectral_kernels.cuh"
 #include "kernels/storage_kernels.cuh"
 
 namespace sr::gpu {
@@ -25,6 +26,7 @@ void free_all(sr_backend_storage* s) {
   (void)gpuFree(s->k);
   (void)gpuFree(s->v);
   (void)gpuFree(s->vnorm);
+  (void)gpuFree(s->vspectral);
   (void)gpuFree(s->k_scale);
   (void)gpuFree(s->v_scale);
   (void)gpuFree(s->tables_device);
@@ -131,6 +133,41 @@ sr_status scatter_words(uint32_t* dst, const uint32_t* words, int64_t count, gpu
   return SR_OK;
 }
 
+// The spectral summaries of logical pages [filled_begin, filled_end), now full, and of every node
+// they close (spectral_kernels.cuh), on the append's stream. Where device memory for them is
+// short they stay "none known" (+inf): the append itself does not fail.
+sr_status summarize_filled(sr_backend_storage* s, int32_t layer, const int32_t* table, int64_t filled_begin,
+                           int64_t filled_end, gpuStream_t stream, sr_backend_error* err) {
+  const sr_cache_geometry& g = s->geometry;
+  constexpr int64_t kTopPages = int64_t{1} << (2 * kTreeLevels);
+  const int64_t table_first = filled_begin / kTopPages * kTopPages;  // where the first closed node may start
+  const int64_t table_pages = filled_end - table_first;
+  int32_t* device_table = nullptr;
+  if (gpuMallocAsync(reinterpret_cast<void**>(&device_table), sizeof(int32_t) * table_pages, stream) != gpuSuccess) {
+    (void)gpuGetLastError();
+    return SR_OK;
+  }
+  // (From pageable memory the copy is staged before the call returns: the table may change after.)
+  sr_status st = check(gpuMemcpyAsync(device_table, table + table_first, sizeof(int32_t) * table_pages,
+                                      gpuMemcpyHostToDevice, stream),
+                       "copying the page table for the spectral summaries", err);
+  if (st == SR_OK) {
+    SpectralJob job{};
+    job.v = s->v_layer(layer);
+    job.v_scale = s->v_scale_layer(layer);
+    job.vspectral = s->vspectral_layer(layer);
+    job.pages = device_table;
+    job.dtype = g.dtype;
+    job.kv_heads = g.num_kv_heads;
+    job.head_dim = g.head_dim;
+    job.page_tokens = g.page_tokens;
+    job.table_first = table_first;
+    st = check(launch_spectral_summaries(job, filled_begin, filled_end, stream), "launching the spectral summaries", err);
+  }
+  (void)gpuFreeAsync(device_table, stream);
+  return st;
+}
+
 }  // namespace
 
 sr_status storage_create(sr_backend_device* device, const sr_cache_geometry* g, sr_backend_storage** out,
@@ -159,6 +196,16 @@ sr_status storage_create(sr_backend_device* device, const sr_cache_geometry* g, 
   if (st == SR_OK) {
     st = device_alloc(&s->vnorm, static_cast<size_t>(g->num_layers) * g->num_pages * g->num_kv_heads,
                       "allocating V-norm summaries", err);
+  }
+  if (st == SR_OK) {
+    const int64_t floats = static_cast<int64_t>(g->num_layers) * s->spectral_floats_per_layer();
+    st = device_alloc(&s->vspectral, static_cast<size_t>(floats), "allocating spectral summaries", err);
+    if (st == SR_OK) {
+      fill_floats_kernel<<<256, 256, 0, device->stream>>>(s->vspectral, floats, INFINITY);
+      st = check(gpuGetLastError(), "initialising spectral summaries", err);
+    }
+    // Appends may run on other streams.
+    if (st == SR_OK) st = check(gpuStreamSynchronize(device->stream), "initialising spectral summaries", err);
   }
   if (st == SR_OK && g->dtype == SR_DTYPE_FP8_E4M3) {
     const size_t rows = static_cast<size_t>(g->num_layers) * s->layer_rows();
@@ -206,9 +253,11 @@ sr_status write_tokens(sr_backend_storage* s, int32_t layer, const int32_t* page
   const sr_cache_geometry& g = s->geometry;
   gpuStream_t stream = stream_of(s, io);
   const size_t src_elem = dtype_element_bytes(io->dtype);
-  pages += first_token / g.page_tokens;  // the written pages (the table starts at logical page 0)
+  const int32_t* table = pages;          // the sequence's table, from logical page 0
+  pages += first_token / g.page_tokens;  // the written pages
   TokenCopy c = token_copy(s, layer, first_token, n_tokens, io);
   c.vnorm = s->vnorm_layer(layer);
+  c.vspectral = s->vspectral_layer(layer);
 
   void* staging = nullptr;
   sr_status st = SR_OK;
@@ -257,6 +306,9 @@ sr_status write_tokens(sr_backend_storage* s, int32_t layer, const int32_t* page
     write_tokens_kernel<<<dim3(count, g.num_kv_heads), kStorageThreads, 0, stream>>>(c);
     st = check(gpuGetLastError(), "launching the append kernel", err);
   }
+  // The pages this write fills: their spectral summaries and those of the nodes they close.
+  const int64_t filled_end = (first_token + n_tokens) / g.page_tokens;
+  if (st == SR_OK && filled_end > first_page) st = summarize_filled(s, layer, table, first_page, filled_end, stream, err);
   if (staging) (void)gpuFreeAsync(staging, stream);
   s->update_stream = stream;  // the page-table update that follows must come after these writes
   return st;
@@ -340,6 +392,13 @@ sr_status copy_page(sr_backend_storage* s, int32_t src_page, int32_t dst_page, s
       }
     }
     if (st == SR_OK) {
+      const int64_t slots = static_cast<int64_t>(g.num_kv_heads) * kSpectralSlots;
+      float* spectral = s->vspectral_layer(layer);
+      st = check(gpuMemcpyAsync(spectral + dst_page * slots, spectral + src_page * slots, sizeof(float) * slots,
+                                gpuMemcpyDeviceToDevice, stream),
+                 "copying a shared page", err);
+    }
+    if (st == SR_OK) {
       float* norms = s->vnorm_layer(layer);
       st = check(gpuMemcpyAsync(norms + static_cast<int64_t>(dst_page) * g.num_kv_heads,
                                 norms + static_cast<int64_t>(src_page) * g.num_kv_heads, sizeof(float) * g.num_kv_heads,
@@ -352,6 +411,8 @@ sr_status copy_page(sr_backend_storage* s, int32_t src_page, int32_t dst_page, s
   return st;
 }
 
+// The page's V-norm summary over its remaining rows. Its spectral summaries are kept: a value of
+// the longer content bounds every subset of its rows, and the next write into the page resets them.
 sr_status trim_page(sr_backend_storage* s, int32_t layer, int32_t page, int32_t valid_tokens, sr_backend_error* err) {
   DeviceScope scope(s->device);
   const sr_cache_geometry& g = s->geometry;

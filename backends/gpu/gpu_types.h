@@ -46,6 +46,7 @@ struct DecodeParams {
   const void* k;          // [num_pages][kv_heads][page_tokens][head_dim]
   const void* v;
   const float* vnorm;     // [num_pages][kv_heads]
+  const float* vspectral; // [num_pages][kv_heads][kSpectralSlots] (tree_min_bound.h)
   const float* k_scale;   // FP8 caches: each row's scale, [num_pages][kv_heads][page_tokens]; else null
   const float* v_scale;
   const DeviceTables* tables;

@@ -3,7 +3,10 @@
 // (||V^T p|| <= sigma_max(V) ||p||_2). Power iteration only estimates it from below, so the
 // estimate is raised by a margin and proven an upper bound by a Cholesky factorisation of
 // mu I - G, with the float64 rounding of the Gram matrix and of the factorisation added to the
-// result (docs/ARCHITECTURE.md, "Spectral summaries"). Host code, float64 throughout.
+// result (docs/ARCHITECTURE.md, "Spectral summaries"). Float64 throughout. The certificate's
+// arithmetic (the rounding terms, the margins, when power iteration has settled) is shared with
+// the GPU's team-of-threads version (backends/gpu/kernels/spectral_kernels.cuh); the loops
+// below are the host's.
 #pragma once
 
 #include <math.h>
@@ -11,13 +14,15 @@
 
 #include <vector>
 
+#include "shared_arithmetic/host_device.h"
+
 namespace sr {
 
 namespace spectral_detail {
 
 // gamma_k = k u / (1 - k u), u = 2^-53: the relative error bound of a k-term float64 sum or
 // dot product (Higham, "Accuracy and Stability of Numerical Algorithms", 3.1).
-inline double gamma(int64_t k) {
+SR_HD double gamma(int64_t k) {
   const double ku = static_cast<double>(k) * 0x1p-53;
   return ku / (1.0 - ku);
 }
@@ -45,8 +50,55 @@ inline bool cholesky_succeeds(std::vector<double>& a, int32_t d) {
 
 }  // namespace spectral_detail
 
+// The certificate's arithmetic, one source for host and device.
+//
+// The float64 Gram matrix of n rows of d f32 values, summed over `terms` products per entry: each
+// f32 product is exact, so the error is the sums', |E_ij| <= gamma_terms (|V|^T |V|)_ij, whose
+// 2-norm is at most gamma_terms ||V||_F^2 (frobenius2 itself carries a relative error of at most
+// gamma_{n d}). Holds for any order of the sums.
+SR_HD double gram_rounding_error(int64_t terms, int64_t n, int32_t d, double frobenius2) {
+  using spectral_detail::gamma;
+  return gamma(terms + 1) * frobenius2 * (1.0 + gamma(n * d + 1));
+}
+
+// Whatever the iteration finds, trace(G) bounds lambda_max of a positive semi-definite G.
+SR_HD double gram_trace_bound(double trace, int32_t m, double gram_error) {
+  return trace * (1.0 + spectral_detail::gamma(m + 1)) + m * gram_error;
+}
+
+// Power iteration's steps at most (it stops earlier once settled).
+constexpr int kPowerIterations = 60;
+
+// Power iteration has converged to working accuracy: the margin absorbs what is left (a slower
+// tail only costs another Cholesky attempt, never the certificate).
+SR_HD bool power_iteration_settled(int it, double rayleigh, double estimate) {
+  return it >= 8 && rayleigh - estimate <= 1e-6 * rayleigh;
+}
+
+// The Cholesky attempts: mu = the estimate raised by a margin from kFirstMargin, times
+// kMarginGrowth per failed attempt, while the margin is below 1 and mu below the trace bound.
+constexpr double kFirstMargin = 1e-3;
+constexpr double kMarginGrowth = 4.0;
+SR_HD double certificate_shift(double estimate, double margin, double trace) {
+  return estimate * (1.0 + margin) + 1e-12 * trace;
+}
+
+// The bound once mu I - G factorises. The matrix factored is mu I - G + D (D: the rounding of
+// its diagonal, |D_ii| <= u |mu - G_ii|), and then mu I - G + D + dA = R^T R with
+// |dA| <= gamma_{m+1} |R^T| |R| (Demmel; m the order), whose 2-norm is at most
+// gamma_{m+1} trace(R^T R) <= gamma_{m+1} trace(mu I - G + D) / (1 - gamma_{m+1}). R^T R is
+// positive semi-definite, so lambda_max(G) <= mu + ||D|| + ||dA||, plus the Gram matrix's own
+// error; the sum is raised by 4 ulps for its own rounding.
+SR_HD double certified_from_shift(double mu, double trace, int32_t m, double gram_error, double trace_bound) {
+  using spectral_detail::gamma;
+  const double diagonal_error = 0x1p-53 * (mu + trace);
+  const double factor_error = gamma(m + 1) * (m * mu - trace + m * diagonal_error) * (1.0 + 2.0 * gamma(m + 1));
+  const double bound = (mu + diagonal_error + factor_error + gram_error) * (1.0 + 0x1p-51);
+  return bound < trace_bound ? bound : trace_bound;
+}
+
 // A float64 upper bound stored as an f32 summary: the nearest f32 at or above it.
-inline float f32_at_least(double x) {
+SR_HD float f32_at_least(double x) {
   float f = static_cast<float>(x);
   if (static_cast<double>(f) < x) f = nextafterf(f, INFINITY);
   return f;
@@ -59,8 +111,7 @@ inline float f32_at_least(double x) {
 // on the smaller Gram matrix: V^T V (d x d) or, for fewer rows than dimensions (a page),
 // V V^T (n x n), whose nonzero eigenvalues are the same.
 inline double certified_gram_lambda_max(const float* rows, int64_t n, int32_t d, int64_t stride,
-                                        int iterations = 60) {
-  using spectral_detail::gamma;
+                                        int iterations = kPowerIterations) {
   if (n <= 0 || d <= 0) return 0.0;
   for (int64_t t = 0; t < n; ++t) {
     for (int32_t i = 0; i < d; ++i) {
@@ -83,9 +134,7 @@ inline double certified_gram_lambda_max(const float* rows, int64_t n, int32_t d,
       }
     }
   }
-  // The Gram matrix in float64 (lower triangle, then mirrored): each f32 product is exact, so
-  // the error is the sums', |E_ij| <= gamma_terms (|V|^T |V|)_ij (or |V| |V|^T), whose 2-norm
-  // is at most gamma_terms ||V||_F^2.
+  // The Gram matrix in float64 (lower triangle, then mirrored); gram_rounding_error bounds it.
   std::vector<double> g(static_cast<size_t>(m) * m, 0.0);
   double frobenius2 = 0.0;
   for (double x : by_term) frobenius2 += x * x;
@@ -111,10 +160,8 @@ inline double certified_gram_lambda_max(const float* rows, int64_t n, int32_t d,
     for (int32_t j = 0; j < i; ++j) g[static_cast<size_t>(j) * m + i] = g[static_cast<size_t>(i) * m + j];
   }
   if (frobenius2 == 0.0) return 0.0;
-  // (frobenius2 itself carries a relative error of at most gamma_{n d}.)
-  const double gram_error = gamma(terms + 1) * frobenius2 * (1.0 + gamma(n * d + 1));
-  // Whatever the iteration finds, trace(G) bounds lambda_max of a positive semi-definite G.
-  const double trace_bound = trace * (1.0 + gamma(m + 1)) + m * gram_error;
+  const double gram_error = gram_rounding_error(terms, n, d, frobenius2);
+  const double trace_bound = gram_trace_bound(trace, m, gram_error);
 
   // Power iteration from the diagonal's square roots (no eigenvector of a Gram matrix of real
   // rows is orthogonal to it unless the rows are): the Rayleigh quotient estimates from below.
@@ -135,32 +182,21 @@ inline double certified_gram_lambda_max(const float* rows, int64_t n, int32_t d,
     }
     double rayleigh = 0.0;
     for (int32_t i = 0; i < m; ++i) rayleigh += x[i] * y[i];
-    // Converged to working accuracy: the margin below absorbs what is left (a slower tail only
-    // costs another Cholesky attempt, never the certificate).
-    const bool settled = it >= 8 && rayleigh - estimate <= 1e-6 * rayleigh;
+    const bool settled = power_iteration_settled(it, rayleigh, estimate);
     estimate = rayleigh > estimate ? rayleigh : estimate;
     x.swap(y);
     if (settled) break;
   }
 
-  // mu = the estimate raised by a margin, grown until mu I - G factorises. The matrix factored
-  // is mu I - G + D (D: the rounding of its diagonal, |D_ii| <= u |mu - G_ii|), and then
-  // mu I - G + D + dA = R^T R with |dA| <= gamma_{m+1} |R^T| |R| (Demmel; m the order), whose
-  // 2-norm is at most gamma_{m+1} trace(R^T R) <= gamma_{m+1} trace(mu I - G + D) /
-  // (1 - gamma_{m+1}). R^T R
-  // is positive semi-definite, so lambda_max(G) <= mu + ||D|| + ||dA||, plus the Gram matrix's
-  // own error; the sum is raised by 4 ulps for its own rounding.
+  // mu grown until mu I - G factorises (certified_from_shift says what the result covers).
   std::vector<double> a(g.size());
-  for (double margin = 1e-3; margin < 1.0; margin *= 4.0) {
-    const double mu = estimate * (1.0 + margin) + 1e-12 * trace;
+  for (double margin = kFirstMargin; margin < 1.0; margin *= kMarginGrowth) {
+    const double mu = certificate_shift(estimate, margin, trace);
     if (!(mu < trace_bound)) break;
     for (size_t k = 0; k < a.size(); ++k) a[k] = -g[k];
     for (int32_t i = 0; i < m; ++i) a[static_cast<size_t>(i) * m + i] += mu;
     if (!spectral_detail::cholesky_succeeds(a, m)) continue;
-    const double diagonal_error = 0x1p-53 * (mu + trace);
-    const double factor_error = gamma(m + 1) * (m * mu - trace + m * diagonal_error) * (1.0 + 2.0 * gamma(m + 1));
-    const double bound = (mu + diagonal_error + factor_error + gram_error) * (1.0 + 0x1p-51);
-    return bound < trace_bound ? bound : trace_bound;
+    return certified_from_shift(mu, trace, m, gram_error, trace_bound);
   }
   return trace_bound;
 }

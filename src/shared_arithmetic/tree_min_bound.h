@@ -72,45 +72,82 @@ SR_HD bool page_closes_node(int64_t page, int level) {
 // The logical page that closes node `node` of level `level`.
 SR_HD int64_t node_last_page(int level, int64_t node) { return ((node + 1) << (2 * level)) - 1; }
 
+// The tree-min bound of pages given in increasing sequence order (any gaps), one at a time:
+// a node is closed, lowest level first, once a page of another node comes or at the end. The
+// running sums can be rescaled (a softmax frame that changes between the GPU's chunks): every
+// term is positively homogeneous in p (children times alpha, p^2 times alpha^2).
+struct TreeStream {
+  float bound[kTreeLevels + 1];  // the open node's children's sum, per level (1-based)
+  float p2[kTreeLevels + 1];
+  float total;
+  int64_t last;  // the last page added; -1: none
+};
+
+SR_HD void tree_stream_start(TreeStream& s) {
+  for (int level = 0; level <= kTreeLevels; ++level) s.bound[level] = s.p2[level] = 0.f;
+  s.total = 0.f;
+  s.last = -1;
+}
+
+// Closes the open nodes of levels 1 .. top (those of page s.last), lowest first: each adds its
+// term and its p^2 to its parent. lambda(level, node) as for tree_min_bound.
+template <class Lambda>
+SR_HD void tree_stream_close(TreeStream& s, int top, Lambda&& lambda) {
+  for (int level = 1; level <= top; ++level) {
+    const int64_t node = s.last >> (2 * level);
+    const float term = tree_node_bound(s.bound[level], lambda(level, node), s.p2[level]);
+    if (level < kTreeLevels) {
+      s.bound[level + 1] += term;
+      s.p2[level + 1] += s.p2[level];
+    } else {
+      s.total += term;
+    }
+    s.bound[level] = 0.f;
+    s.p2[level] = 0.f;
+  }
+}
+
+// Page `page` (after every page added so far) joins with its leaf.
+template <class Lambda>
+SR_HD void tree_stream_add(TreeStream& s, int64_t page, const TreePage& leaf, Lambda&& lambda) {
+  if (s.last >= 0) {
+    int top = 0;
+    while (top < kTreeLevels && (s.last >> (2 * (top + 1))) != (page >> (2 * (top + 1)))) ++top;
+    tree_stream_close(s, top, lambda);
+  }
+  const float term = tree_leaf_bound(leaf);
+  s.bound[1] += term;
+  s.p2[1] += tree_leaf_p2(leaf, term);
+  s.last = page;
+}
+
+// Every sum times alpha (p^2 times alpha^2) for a new frame, alpha <= 1. An f32 square that
+// underflows may lose up to 2^-149 per product: kP2Floor covers it, as for the leaves.
+SR_HD void tree_stream_scale(TreeStream& s, float alpha) {
+  for (int level = 1; level <= kTreeLevels; ++level) {
+    s.bound[level] *= alpha;
+    s.p2[level] = s.p2[level] > 0.f ? s.p2[level] * alpha * alpha + kP2Floor : 0.f;
+  }
+  s.total *= alpha;
+}
+
+// The bound of every page added (the stream stays usable: nothing is open after).
+template <class Lambda>
+SR_HD float tree_stream_finish(TreeStream& s, Lambda&& lambda) {
+  if (s.last >= 0) tree_stream_close(s, kTreeLevels, lambda);
+  return s.total;
+}
+
 // The tree-min bound over the split's pages [first, end) (sequence page numbers).
 // page(i) returns the TreePage of page i; lambda(level, node) the bound on lambda_max of node
 // `node` of `level` (1 .. kTreeLevels; it covers pages [node * 4^level, (node + 1) * 4^level)),
 // or +inf where none is kept (a node not yet closed).
 template <class Page, class Lambda>
 SR_HD float tree_min_bound(int64_t first, int64_t end, Page&& page, Lambda&& lambda) {
-  float bound[kTreeLevels + 1] = {};  // the open node's children's sum, per level (1-based)
-  float p2[kTreeLevels + 1] = {};
-  float total = 0.f;
-  // Closes the open nodes of levels 1 .. top, the nodes of `last_page` (lowest first: each adds
-  // its term and its p^2 to its parent).
-  auto close = [&](int64_t last_page, int top) {
-    for (int level = 1; level <= top; ++level) {
-      const int64_t node = last_page >> (2 * level);
-      const float term = tree_node_bound(bound[level], lambda(level, node), p2[level]);
-      if (level < kTreeLevels) {
-        bound[level + 1] += term;
-        p2[level + 1] += p2[level];
-      } else {
-        total += term;
-      }
-      bound[level] = 0.f;
-      p2[level] = 0.f;
-    }
-  };
-  for (int64_t i = first; i < end; ++i) {
-    if (i > first) {
-      // The levels whose node changes between pages i - 1 and i close, lowest first.
-      int top = 0;
-      while (top < kTreeLevels && ((i - 1) >> (2 * (top + 1))) != (i >> (2 * (top + 1)))) ++top;
-      close(i - 1, top);
-    }
-    const TreePage pg = page(i);
-    const float leaf = tree_leaf_bound(pg);
-    bound[1] += leaf;
-    p2[1] += tree_leaf_p2(pg, leaf);
-  }
-  if (end > first) close(end - 1, kTreeLevels);
-  return total;
+  TreeStream s;
+  tree_stream_start(s);
+  for (int64_t i = first; i < end; ++i) tree_stream_add(s, i, page(i), lambda);
+  return tree_stream_finish(s, lambda);
 }
 
 }  // namespace sr

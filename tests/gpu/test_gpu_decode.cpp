@@ -17,7 +17,11 @@
 #include <random>
 
 #include "early_writer.h"
+#include "exact_eigen.h"
 #include "shared_arithmetic/dtype_convert.h"
+#include "shared_arithmetic/spectral_bound.h"
+#include "shared_arithmetic/tree_min_bound.h"
+#include "spectral_device.h"
 #include "test_helpers.h"
 #include "tuning.h"
 
@@ -653,6 +657,86 @@ INSTANTIATE_TEST_SUITE_P(Contexts, GpuLongContext,
                                   (info.param.tau_stream_everywhere ? "_tau_streamed" : "") +
                                   (info.param.dtype == SR_DTYPE_BF16 ? "" : "_" + dtype_name(info.param.dtype));
                          });
+
+// The device's spectral summaries (spectral_kernels.cuh: a block of threads per page or node)
+// against a long-double eigensolve of the same rows: every slot the append fills is at or above
+// the exact value and within 2e-3 of the host's certified one, over pages of every kind (shared
+// mean, random directions, near-degenerate, zero) behind a shuffled page table; a non-finite row
+// gives +inf to its page and the nodes over it; slots of pages not filled, and slots of nodes a
+// page does not close, are never written.
+TEST_F(GpuDecode, SpectralSummariesBoundTheExactEigenvalues) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal;
+  constexpr int32_t PT = 16, D = 128, kPages = 272, kFilled = 269, kZeroPage = 5, kInfPage = 261;
+  std::vector<int32_t> table(kPages);
+  for (int32_t i = 0; i < kPages; ++i) table[i] = i;
+  std::shuffle(table.begin(), table.end(), rng);
+  std::vector<float> logical(static_cast<size_t>(kPages) * PT * D);
+  std::vector<float> mean(D), direction(D);
+  for (float& x : mean) x = normal(rng);
+  for (float& x : direction) x = normal(rng);
+  for (int32_t page = 0; page < kPages; ++page) {
+    for (int32_t t = 0; t < PT; ++t) {
+      float* row = logical.data() + (static_cast<size_t>(page) * PT + t) * D;
+      for (int32_t d = 0; d < D; ++d) {
+        switch (page % 3) {
+          case 0: row[d] = mean[d] + 0.1f * normal(rng); break;              // a shared mean
+          case 1: row[d] = normal(rng) * (page % 7 == 1 ? 1e-3f : 1.f); break;  // random directions
+          default: row[d] = direction[d] * (1.f + 1e-6f * normal(rng)); break;  // near-degenerate
+        }
+        if (page == kZeroPage) row[d] = 0.f;
+      }
+    }
+  }
+  logical[(static_cast<size_t>(kInfPage) * PT + 3) * D + 7] = INFINITY;
+  std::vector<float> physical(logical.size());
+  for (int32_t page = 0; page < kPages; ++page) {
+    std::copy_n(logical.begin() + static_cast<size_t>(page) * PT * D, PT * D,
+                physical.begin() + static_cast<size_t>(table[page]) * PT * D);
+  }
+  std::vector<float> slots;
+  ASSERT_EQ(run_spectral_summaries(physical, table, PT, D, 0, kFilled, slots), cudaSuccess);
+
+  for (int32_t level = 0; level <= kTreeLevels; ++level) {
+    const int32_t span = 1 << (2 * level);
+    for (int32_t node = 0; node * span < kPages; ++node) {
+      const int32_t first = node * span, last = first + span - 1;
+      SCOPED_TRACE("level " + std::to_string(level) + " node " + std::to_string(node));
+      if (last >= kPages) break;
+      const float slot = slots[static_cast<size_t>(table[last]) * kSpectralSlots + level];
+      if (last >= kFilled) {
+        EXPECT_TRUE(std::isnan(slot)) << "a node the write did not close was summarised";
+        continue;
+      }
+      if (first <= kInfPage && kInfPage <= last) {
+        EXPECT_EQ(slot, INFINITY);
+        continue;
+      }
+      const std::vector<float> rows(logical.begin() + static_cast<size_t>(first) * PT * D,
+                                    logical.begin() + static_cast<size_t>(last + 1) * PT * D);
+      const int64_t n = static_cast<int64_t>(span) * PT;
+      const long double exact = exact_lambda_max(rows, n, D);
+      const double host = certified_gram_lambda_max(rows.data(), n, D, D);
+      const long double lambda = level == 0 ? static_cast<long double>(slot) * slot : slot;
+      if (first <= kZeroPage && kZeroPage <= last && level == 0) {
+        EXPECT_EQ(slot, 0.f);
+        continue;
+      }
+      EXPECT_GE(lambda, exact) << "below the exact eigenvalue";
+      EXPECT_LE(lambda, host * (1 + 2e-3) + 1e-30) << "looser than the host's certificate (" << host << ")";
+    }
+  }
+  // A page's slots of levels it does not close stay unwritten.
+  for (int32_t page = 0; page < kFilled; ++page) {
+    for (int32_t level = 1; level <= kTreeLevels; ++level) {
+      if (!page_closes_node(page, level)) {
+        EXPECT_TRUE(std::isnan(slots[static_cast<size_t>(table[page]) * kSpectralSlots + level])) << "page " << page;
+      }
+    }
+  }
+}
 
 // Tau mode with a tiny error cap: heads whose bound passes it are recomputed exactly by the
 // follow-up launch, the statistics count them, and the result is the dense one.

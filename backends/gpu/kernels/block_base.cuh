@@ -8,11 +8,15 @@
 #include "element_access.cuh"
 #include "gpu_types.h"
 #include "shared_arithmetic/softmax_state.h"
+#include "shared_arithmetic/tree_min_bound.h"
 #include "sinkrouter/sinkrouter.h"
 
 namespace sr::gpu {
 
 constexpr int kWarps = kThreads / kWarp;  // (kernel_limits.h: the block's shape)
+// Nodes of one tree level that a chunk's pages touch, at most (level 1: a node per 4 pages,
+// plus the cut ones at either end).
+constexpr int kChunkNodes = kMaxChunkBlocks / kTreeFan + 2;
 // A head's logit row is padded by 8 floats, so the rows of a tile's heads start in different
 // banks (a plain 512-float stride puts them all in one).
 constexpr int kLogitStride = kChunk + 8;
@@ -31,8 +35,16 @@ struct SharedState {
   float w[kMaxTileHeads][kLogitStride];  // logits, then weights exp(s - m)
   float block_max[kMaxTileHeads][kMaxChunkBlocks];
   float block_sum[kMaxTileHeads][kMaxChunkBlocks];
+  float block_sum2[kMaxTileHeads][kMaxChunkBlocks];  // sums of squared weights (tree_min_bound.h)
   int32_t page[kMaxChunkBlocks + 2];
   float vnorm[kMaxChunkBlocks + 2];
+  float sigma[kMaxChunkBlocks + 2];  // the pages' spectral summaries (slot 0)
+  // Routed chunks: the lambda of each tree node the chunk's pages touch, [level - 1][node -
+  // first node of the level], and each head's tree-min bound of the split's skipped pages so far.
+  float node_lambda[kTreeLevels][kChunkNodes];
+  TreeStream tree[kMaxTileHeads];
+  int64_t chunk_sequence_page;  // the chunk's first page in sequence numbering
+  int64_t sequence_pages;       // pages holding the sequence's tokens (a node is read only within)
   int32_t order[kMaxChunkBlocks];
   unsigned char skip[kMaxChunkBlocks];
   float m[kMaxTileHeads], l[kMaxTileHeads], skipped_l[kMaxTileHeads], skipped_err[kMaxTileHeads];
@@ -139,14 +151,49 @@ struct BlockBase {
   // A token of any chunk: the page number comes from the page table in global memory.
   __device__ int64_t table_row_offset(int64_t token) const { return page_row_offset(page_entry(token >> p.page_shift), token); }
 
-  // Page numbers (and V-norm summaries) of tokens [t0, t0 + n) into shared memory.
+  // The sequence page of run page `run_page` (a chunk never spans the window's gap).
+  __device__ int64_t sequence_page(int64_t run_page) const { return run_page >= sh.gap_page ? run_page + sh.gap_pages : run_page; }
+
+  // The spectral summary in slot `slot` of sequence page `page` (tree_min_bound.h).
+  __device__ float spectral_slot(int64_t page, int slot) const {
+    return p.vspectral[(static_cast<int64_t>(pages[page]) * p.kv_heads + kv_head) * kSpectralSlots + slot];
+  }
+
+  // The lambda of node `node` of `level` where its closing page holds the sequence's tokens;
+  // +inf (none known) otherwise.
+  __device__ float node_lambda_of(int level, int64_t node) const {
+    const int64_t last = node_last_page(level, node);
+    return last < sh.sequence_pages ? spectral_slot(last, level) : INFINITY;
+  }
+
+  // The same from the chunk's copy in shared memory (load_pages), for nodes its pages touch.
+  __device__ float chunk_node_lambda(int level, int64_t node) const {
+    const int64_t at = node - (sh.chunk_sequence_page >> (2 * level));
+    return at >= 0 && at < kChunkNodes ? sh.node_lambda[level - 1][at] : node_lambda_of(level, node);
+  }
+
+  // Page numbers (and, routed, the V-norm and spectral summaries) of tokens [t0, t0 + n) into
+  // shared memory.
   __device__ int32_t load_pages(int64_t t0, int n, bool with_vnorm) {
     int32_t first = static_cast<int32_t>(t0 >> p.page_shift);
     int32_t count = static_cast<int32_t>(((t0 + n - 1) >> p.page_shift) - first + 1);
     for (int i = threadIdx.x; i < count; i += kThreads) {
       int32_t page = page_entry(first + i);
       sh.page[i] = page;
-      if (with_vnorm) sh.vnorm[i] = p.vnorm[static_cast<int64_t>(page) * p.kv_heads + kv_head];
+      if (with_vnorm) {
+        sh.vnorm[i] = p.vnorm[static_cast<int64_t>(page) * p.kv_heads + kv_head];
+        sh.sigma[i] = p.vspectral[(static_cast<int64_t>(page) * p.kv_heads + kv_head) * kSpectralSlots];
+      }
+    }
+    if (with_vnorm) {
+      const int64_t first_sequence_page = sequence_page(first);
+      for (int i = threadIdx.x; i < kTreeLevels * kChunkNodes; i += kThreads) {
+        const int level = 1 + i / kChunkNodes;
+        const int64_t node = (first_sequence_page >> (2 * level)) + i % kChunkNodes;
+        const bool touched = node <= ((first_sequence_page + count - 1) >> (2 * level));
+        sh.node_lambda[level - 1][i % kChunkNodes] = touched ? node_lambda_of(level, node) : INFINITY;
+      }
+      if (threadIdx.x == 0) sh.chunk_sequence_page = first_sequence_page;
     }
     return first;
   }

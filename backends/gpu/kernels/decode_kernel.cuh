@@ -92,8 +92,10 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
     sh.l[threadIdx.x] = 0.f;
     sh.skipped_l[threadIdx.x] = 0.f;
     sh.skipped_err[threadIdx.x] = 0.f;
+    tree_stream_start(sh.tree[threadIdx.x]);
   }
   if (threadIdx.x == 0) {
+    sh.sequence_pages = (seq_length + p.page_tokens - 1) >> p.page_shift;
     sh.blocks = 0;
     sh.skipped = 0;
     sh.gap_page = static_cast<int32_t>(run.gap_from >> p.page_shift);
@@ -148,6 +150,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
       __syncthreads();
       c0 = stop == sh.masked_begin && stop < sh.masked_end ? (sh.masked_end >> p.page_shift) << p.page_shift : stop;
     }
+    if (routing != SR_ROUTING_OFF) blk.finish_routing();
   }
 
   SR_TRACE(p, kTraceSplitDone);

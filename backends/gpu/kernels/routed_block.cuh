@@ -20,6 +20,9 @@
 
 namespace sr::gpu {
 
+// Floats of one head's budget walk over a chunk's pages (tree_walk_floats, at most).
+constexpr int kChunkWalkFloats = 3 * kTreeLevels * kChunkNodes;
+
 #if SR_GPU_TENSOR_CORES
 template <int DT, int D, int GT, bool P>
 using Passes = std::conditional_t<tensor_core_passes(DT, true), TensorCorePasses<DT, D, GT, P>, CudaCorePasses<DT, D, GT, P>>;
@@ -158,7 +161,8 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
     __syncthreads();
   }
 
-  // Per head: the new running maximum, weights, and each block's largest logit and weight sum.
+  // Per head: the new running maximum, weights, and each block's largest logit, weight sum and
+  // sum of squared weights.
   // Pages of up to 32 tokens: lane b walks block b (starting at a lane-dependent token, so the
   // lanes hit different banks); larger pages: the warp walks each block together.
   // The chunk's logits are shaped first where the step asks: soft-capped (tanh is monotone, so
@@ -187,7 +191,7 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
         if (lane < n_blocks) {
           const int i0 = lane * PT;
           const int i1 = i0 + PT < n ? i0 + PT : n;
-          float bmax = -INFINITY, bsum = 0.f;
+          float bmax = -INFINITY, bsum = 0.f, bsum2 = 0.f;
           for (int k = 0; k < PT; ++k) {
             int i = i0 + ((k + lane) & (PT - 1));
             if (i < i1) {
@@ -196,27 +200,32 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
               float w = __expf(s - m_new);
               sh.w[h][i] = w;
               bsum += w;
+              bsum2 += w * w;
             }
           }
           sh.block_max[h][lane] = bmax;
           sh.block_sum[h][lane] = bsum;
+          sh.block_sum2[h][lane] = bsum2;
         }
       } else {
         for (int b = 0; b < n_blocks; ++b) {
           int i1 = (b + 1) * PT < n ? (b + 1) * PT : n;
-          float bmax = -INFINITY, bsum = 0.f;
+          float bmax = -INFINITY, bsum = 0.f, bsum2 = 0.f;
           for (int i = b * PT + lane; i < i1; i += kWarp) {
             float s = sh.w[h][i];
             bmax = fmaxf(bmax, s);
             float w = __expf(s - m_new);
             sh.w[h][i] = w;
             bsum += w;
+            bsum2 += w * w;
           }
           bmax = warp_max(bmax);
           bsum = warp_sum(bsum);
+          bsum2 = warp_sum(bsum2);
           if (lane == 0) {
             sh.block_max[h][b] = bmax;
             sh.block_sum[h][b] = bsum;
+            sh.block_sum2[h][b] = bsum2;
           }
         }
       }
@@ -268,22 +277,28 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
       if (key != INFINITY) sh.order[rank] = b;
       warp_sync();
       // Each head walks the order while its share of the budget holds; the tile stops at the
-      // first block some head cannot afford.
+      // first block some head cannot afford. A block's cost is what skipping it adds to the
+      // tree-min bound of the chunk's skipped pages (tree_walk_add; the split's bound, over
+      // every chunk, is at most the chunks' sum).
       int stop = candidates;
       if (lane < valid_heads) {
         const int h = lane;
         float share = static_cast<float>(n) / static_cast<float>(length);
         float allowance = budget_allowance(p.budget, sh.anchor_norm[h], sh.z[h], share);
         float to_ref = expf(fminf(sh.m[h] - sh.m_ref[h], 80.f));  // frame m -> frame m_ref
-        float spent = 0.f;
+        float nodes[kChunkWalkFloats];
+        const int64_t chunk_page = sh.chunk_sequence_page;
+        TreeWalk walk = tree_walk_start(chunk_page, chunk_page + n_blocks, nodes);
+        auto lambda = [&](int level, int64_t node) { return this->chunk_node_lambda(level, node); };
         for (int r = 0; r < candidates; ++r) {
           int bb = sh.order[r];
-          float cost = sh.block_sum[h][bb] * to_ref * sh.vnorm[((c0 + bb * PT) >> p.page_shift) - first_page];
-          if (!(spent + cost <= allowance)) {
+          const int at = static_cast<int>(((c0 + bb * PT) >> p.page_shift) - first_page);
+          const TreePage leaf{sh.block_sum[h][bb], sh.block_sum2[h][bb], sh.vnorm[at], sh.sigma[at]};
+          if (!(tree_walk_add(walk, chunk_page + at, leaf, lambda, false) * to_ref <= allowance)) {
             stop = r;
             break;
           }
-          spent += cost;
+          tree_walk_add(walk, chunk_page + at, leaf, lambda, true);
         }
       }
       for (int o = kWarp / 2; o > 0; o >>= 1) stop = min(stop, shfl_xor(stop, o));
@@ -293,25 +308,39 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
     unsigned skipped_mask = warp_ballot(skip);
     warp_sync();
     if (lane < GT) {
+      // The skipped pages join the head's tree-min bound in page order, in the chunk's frame.
       const int h = lane;
       float alpha = sh.alpha[h];
-      float l = sh.l[h] * alpha, skl = sh.skipped_l[h] * alpha, ske = sh.skipped_err[h] * alpha;
+      float l = sh.l[h] * alpha, skl = sh.skipped_l[h] * alpha;
+      TreeStream& tree = sh.tree[h];
+      tree_stream_scale(tree, alpha);
+      auto lambda = [&](int level, int64_t node) { return this->chunk_node_lambda(level, node); };
       for (int bb = 0; bb < n_blocks; ++bb) {
         float s = sh.block_sum[h][bb];
         l += s;
         if (sh.skip[bb]) {
           skl += s;
-          ske += s * sh.vnorm[((c0 + bb * PT) >> p.page_shift) - first_page];
+          const int at = static_cast<int>(((c0 + bb * PT) >> p.page_shift) - first_page);
+          tree_stream_add(tree, sh.chunk_sequence_page + at, TreePage{s, sh.block_sum2[h][bb], sh.vnorm[at], sh.sigma[at]}, lambda);
         }
       }
       sh.l[h] = l;
       sh.skipped_l[h] = skl;
-      sh.skipped_err[h] = ske;
     }
     if (lane == 0) {
       sh.blocks += n_blocks;
       sh.skipped += __popc(skipped_mask);
     }
+  }
+
+  // Once the split's chunks are done: each head's certified bound of what it skipped, the
+  // tree-min bound of its skipped pages (in the split's final frame).
+  __device__ void finish_routing() {
+    if (threadIdx.x < GT) {
+      auto lambda = [&](int level, int64_t node) { return this->chunk_node_lambda(level, node); };
+      sh.skipped_err[threadIdx.x] = tree_stream_finish(sh.tree[threadIdx.x], lambda);
+    }
+    __syncthreads();
   }
 };
 

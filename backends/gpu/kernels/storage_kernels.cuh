@@ -9,6 +9,7 @@
 #include "shared_arithmetic/dtype_convert.h"
 #include "shared_arithmetic/fp8_rows.h"
 #include "shared_arithmetic/softmax_state.h"
+#include "shared_arithmetic/tree_min_bound.h"
 #include "compat.h"
 #include "element_access.cuh"
 #include "gpu_types.h"
@@ -25,6 +26,7 @@ struct TokenCopy {
   float* k_scale;        // FP8: the layer's row scales [num_pages][kv_heads][page_tokens]; else null
   float* v_scale;
   float* vnorm;          // the layer's summaries [num_pages][kv_heads]
+  float* vspectral;      // the layer's spectral summaries [num_pages][kv_heads][kSpectralSlots]
   const void* src_k;     // caller's buffers: element (t, h, d) at t * token_stride + h * head_stride + d
   const void* src_v;
   int32_t src_dtype;
@@ -57,7 +59,9 @@ __device__ __forceinline__ double warp_sum_double(double v) {
 }
 
 // Block (page i of the launch, kv-head): writes that page's tokens of the call and updates its
-// summary: reset when the write starts the page (slot 0), else the larger of old and new.
+// summary: reset when the write starts the page (slot 0), else the larger of old and new. The
+// page's spectral summaries become "none known" (+inf); spectral_kernels.cuh fills them once
+// the page is full.
 __global__ void __launch_bounds__(kStorageThreads) write_tokens_kernel(const SR_GRID_CONSTANT TokenCopy c) {
   __shared__ float warp_norm[kStorageThreads / kWarp];
   const int32_t page = c.pages[blockIdx.x];
@@ -125,6 +129,9 @@ __global__ void __launch_bounds__(kStorageThreads) write_tokens_kernel(const SR_
     for (int w = 1; w < kStorageThreads / kWarp; ++w) norm = fmaxf(norm, warp_norm[w]);
     float& summary = c.vnorm[static_cast<int64_t>(page) * c.kv_heads + h];
     summary = t_begin == page_first ? norm : fmaxf(summary, norm);
+  }
+  if (c.vspectral && threadIdx.x < kSpectralSlots) {
+    c.vspectral[(static_cast<int64_t>(page) * c.kv_heads + h) * kSpectralSlots + threadIdx.x] = INFINITY;
   }
 }
 

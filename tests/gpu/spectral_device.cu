@@ -1,0 +1,48 @@
+// The GPU backend's spectral summary kernels run on rows the test chooses, so every slot can be
+// judged against an exact eigensolve on the host (test_gpu_decode.cpp).
+#include "spectral_device.h"
+
+#include "kernels/spectral_kernels.cuh"
+
+namespace sr::testing {
+
+cudaError_t run_spectral_summaries(const std::vector<float>& rows, const std::vector<int32_t>& table,
+                                   int32_t page_tokens, int32_t head_dim, int64_t filled_begin, int64_t filled_end,
+                                   std::vector<float>& slots) {
+  const int64_t physical_pages = static_cast<int64_t>(rows.size()) / (static_cast<int64_t>(page_tokens) * head_dim);
+  float* v = nullptr;
+  float* spectral = nullptr;
+  int32_t* pages = nullptr;
+  const int64_t slot_count = physical_pages * kSpectralSlots;
+  cudaError_t e = cudaMalloc(&v, sizeof(float) * rows.size());
+  if (e == cudaSuccess) e = cudaMalloc(&spectral, sizeof(float) * slot_count);
+  if (e == cudaSuccess) e = cudaMalloc(&pages, sizeof(int32_t) * table.size());
+  if (e == cudaSuccess) e = cudaMemcpy(v, rows.data(), sizeof(float) * rows.size(), cudaMemcpyHostToDevice);
+  if (e == cudaSuccess) e = cudaMemcpy(pages, table.data(), sizeof(int32_t) * table.size(), cudaMemcpyHostToDevice);
+  if (e == cudaSuccess) {
+    sr::gpu::fill_floats_kernel<<<64, 256>>>(spectral, slot_count, NAN);
+    e = cudaGetLastError();
+  }
+  if (e == cudaSuccess) {
+    sr::gpu::SpectralJob job{};
+    job.v = v;
+    job.v_scale = nullptr;
+    job.vspectral = spectral;
+    job.pages = pages;
+    job.dtype = SR_DTYPE_F32;
+    job.kv_heads = 1;
+    job.head_dim = head_dim;
+    job.page_tokens = page_tokens;
+    job.table_first = 0;
+    e = sr::gpu::launch_spectral_summaries(job, filled_begin, filled_end, nullptr);
+  }
+  if (e == cudaSuccess) e = cudaDeviceSynchronize();
+  slots.assign(static_cast<size_t>(slot_count), 0.f);
+  if (e == cudaSuccess) e = cudaMemcpy(slots.data(), spectral, sizeof(float) * slot_count, cudaMemcpyDeviceToHost);
+  cudaFree(v);
+  cudaFree(spectral);
+  cudaFree(pages);
+  return e;
+}
+
+}  // namespace sr::testing
