@@ -141,6 +141,7 @@ struct Row {
   double per_call_us, pipelined_us, kv_bytes, bytes_read, skip_fraction, max_bound, true_error;
   int64_t heads_recomputed, heads;
   double host_us;  // of a call, the time sr_decode_step takes on the host
+  double median_bound_over_error;  // over the heads that skipped something (NaN: no reference or none)
 };
 
 // A CUDA context on a new non-blocking stream (both the caller's to destroy).
@@ -280,7 +281,7 @@ std::vector<Row> run_case(const std::string& data_name, const HostContext& host,
       }
       return a;
     };
-    Row row{data_name, m.name, batch, N, 0, 0, kv_bytes, 0, 0, 0, NAN, 0, 0};
+    Row row{data_name, m.name, batch, N, 0, 0, kv_bytes, 0, 0, 0, NAN, 0, 0, 0, NAN};
     // Statistics and accuracy from one step on cache 0.
     check(sr_context_reset_stats(ctx), "reset");
     sr_decode_args a = args_for(0, true);
@@ -297,11 +298,17 @@ std::vector<Row> run_case(const std::string& data_name, const HostContext& host,
       const std::vector<double> ref = reference_of(m);
       std::vector<float> out(kQHeads * kDim);
       check(cudaMemcpy(out.data(), dout, out.size() * 4, cudaMemcpyDeviceToHost), "out");
+      std::vector<float> bound(kQHeads);
+      check(cudaMemcpy(bound.data(), dbound, bound.size() * 4, cudaMemcpyDeviceToHost), "bound");
       double worst = 0.0;
+      std::vector<double> ratios;  // how far each head's certified bound sits above its true error
       for (int h = 0; h < kQHeads; ++h) {
-        worst = std::max(worst, sr::workloads::relative_error(out.data() + h * kDim, ref.data() + h * kDim, kDim));
+        const double error = sr::workloads::relative_error(out.data() + h * kDim, ref.data() + h * kDim, kDim);
+        worst = std::max(worst, error);
+        if (bound[h] > 0.f && error > 0.0) ratios.push_back(bound[h] / error);
       }
       row.true_error = worst;
+      if (!ratios.empty()) row.median_bound_over_error = sr::bench::median(ratios);
     }
     // Per call: one synchronised call at a time, rotating caches.
     check(sr::bench::per_call_us(
@@ -340,9 +347,9 @@ std::vector<Row> run_case(const std::string& data_name, const HostContext& host,
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
     rows.push_back(row);
-    std::fprintf(stderr, "  %-6s B=%-3d N=%-7lld %-12s per-call %8.1f us (host %.1f)  pipelined %8.1f us  skip %.3f bound %.2e err %.2e\n",
+    std::fprintf(stderr, "  %-6s B=%-3d N=%-7lld %-12s per-call %8.1f us (host %.1f)  pipelined %8.1f us  skip %.3f bound %.2e err %.2e bound/err %.1f\n",
                  data_name.c_str(), batch, static_cast<long long>(N), m.name, row.per_call_us, row.host_us, row.pipelined_us,
-                 row.skip_fraction, row.max_bound, row.true_error);
+                 row.skip_fraction, row.max_bound, row.true_error, row.median_bound_over_error);
   }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
@@ -395,7 +402,7 @@ Row run_merge(int32_t batch, int32_t shards) {
     check(sr_merge_attention_states(ctx, &m), "merge");
   };
   Row row{"merge" + std::to_string(shards), "merge", batch, 0, 0, 0, static_cast<double>(host_out.size() + host_lse.size()) * 4,
-          0, 0, 0, NAN, 0, 0};
+          0, 0, 0, NAN, 0, 0, 0, NAN};
   row.bytes_read = row.kv_bytes;
   check(sr::bench::per_call_us(stream, [&](int) { merge(); }, &row.per_call_us, &row.host_us), "per-call timing");
   cudaGraph_t graph;
@@ -513,13 +520,13 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::printf("data,batch,length,method,per_call_us,pipelined_us,kv_bytes,bytes_read,skip_fraction,max_bound,true_error,"
-              "heads_recomputed,heads,host_us\n");
+              "heads_recomputed,heads,host_us,median_bound_over_error\n");
   auto emit = [](const std::vector<Row>& rows) {
     for (const Row& r : rows) {
-      std::printf("%s,%d,%lld,%s,%.2f,%.2f,%.0f,%.0f,%.4f,%.3e,%.3e,%lld,%lld,%.2f\n", r.data.c_str(), r.batch,
+      std::printf("%s,%d,%lld,%s,%.2f,%.2f,%.0f,%.0f,%.4f,%.3e,%.3e,%lld,%lld,%.2f,%.2f\n", r.data.c_str(), r.batch,
                   static_cast<long long>(r.length), r.method.c_str(), r.per_call_us, r.pipelined_us, r.kv_bytes,
                   r.bytes_read, r.skip_fraction, r.max_bound, r.true_error, static_cast<long long>(r.heads_recomputed),
-                  static_cast<long long>(r.heads), r.host_us);
+                  static_cast<long long>(r.heads), r.host_us, r.median_bound_over_error);
     }
     std::fflush(stdout);
   };

@@ -142,7 +142,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
       __syncthreads();
       blk.block_statistics(blk.chunk_first(c0), n);
       __syncthreads();
-      blk.route_chunk(c0, n, routing, anchor, first_page);
+      blk.route_chunk(c0, n, routing, anchor);
       blk.scale_weights(o, c0, n, first_page);  // FP8's V scales (warp 0 joins once it has routed)
       __syncthreads();
       blk.rescale(o);

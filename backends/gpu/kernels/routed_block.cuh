@@ -239,7 +239,7 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
 
   // Which blocks of the chunk [c0, c0 + n) skip V (warp 0), and the chunk's share of l and of
   // the skipped mass and error. Mirrors src/cpu/split_kernel.cpp.
-  __device__ void route_chunk(int64_t c0, int n, int routing, const AnchorSet& anchor, int32_t first_page) {
+  __device__ void route_chunk(int64_t c0, int n, int routing, const AnchorSet& anchor) {
     if (warp != 0) return;
     const int PT = p.page_tokens;
     const int n_blocks = (n + PT - 1) / PT;
@@ -281,26 +281,7 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
       // tree-min bound of the chunk's skipped pages (tree_walk_add; the split's bound, over
       // every chunk, is at most the chunks' sum).
       int stop = candidates;
-      if (lane < valid_heads) {
-        const int h = lane;
-        float share = static_cast<float>(n) / static_cast<float>(length);
-        float allowance = budget_allowance(p.budget, sh.anchor_norm[h], sh.z[h], share);
-        float to_ref = expf(fminf(sh.m[h] - sh.m_ref[h], 80.f));  // frame m -> frame m_ref
-        float nodes[kChunkWalkFloats];
-        const int64_t chunk_page = sh.chunk_sequence_page;
-        TreeWalk walk = tree_walk_start(chunk_page, chunk_page + n_blocks, nodes);
-        auto lambda = [&](int level, int64_t node) { return this->chunk_node_lambda(level, node); };
-        for (int r = 0; r < candidates; ++r) {
-          int bb = sh.order[r];
-          const int at = static_cast<int>(((c0 + bb * PT) >> p.page_shift) - first_page);
-          const TreePage leaf{sh.block_sum[h][bb], sh.block_sum2[h][bb], sh.vnorm[at], sh.sigma[at]};
-          if (!(tree_walk_add(walk, chunk_page + at, leaf, lambda, false) * to_ref <= allowance)) {
-            stop = r;
-            break;
-          }
-          tree_walk_add(walk, chunk_page + at, leaf, lambda, true);
-        }
-      }
+      if (lane < valid_heads) stop = budget_stop(lane, candidates, n, n_blocks);
       for (int o = kWarp / 2; o > 0; o >>= 1) stop = min(stop, shfl_xor(stop, o));
       skip = key != INFINITY && rank < stop;
     }
@@ -312,24 +293,54 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
       const int h = lane;
       float alpha = sh.alpha[h];
       float l = sh.l[h] * alpha, skl = sh.skipped_l[h] * alpha;
-      TreeStream& tree = sh.tree[h];
-      tree_stream_scale(tree, alpha);
-      auto lambda = [&](int level, int64_t node) { return this->chunk_node_lambda(level, node); };
       for (int bb = 0; bb < n_blocks; ++bb) {
         float s = sh.block_sum[h][bb];
         l += s;
-        if (sh.skip[bb]) {
-          skl += s;
-          const int at = static_cast<int>(((c0 + bb * PT) >> p.page_shift) - first_page);
-          tree_stream_add(tree, sh.chunk_sequence_page + at, TreePage{s, sh.block_sum2[h][bb], sh.vnorm[at], sh.sigma[at]}, lambda);
-        }
+        if (sh.skip[bb]) skl += s;
       }
+      add_skipped_pages(h, alpha, n_blocks);
       sh.l[h] = l;
       sh.skipped_l[h] = skl;
     }
     if (lane == 0) {
       sh.blocks += n_blocks;
       sh.skipped += __popc(skipped_mask);
+    }
+  }
+
+  // The walk and the tree are kept out of line: inlined, their registers joined those the chunk
+  // loop keeps live (the accumulators), and the passes spilled (bench/NOTES.md, stop 33). Block b
+  // of the chunk is its page b.
+
+  // Budget mode: how many blocks of the chunk's order head h can skip while its share of the
+  // budget holds. A block's cost is what skipping it adds to the tree-min bound of the chunk's
+  // skipped pages (tree_walk_add; the split's bound, over every chunk, is at most the chunks' sum).
+  __device__ __noinline__ int budget_stop(int h, int candidates, int n, int n_blocks) const {
+    const float share = static_cast<float>(n) / static_cast<float>(length);
+    const float allowance = budget_allowance(p.budget, sh.anchor_norm[h], sh.z[h], share);
+    const float to_ref = expf(fminf(sh.m[h] - sh.m_ref[h], 80.f));  // frame m -> frame m_ref
+    float nodes[kChunkWalkFloats];
+    const int64_t chunk_page = sh.chunk_sequence_page;
+    TreeWalk walk = tree_walk_start(chunk_page, chunk_page + n_blocks, nodes);
+    auto lambda = [&](int level, int64_t node) { return this->chunk_node_lambda(level, node); };
+    for (int r = 0; r < candidates; ++r) {
+      const int b = sh.order[r];
+      const TreePage leaf{sh.block_sum[h][b], sh.block_sum2[h][b], sh.vnorm[b], sh.sigma[b]};
+      if (!(tree_walk_add(walk, chunk_page + b, leaf, lambda, false) * to_ref <= allowance)) return r;
+      tree_walk_add(walk, chunk_page + b, leaf, lambda, true);
+    }
+    return candidates;
+  }
+
+  // The chunk's skipped pages join head h's tree-min bound in page order, in the chunk's frame.
+  __device__ __noinline__ void add_skipped_pages(int h, float alpha, int n_blocks) const {
+    TreeStream& tree = sh.tree[h];
+    tree_stream_scale(tree, alpha);
+    auto lambda = [&](int level, int64_t node) { return this->chunk_node_lambda(level, node); };
+    for (int b = 0; b < n_blocks; ++b) {
+      if (sh.skip[b]) {
+        tree_stream_add(tree, sh.chunk_sequence_page + b, TreePage{sh.block_sum[h][b], sh.block_sum2[h][b], sh.vnorm[b], sh.sigma[b]}, lambda);
+      }
     }
   }
 
