@@ -129,20 +129,23 @@ void summarize_full_page(const sr_backend_storage* s, int32_t layer, const int32
   const int32_t D = g.head_dim, PT = g.page_tokens;
   float* slots =
       s->vspectral_layer(layer) + (static_cast<int64_t>(pages[logical_page]) * g.num_kv_heads + kv_head) * kSpectralSlots;
+  // The rows of the largest node the page closes, gathered once: each smaller one (the page
+  // itself included) is their tail.
+  int top = 0;
+  while (top < kTreeLevels && page_closes_node(logical_page, top + 1)) ++top;
+  const int64_t first_page = logical_page + 1 - (int64_t{1} << (2 * top));
+  const int64_t top_rows = (logical_page + 1 - first_page) * PT;
   try {
-    std::vector<float> rows;
-    for (int level = 0; level <= kTreeLevels; ++level) {
-      if (level > 0 && !page_closes_node(logical_page, level)) break;
-      const int64_t first_page = logical_page + 1 - (int64_t{1} << (2 * level));
-      const int64_t n_rows = (logical_page + 1 - first_page) * PT;
-      rows.resize(static_cast<size_t>(n_rows * D));
-      for (int64_t lp = first_page; lp <= logical_page; ++lp) {
-        for (int32_t t = 0; t < PT; ++t) {
-          const int64_t row = (static_cast<int64_t>(pages[lp]) * g.num_kv_heads + kv_head) * PT + t;
-          load_row(cache_row(s, true, layer, row), rows.data() + ((lp - first_page) * PT + t) * D);
-        }
+    std::vector<float> rows(static_cast<size_t>(top_rows * D));
+    for (int64_t lp = first_page; lp <= logical_page; ++lp) {
+      for (int32_t t = 0; t < PT; ++t) {
+        const int64_t row = (static_cast<int64_t>(pages[lp]) * g.num_kv_heads + kv_head) * PT + t;
+        load_row(cache_row(s, true, layer, row), rows.data() + ((lp - first_page) * PT + t) * D);
       }
-      const double lambda = gram_lambda(rows.data(), n_rows, D);
+    }
+    for (int level = 0; level <= top; ++level) {
+      const int64_t n_rows = (int64_t{1} << (2 * level)) * PT;
+      const double lambda = gram_lambda(rows.data() + (top_rows - n_rows) * D, n_rows, D);
       slots[level] = level == 0 ? f32_at_least(sqrt(lambda)) : f32_at_least(lambda);
     }
   } catch (const std::bad_alloc&) {
