@@ -26,6 +26,8 @@ struct Tuning {
                                     // shape built twice (0: the planner chooses)
   bool programmatic_launch = true;  // SINKROUTER_CUDA_PDL=0: decode kernels launch without the
                                     // programmatic overlap (CUDA sm_90+)
+  bool budget_tree_walk = false;    // SINKROUTER_CUDA_BUDGET_TREE_WALK=1: budget mode's chunk walk
+                                    // prices a block by the tree's increase, not by its page's term
 };
 
 // The knobs from the environment: a variable that is unset, not a number or out of range leaves

@@ -13,3 +13,11 @@
 // lends its version to one compiled for the baseline instruction set.
 #define SR_HD static inline
 #endif
+
+// Loops over a fixed small count unrolled in device code, so arrays they index stay in registers
+// (the host compiler of a GPU source sees the same lines and knows no such pragma).
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+#define SR_UNROLL _Pragma("unroll")
+#else
+#define SR_UNROLL
+#endif

@@ -84,6 +84,7 @@ struct TreeStream {
 };
 
 SR_HD void tree_stream_start(TreeStream& s) {
+  SR_UNROLL
   for (int level = 0; level <= kTreeLevels; ++level) s.bound[level] = s.p2[level] = 0.f;
   s.total = 0.f;
   s.last = -1;
@@ -93,7 +94,9 @@ SR_HD void tree_stream_start(TreeStream& s) {
 // term and its p^2 to its parent. lambda(level, node) as for tree_min_bound.
 template <class Lambda>
 SR_HD void tree_stream_close(TreeStream& s, int top, Lambda&& lambda) {
-  for (int level = 1; level <= top; ++level) {
+  SR_UNROLL
+  for (int level = 1; level <= kTreeLevels; ++level) {
+    if (level > top) break;
     const int64_t node = s.last >> (2 * level);
     const float term = tree_node_bound(s.bound[level], lambda(level, node), s.p2[level]);
     if (level < kTreeLevels) {
@@ -111,8 +114,9 @@ SR_HD void tree_stream_close(TreeStream& s, int top, Lambda&& lambda) {
 template <class Lambda>
 SR_HD void tree_stream_add(TreeStream& s, int64_t page, const TreePage& leaf, Lambda&& lambda) {
   if (s.last >= 0) {
-    int top = 0;
-    while (top < kTreeLevels && (s.last >> (2 * (top + 1))) != (page >> (2 * (top + 1)))) ++top;
+    int top = 0;  // the levels whose node changes from page s.last to this one
+    SR_UNROLL
+    for (int level = 1; level <= kTreeLevels; ++level) top += (s.last >> (2 * level)) != (page >> (2 * level));
     tree_stream_close(s, top, lambda);
   }
   const float term = tree_leaf_bound(leaf);
@@ -124,6 +128,7 @@ SR_HD void tree_stream_add(TreeStream& s, int64_t page, const TreePage& leaf, La
 // Every sum times alpha (p^2 times alpha^2) for a new frame, alpha <= 1. An f32 square that
 // underflows may lose up to 2^-149 per product: kP2Floor covers it, as for the leaves.
 SR_HD void tree_stream_scale(TreeStream& s, float alpha) {
+  SR_UNROLL
   for (int level = 1; level <= kTreeLevels; ++level) {
     s.bound[level] *= alpha;
     s.p2[level] = s.p2[level] > 0.f ? s.p2[level] * alpha * alpha + kP2Floor : 0.f;

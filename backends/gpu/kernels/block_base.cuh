@@ -186,8 +186,12 @@ struct BlockBase {
       }
     }
     if (with_vnorm) {
+      // The lambdas' lookups (page table, then slot) by the block's last threads, beside the
+      // pages' by its first, so the two chains of loads overlap.
+      static_assert(kMaxChunkBlocks + 2 + kTreeLevels * kChunkNodes <= kThreads, "one lookup per thread");
       const int64_t first_sequence_page = sequence_page(first);
-      for (int i = threadIdx.x; i < kTreeLevels * kChunkNodes; i += kThreads) {
+      const int i = static_cast<int>(threadIdx.x) - (kThreads - kTreeLevels * kChunkNodes);
+      if (i >= 0) {
         const int level = 1 + i / kChunkNodes;
         const int64_t node = (first_sequence_page >> (2 * level)) + i % kChunkNodes;
         const bool touched = node <= ((first_sequence_page + count - 1) >> (2 * level));

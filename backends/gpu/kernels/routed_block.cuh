@@ -313,12 +313,27 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
   // of the chunk is its page b.
 
   // Budget mode: how many blocks of the chunk's order head h can skip while its share of the
-  // budget holds. A block's cost is what skipping it adds to the tree-min bound of the chunk's
-  // skipped pages (tree_walk_add; the split's bound, over every chunk, is at most the chunks' sum).
-  __device__ __noinline__ int budget_stop(int h, int candidates, int n, int n_blocks) const {
+  // budget holds. A block's cost is its page's term of the tree-min bound, min(P_B M_B, sigma_B
+  // ||p_B||_2): the terms' sum bounds the tree of the chunk's skipped pages, and the split's
+  // bound, over every chunk, is at most the chunks' sum. With budget_tree_walk, the cost is what
+  // skipping it adds to the chunk's tree (tree_walk_add), nodes included: more skipped, but the
+  // walk's node sums in local memory cost more than they save (bench/NOTES.md, stop 33).
+  __device__ int budget_stop(int h, int candidates, int n, int n_blocks) const {
     const float share = static_cast<float>(n) / static_cast<float>(length);
     const float allowance = budget_allowance(p.budget, sh.anchor_norm[h], sh.z[h], share);
     const float to_ref = expf(fminf(sh.m[h] - sh.m_ref[h], 80.f));  // frame m -> frame m_ref
+    if (p.budget_tree_walk) return budget_tree_stop(h, candidates, n_blocks, allowance, to_ref);
+    float spent = 0.f;
+    for (int r = 0; r < candidates; ++r) {
+      const int b = sh.order[r];
+      const float cost = tree_leaf_bound(TreePage{sh.block_sum[h][b], sh.block_sum2[h][b], sh.vnorm[b], sh.sigma[b]}) * to_ref;
+      if (!(spent + cost <= allowance)) return r;
+      spent += cost;
+    }
+    return candidates;
+  }
+
+  __device__ __noinline__ int budget_tree_stop(int h, int candidates, int n_blocks, float allowance, float to_ref) const {
     float nodes[kChunkWalkFloats];
     const int64_t chunk_page = sh.chunk_sequence_page;
     TreeWalk walk = tree_walk_start(chunk_page, chunk_page + n_blocks, nodes);
@@ -332,9 +347,10 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
     return candidates;
   }
 
-  // The chunk's skipped pages join head h's tree-min bound in page order, in the chunk's frame.
+  // The chunk's skipped pages join head h's tree-min bound in page order, in the chunk's frame
+  // (the stream in registers meanwhile).
   __device__ __noinline__ void add_skipped_pages(int h, float alpha, int n_blocks) const {
-    TreeStream& tree = sh.tree[h];
+    TreeStream tree = sh.tree[h];
     tree_stream_scale(tree, alpha);
     auto lambda = [&](int level, int64_t node) { return this->chunk_node_lambda(level, node); };
     for (int b = 0; b < n_blocks; ++b) {
@@ -342,6 +358,7 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
         tree_stream_add(tree, sh.chunk_sequence_page + b, TreePage{sh.block_sum[h][b], sh.block_sum2[h][b], sh.vnorm[b], sh.sigma[b]}, lambda);
       }
     }
+    sh.tree[h] = tree;
   }
 
   // Once the split's chunks are done: each head's certified bound of what it skipped, the
