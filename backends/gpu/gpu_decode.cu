@@ -96,7 +96,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   p.num_q_heads = a.num_q_heads;
   p.stream_dense = tuning.stream_dense ? 1 : 0;
   p.prefetch_rows = tuning.prefetch_rows;
-  p.budget_tree_walk = tuning.budget_tree_walk;
+  p.spectral_nodes = tuning.spectral_nodes;
   p.q = a.q;
   p.q_dtype = a.q_dtype;
   p.out = a.out;

@@ -26,8 +26,10 @@ struct Tuning {
                                     // shape built twice (0: the planner chooses)
   bool programmatic_launch = true;  // SINKROUTER_CUDA_PDL=0: decode kernels launch without the
                                     // programmatic overlap (CUDA sm_90+)
-  bool budget_tree_walk = false;    // SINKROUTER_CUDA_BUDGET_TREE_WALK=1: budget mode's chunk walk
-                                    // prices a block by the tree's increase, not by its page's term
+  int32_t spectral_nodes = 0;       // SINKROUTER_CUDA_SPECTRAL_NODES=1: the routed chunks' bound is
+                                    // the whole tree-min bound, nodes of 4-256 pages included, not
+                                    // the sum of the pages' terms; 2: budget mode's walk also
+                                    // prices a block by the chunk tree's increase
 };
 
 // The knobs from the environment: a variable that is unset, not a number or out of range leaves

@@ -291,16 +291,22 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
     if (lane < GT) {
       // The skipped pages join the head's tree-min bound in page order, in the chunk's frame.
       const int h = lane;
+      // Each skipped page's tree term, min(P_B M_B, sigma_B ||p_B||_2), summed: the tree-min
+      // bound without its nodes. With p.spectral_nodes the nodes join (add_skipped_pages).
       float alpha = sh.alpha[h];
-      float l = sh.l[h] * alpha, skl = sh.skipped_l[h] * alpha;
+      float l = sh.l[h] * alpha, skl = sh.skipped_l[h] * alpha, ske = sh.skipped_err[h] * alpha;
       for (int bb = 0; bb < n_blocks; ++bb) {
         float s = sh.block_sum[h][bb];
         l += s;
-        if (sh.skip[bb]) skl += s;
+        if (sh.skip[bb]) {
+          skl += s;
+          ske += tree_leaf_bound(TreePage{s, sh.block_sum2[h][bb], sh.vnorm[bb], sh.sigma[bb]});
+        }
       }
-      add_skipped_pages(h, alpha, n_blocks);
+      if (p.spectral_nodes) add_skipped_pages(h, alpha, n_blocks);
       sh.l[h] = l;
       sh.skipped_l[h] = skl;
+      sh.skipped_err[h] = ske;
     }
     if (lane == 0) {
       sh.blocks += n_blocks;
@@ -315,14 +321,14 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
   // Budget mode: how many blocks of the chunk's order head h can skip while its share of the
   // budget holds. A block's cost is its page's term of the tree-min bound, min(P_B M_B, sigma_B
   // ||p_B||_2): the terms' sum bounds the tree of the chunk's skipped pages, and the split's
-  // bound, over every chunk, is at most the chunks' sum. With budget_tree_walk, the cost is what
+  // bound, over every chunk, is at most the chunks' sum. With spectral_nodes 2, the cost is what
   // skipping it adds to the chunk's tree (tree_walk_add), nodes included: more skipped, but the
   // walk's node sums in local memory cost more than they save (bench/NOTES.md, stop 33).
   __device__ int budget_stop(int h, int candidates, int n, int n_blocks) const {
     const float share = static_cast<float>(n) / static_cast<float>(length);
     const float allowance = budget_allowance(p.budget, sh.anchor_norm[h], sh.z[h], share);
     const float to_ref = expf(fminf(sh.m[h] - sh.m_ref[h], 80.f));  // frame m -> frame m_ref
-    if (p.budget_tree_walk) return budget_tree_stop(h, candidates, n_blocks, allowance, to_ref);
+    if (p.spectral_nodes == 2) return budget_tree_stop(h, candidates, n_blocks, allowance, to_ref);
     float spent = 0.f;
     for (int r = 0; r < candidates; ++r) {
       const int b = sh.order[r];
@@ -361,10 +367,10 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
     sh.tree[h] = tree;
   }
 
-  // Once the split's chunks are done: each head's certified bound of what it skipped, the
-  // tree-min bound of its skipped pages (in the split's final frame).
+  // Once the split's chunks are done, with spectral_nodes: each head's certified bound of what it
+  // skipped, the tree-min bound of its skipped pages (in the split's final frame).
   __device__ void finish_routing() {
-    if (threadIdx.x < GT) {
+    if (p.spectral_nodes && threadIdx.x < GT) {
       auto lambda = [&](int level, int64_t node) { return this->chunk_node_lambda(level, node); };
       sh.skipped_err[threadIdx.x] = tree_stream_finish(sh.tree[threadIdx.x], lambda);
     }
