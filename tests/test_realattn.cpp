@@ -165,15 +165,28 @@ TEST_P(RealAttention, SinksAloneSkipNothingHere) {
   EXPECT_LE(t.worst_excess, 2e-5);
 }
 
+// An environment variable set for the scope (a backend reads its knobs when a context opens it).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
+  ~ScopedEnv() { unsetenv(name_); }
+
+ private:
+  const char* name_;
+};
+
 TEST_P(RealAttention, BudgetHolds) {
+  // The GPU's routed passes sum the pages' tree terms unless asked for the whole tree, nodes
+  // included: asked here, so the bound's tightness below is held on every backend.
+  ScopedEnv nodes("SINKROUTER_CUDA_SPECTRAL_NODES", "1");
   for (float budget : {1e-3f, 1e-2f}) {
     Totals t = run_all(SR_ROUTING_BUDGET, 0.f, budget, 4, 64, false);
     EXPECT_LE(t.max_bound, budget);
     EXPECT_LE(t.max_error, budget + 2e-5);
     EXPECT_GT(fraction(t), budget < 5e-3f ? 0.05 : 0.15) << "budget " << budget;
-    // The tree-min bound over the storage's spectral summaries sits 3.2x above the true error at
-    // the median on the CPU (the sum of norms: 5.4-5.8x); docs/ARCHITECTURE.md, "Spectral
-    // summaries". The GPU reports the same bound over its own split of the sequence.
+    // The tree-min bound over the storage's spectral summaries sits 3.2-3.4x above the true
+    // error at the median on the CPU and the GPU (the sum of norms: 5.4-5.8x);
+    // docs/ARCHITECTURE.md, "Spectral summaries".
     EXPECT_LT(t.median_bound_over_error(), 4.0) << "budget " << budget;
     std::printf("[realattn] budget %.0e: %.1f%% of V blocks skipped, max error %.2e, max bound %.2e, median bound/error %.2f\n",
                 budget, 100 * fraction(t), t.max_error, t.max_bound, t.median_bound_over_error());

@@ -5,7 +5,8 @@
 // agree with the CPU backend and float64; the error budget holds on the device and the
 // follow-up recompute is counted; routed steps split by the last step's reads stay exact; an
 // FP8 cache stores the CPU backend's bits (codes and scales, read back) from every input dtype,
-// host or device memory, and carries them through copy-on-write. The decode cases run for bf16
+// host or device memory, and carries them through copy-on-write; the device's spectral summaries
+// bound the exact eigenvalues of the rows they summarise. The decode cases run for bf16
 // and FP8 caches. Skips when no CUDA device is present.
 #include <cuda_runtime.h>
 #include <dlfcn.h>

@@ -191,7 +191,7 @@ struct BlockBase {
       static_assert(kMaxChunkBlocks + 2 + kTreeLevels * kChunkNodes <= kThreads, "one lookup per thread");
       const int64_t first_sequence_page = sequence_page(first);
       const int i = static_cast<int>(threadIdx.x) - (kThreads - kTreeLevels * kChunkNodes);
-      if (i >= 0) {
+      if (i >= 0 && p.spectral_nodes) {  // (only the node tree reads them)
         const int level = 1 + i / kChunkNodes;
         const int64_t node = (first_sequence_page >> (2 * level)) + i % kChunkNodes;
         const bool touched = node <= ((first_sequence_page + count - 1) >> (2 * level));
