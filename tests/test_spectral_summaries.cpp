@@ -58,7 +58,8 @@ Checked check_sequence(sr_kv_cache* cache, sr_seq_id id, const CacheShape& shape
           const long double exact = exact_lambda_max(rows, end - first, D);
           const long double stored = level == 0 ? static_cast<long double>(slots[0]) * slots[0] : slots[level];
           EXPECT_GE(stored, exact) << "layer " << layer << " kv-head " << h << " page " << lp << " level " << level;
-          EXPECT_LE(stored, exact * 1.25L + 1e-30L) << "a summary is close to the exact value";
+          // (A trimmed page's summary is of its longer content: an upper bound, not a close one.)
+          if (full) EXPECT_LE(stored, exact * 1.25L + 1e-30L) << "a summary is close to the exact value";
           ++checked.finite;
           checked.fresh += full;
         }
