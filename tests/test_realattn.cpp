@@ -185,9 +185,10 @@ TEST_P(RealAttention, BudgetHolds) {
     EXPECT_LE(t.max_error, budget + 2e-5);
     EXPECT_GT(fraction(t), budget < 5e-3f ? 0.05 : 0.15) << "budget " << budget;
     // The tree-min bound over the storage's spectral summaries sits 3.2-3.4x above the true
-    // error at the median on the CPU and the GPU (the sum of norms: 5.4-5.8x);
-    // docs/ARCHITECTURE.md, "Spectral summaries".
-    EXPECT_LT(t.median_bound_over_error(), 4.0) << "budget " << budget;
+    // error at the median (the sum of norms: 5.4-5.8x); docs/ARCHITECTURE.md, "Spectral
+    // summaries". Where a backend compensates with the layer's reference (the CPU), the output's
+    // true error falls by about a third while the bound falls little: 4.1-4.3x.
+    EXPECT_LT(t.median_bound_over_error(), 4.5) << "budget " << budget;
     std::printf("[realattn] budget %.0e: %.1f%% of V blocks skipped, max error %.2e, max bound %.2e, median bound/error %.2f\n",
                 budget, 100 * fraction(t), t.max_error, t.max_bound, t.median_bound_over_error());
   }

@@ -97,6 +97,7 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   p.stream_dense = tuning.stream_dense ? 1 : 0;
   p.prefetch_rows = tuning.prefetch_rows;
   p.spectral_nodes = tuning.spectral_nodes;
+  p.page_sigma = tuning.page_sigma ? 1 : 0;
   p.q = a.q;
   p.q_dtype = a.q_dtype;
   p.out = a.out;

@@ -64,6 +64,7 @@ struct DecodeParams {
   int32_t prefetch_rows;  // rows ahead of the loads that are requested into the L2 (0: none)
   int32_t stream_dense;   // dense splits stream K and V without chunks where the passes can
   int32_t spectral_nodes;  // routed chunks: 0 pages' tree terms, 1 the tree-min bound, 2 its walk too (Tuning)
+  int32_t page_sigma;      // 0: the pages' sigma read as +inf (the sum of P_B M_B; Tuning)
   // The step.
   const void* q;          // [batch][num_q_heads][head_dim]
   int32_t q_dtype;

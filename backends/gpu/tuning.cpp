@@ -35,6 +35,7 @@ Tuning tuning_from_environment() {
   if (read_knob("SINKROUTER_CUDA_BLOCKS_PER_SM", 0, &v) && (v == 3 || v == 4)) t.blocks_per_sm = static_cast<int32_t>(v);
   if (read_knob("SINKROUTER_CUDA_PDL", 0, &v)) t.programmatic_launch = v != 0;
   if (read_knob("SINKROUTER_CUDA_SPECTRAL_NODES", 0, &v) && v <= 2) t.spectral_nodes = static_cast<int32_t>(v);
+  if (read_knob("SINKROUTER_CUDA_PAGE_SIGMA", 0, &v)) t.page_sigma = v != 0;
   return t;
 }
 

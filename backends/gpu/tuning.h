@@ -30,6 +30,9 @@ struct Tuning {
                                     // the whole tree-min bound, nodes of 4-256 pages included, not
                                     // the sum of the pages' terms; 2: budget mode's walk also
                                     // prices a block by the chunk tree's increase
+  bool page_sigma = true;           // SINKROUTER_CUDA_PAGE_SIGMA=0: the pages' sigma unused, so the
+                                    // routed chunks' bound and walk are the sum of P_B M_B (the
+                                    // bound before the spectral summaries, for comparison)
 };
 
 // The knobs from the environment: a variable that is unset, not a number or out of range leaves

@@ -88,6 +88,9 @@ def main():
     shapes = SHAPES
     if "--quick" in sys.argv:
         shapes = [(1, 4096), (8, 32768), (1, 131072)]
+    if "--shapes" in sys.argv:  # e.g. --shapes 1x524288,1x131072
+        listed = sys.argv[sys.argv.index("--shapes") + 1]
+        shapes = [tuple(int(x) for x in item.split("x")) for item in listed.split(",")]
     print(json.dumps({"kind": "device", "name": torch.cuda.get_device_name(), "torch": torch.__version__,
                       "copy_gbps": copy_ceiling()}), flush=True)
     for batch, length in shapes:

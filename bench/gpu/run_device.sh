@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the GPU machine runs, in one call from the repository root:
-#   bench/gpu/run_device.sh [tests] [sanitize] [bench] [quick] [cpu] [e2e] [ab] [trace] [probe] [profile] [peers-profile]
+#   bench/gpu/run_device.sh [tests] [sanitize] [bench] [quick] [cpu] [e2e] [ab] [certificate] [trace] [probe] [profile] [peers-profile]
 # (no phase named: tests, sanitize and bench). On the H100 `tests sanitize bench profile` takes
 # about 4 minutes; `e2e` (samples/python/e2e/run_gpu.sh) about 2.5 with the committed weights,
 # 6 when it trains. `ab` sweeps one tuning knob over a few cases; `trace` prints each phase of
@@ -66,7 +66,7 @@ if want sanitize; then
     [ "$tool" = racecheck ] && limit=240
     timeout "$limit" compute-sanitizer --tool "$tool" --error-exitcode 99 "$@" --gtest_filter="$filter" >>"$OUT/sanitizer.log" 2>&1
     local rc=$?
-    echo "$tool $filter ($(basename "$1")): exit $rc, $(grep -c 'ERROR SUMMARY: 0 errors' "$OUT/sanitizer.log") clean summaries so far" >>"$summary"
+    echo "$tool $filter ($(basename "$1")${SINKROUTER_CUDA_SPECTRAL_NODES:+, nodes $SINKROUTER_CUDA_SPECTRAL_NODES}): exit $rc, $(grep -c 'ERROR SUMMARY: 0 errors' "$OUT/sanitizer.log") clean summaries so far" >>"$summary"
   }
   : >"$OUT/sanitizer.log"
   export SINKROUTER_TEST_BACKENDS=cuda
@@ -78,6 +78,11 @@ if want sanitize; then
   # The attention variants (windows, caps, sinks, lse, merge) and the FP8 cache, every pass.
   san memcheck '*AttentionVariants*:*Fp8*:*AttendedRun*' "$BUILD/tests/sr_tests"
   san racecheck '*AttentionVariants*:*Fp8*' "$BUILD/tests/sr_tests"
+  # The routed passes with the node tree (its stream, =1) and its walk (=2).
+  SINKROUTER_CUDA_SPECTRAL_NODES=1 san memcheck '*Routed*:*RealAttention*' "$BUILD/tests/sr_tests"
+  SINKROUTER_CUDA_SPECTRAL_NODES=1 san racecheck '*Routed*' "$BUILD/tests/sr_tests"
+  SINKROUTER_CUDA_SPECTRAL_NODES=2 san memcheck '*Routed*' "$BUILD/tests/sr_tests"
+  SINKROUTER_CUDA_SPECTRAL_NODES=2 san synccheck '*Routed*' "$BUILD/tests/sr_tests"
   # The streamed tau kernel, taken at every length.
   export SINKROUTER_CUDA_TAU_STREAM_FROM=0
   san memcheck '*Routed*' "$BUILD/tests/sr_tests"
@@ -169,6 +174,40 @@ if want ab; then
       grep -E "per-call" "$OUT/ab_run.err" | sed "s|^|$knob=$value: |" >>"$summary"
     done
   done
+fi
+
+if want certificate; then
+  # What the spectral summaries buy budget mode (issue 31), one table: per case the oracle and
+  # the ideal certified skip (sr_budget_headroom, float64, on the same seed-7 contexts), then the
+  # GPU's skip, time and bound/error under each routed bound (SINKROUTER_CUDA_PAGE_SIGMA=0: the
+  # sum of norms; the default: the pages' tree terms; SINKROUTER_CUDA_SPECTRAL_NODES=1: the node
+  # tree), beside dense and the faster SDPA backend (peers.py), all timed in this call.
+  echo "== certificate: oracle, old and new bounds (bench/gpu/certificate_table.py)" | tee -a "$summary"
+  : >"$OUT/certificate.log"
+  PYTHONUNBUFFERED=1 timeout 120 python3 "$ROOT/bench/gpu/peers.py" --shapes 1x131072,1x524288 >"$OUT/certificate_peers.jsonl" 2>>"$OUT/certificate.log"
+  bench_case() {  # label, case, environment
+    local label=$1 case=$2
+    shift 2
+    env "$@" timeout 150 "$BUILD/bench/gpu/sr_gpu_bench" --only "$case" 2>"$OUT/certificate_run.err" >/dev/null
+    echo "rc $? $label $case" >>"$OUT/certificate.log"
+    grep -E "per-call" "$OUT/certificate_run.err" | sed "s|^|bound=$label |" >>"$OUT/certificate.log"
+  }
+  for data in sink mixed; do
+    bench_case dense "$data:1:524288:dense+fp8-dense"
+    bench_case dense "$data:1:131072:dense"
+    for case in "$data:1:524288:budget1e-3+budget1e-2+fp8-budget1e-2" "$data:1:131072:budget1e-2"; do
+      bench_case sum-of-norms "$case" SINKROUTER_CUDA_PAGE_SIGMA=0
+      bench_case page-terms "$case"
+      bench_case node-tree "$case" SINKROUTER_CUDA_SPECTRAL_NODES=1
+    done
+  done
+  timeout 240 "$BUILD/bench/sr_budget_headroom" --budgets 1e-3,1e-2 --data sink,mixed 131072 524288 \
+    >"$OUT/certificate_headroom.txt" 2>>"$OUT/certificate.log"
+  echo "headroom exit $?" >>"$summary"
+  python3 "$ROOT/bench/gpu/certificate_table.py" "$OUT/certificate.log" "$OUT/certificate_headroom.txt" \
+    "$OUT/certificate_peers.jsonl" >"$OUT/certificate.md" 2>>"$OUT/certificate.log"
+  echo "table exit $?" >>"$summary"
+  cat "$OUT/certificate.md" >>"$summary"
 fi
 
 if want profile; then

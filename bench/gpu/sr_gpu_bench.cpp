@@ -8,7 +8,7 @@
 // of data "merge8", length 0). One CSV row per (data, shape, method) on stdout. The peers
 // (SDPA, copy ceiling) run in peers.py.
 //
-//   sr_gpu_bench [--quick] [--realattn DIR] [--only DATA:BATCH:LENGTH:METHOD] [--page-tokens N]
+//   sr_gpu_bench [--quick] [--realattn DIR] [--only DATA:BATCH:LENGTH:METHOD[+METHOD...]] [--page-tokens N]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -505,18 +505,22 @@ int main(int argc, char** argv) {
   std::vector<Shape> shapes = {{1, 4096}, {64, 4096}, {32, 8192}, {1, 32768}, {8, 32768}, {1, 131072}, {1, 524288}};
   if (quick) shapes = {{1, 4096}, {8, 32768}, {1, 131072}};
   if (!only.empty()) {
-    char data[16] = {}, method[32] = {};
+    char data[16] = {}, method[160] = {};
     int batch = 0;
     long long length = 0;
-    if (std::sscanf(only.c_str(), "%15[^:]:%d:%lld:%31s", data, &batch, &length, method) != 4) die("--only", only.c_str());
+    if (std::sscanf(only.c_str(), "%15[^:]:%d:%lld:%159s", data, &batch, &length, method) != 4) die("--only", only.c_str());
+    // METHOD may list several, joined by '+': one context made for all of them.
     std::vector<Method> picked;
+    const std::string listed = std::string("+") + method + "+";
     for (const Method& m : methods) {
-      if (m.name == std::string(method)) picked.push_back(m);
+      if (listed.find(std::string("+") + m.name + "+") != std::string::npos) picked.push_back(m);
     }
+    if (picked.empty()) die("--only: no such method", method);
     bool sink = std::string(data) == "sink";
     std::printf("data,batch,length,method\n");
+    // (The float64 reference, for the bound over the true error, as in the full run: up to 128K.)
     run_all(data, real_dir.empty() || std::string(data) != "real" ? synthetic(sink, length) : real(real_dir), batch,
-            picked, false);
+            picked, length <= 131072);
     return 0;
   }
   std::printf("data,batch,length,method,per_call_us,pipelined_us,kv_bytes,bytes_read,skip_fraction,max_bound,true_error,"

@@ -1,4 +1,6 @@
 // The CPU backend's table for the core: the built-in, always-available backend.
+#include <cstdlib>
+#include <cstring>
 #include <new>
 #include <string>
 #include <thread>
@@ -31,6 +33,7 @@ sr_status device_open(int32_t index, int32_t num_threads, void*, sr_backend_devi
   }
   const char* isa = "generic";
   device->split_kernel = select_split_kernel(&isa);
+  if (const char* compensation = std::getenv("SINKROUTER_CPU_COMPENSATION")) device->compensate = std::strcmp(compensation, "0") != 0;
   device->name = "cpu: " + std::to_string(num_threads) + " threads, " + isa;
   device->stats.struct_size = sizeof(sr_decode_stats);
   *out = device;

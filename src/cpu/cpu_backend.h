@@ -9,12 +9,14 @@
 #include "core/backend_error.h"
 #include "core/backend_iface.h"
 #include "cpu/split_kernel.h"
+#include "shared_arithmetic/reference_compensation.h"
 #include "shared_arithmetic/tree_min_bound.h"
 #include "cpu/thread_pool.h"
 
 struct sr_backend_device {
   std::unique_ptr<sr::cpu::ThreadPool> pool;
   sr::cpu::SplitKernel split_kernel = nullptr;
+  bool compensate = true;  // SINKROUTER_CPU_COMPENSATION=0: routed splits never compensate (for comparison)
   std::string name;
   std::mutex stats_mutex;
   sr_decode_stats stats{};
@@ -33,6 +35,12 @@ struct sr_backend_storage {
   std::unique_ptr<float, FreeDeleter> vnorm;          // [layers][pages][kv_heads]
   // Spectral summaries: [layers][pages][kv_heads][kSpectralSlots] (tree_min_bound.h).
   std::unique_ptr<float, FreeDeleter> vspectral;
+  // Reference compensation (reference_compensation.h): per layer and kv-head the frozen
+  // reference [layers][kv_heads][head_dim], whether it is frozen yet, and the summaries of
+  // the rows minus it, [layers][pages][kv_heads][kCentredSlots].
+  std::unique_ptr<float, FreeDeleter> vreference;
+  std::unique_ptr<unsigned char, FreeDeleter> reference_frozen;  // [layers]
+  std::unique_ptr<float, FreeDeleter> vcentred;
   // FP8 caches only: one scale per row, [layers][pages][kv_heads][page_tokens].
   std::unique_ptr<float, FreeDeleter> k_scale, v_scale;
 
@@ -46,6 +54,14 @@ struct sr_backend_storage {
   }
   float* vspectral_layer(int32_t layer) const {
     return vspectral.get() + static_cast<int64_t>(layer) * geometry.num_pages * geometry.num_kv_heads * sr::kSpectralSlots;
+  }
+  float* vcentred_layer(int32_t layer) const {
+    return vcentred.get() + static_cast<int64_t>(layer) * geometry.num_pages * geometry.num_kv_heads * sr::kCentredSlots;
+  }
+  // The layer's reference ([kv_heads][head_dim]), nullptr until it is frozen.
+  float* reference_layer(int32_t layer) const {
+    return reference_frozen.get()[layer] ? vreference.get() + static_cast<int64_t>(layer) * geometry.num_kv_heads * geometry.head_dim
+                                         : nullptr;
   }
 };
 

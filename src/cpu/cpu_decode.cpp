@@ -112,7 +112,8 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
                          storage->vnorm_layer(a.layer),   storage->vspectral_layer(a.layer),
                          storage->k_scale_layer(a.layer), storage->v_scale_layer(a.layer),
                          g.num_kv_heads,                  g.head_dim,
-                         g.page_tokens,                   g.dtype};
+                         g.page_tokens,                   g.dtype,
+                         storage->vcentred_layer(a.layer), device->compensate ? storage->reference_layer(a.layer) : nullptr};
   const int64_t q_elements = static_cast<int64_t>(a.batch) * a.num_q_heads * g.head_dim;
   step.q.resize(q_elements);
   for (int64_t i = 0; i < q_elements; ++i) step.q[i] = load_as_float(a.q, i, a.q_dtype) * a.scale;

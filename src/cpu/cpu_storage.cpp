@@ -119,16 +119,19 @@ double gram_lambda(const float* rows, int64_t n, int32_t d) {
   return certified_gram_lambda_max(rows, n, d, d);
 }
 
-// The spectral summaries of one kv-head of a page that the write just filled
-// (docs/ARCHITECTURE.md, "Spectral summaries"): its sigma, and the lambda of every node it
-// closes, over the stored (dequantized) rows of the sequence's pages. Without memory for the
-// work the slots stay +inf (no summary), which every bound reads as valid.
+// The spectral summaries of one kv-head of a full page (docs/ARCHITECTURE.md, "Spectral
+// summaries"): its sigma, and the lambda of every node it closes, over the stored (dequantized)
+// rows of the sequence's pages; with `plain` those of the rows themselves, with a `reference`
+// ([head_dim]) those of the rows minus it (reference_compensation.h), and the page's largest
+// centred row norm. Without memory for the work the slots stay +inf (no summary), which every
+// bound reads as valid.
 void summarize_full_page(const sr_backend_storage* s, int32_t layer, const int32_t* pages, int64_t logical_page,
-                         int32_t kv_head) {
+                         int32_t kv_head, bool plain, const float* reference) {
   const sr_cache_geometry& g = s->geometry;
   const int32_t D = g.head_dim, PT = g.page_tokens;
-  float* slots =
-      s->vspectral_layer(layer) + (static_cast<int64_t>(pages[logical_page]) * g.num_kv_heads + kv_head) * kSpectralSlots;
+  const int64_t page_head = static_cast<int64_t>(pages[logical_page]) * g.num_kv_heads + kv_head;
+  float* slots = s->vspectral_layer(layer) + page_head * kSpectralSlots;
+  float* centred = s->vcentred_layer(layer) + page_head * kCentredSlots;
   // The rows of the largest node the page closes, gathered once: each smaller one (the page
   // itself included) is their tail.
   int top = 0;
@@ -143,13 +146,60 @@ void summarize_full_page(const sr_backend_storage* s, int32_t layer, const int32
         load_row(cache_row(s, true, layer, row), rows.data() + ((lp - first_page) * PT + t) * D);
       }
     }
-    for (int level = 0; level <= top; ++level) {
+    for (int level = 0; plain && level <= top; ++level) {
       const int64_t n_rows = (int64_t{1} << (2 * level)) * PT;
       const double lambda = gram_lambda(rows.data() + (top_rows - n_rows) * D, n_rows, D);
       slots[level] = level == 0 ? f32_at_least(sqrt(lambda)) : f32_at_least(lambda);
     }
+    if (!reference) return;
+    // The page's largest centred norm from the exact differences (double), then the rows
+    // centred in f32 in place (kCentringSlack covers that rounding).
+    float largest = 0.f;
+    for (int64_t r = top_rows - PT; r < top_rows; ++r) {
+      double sum = 0.0;
+      for (int32_t d = 0; d < D; ++d) {
+        const double x = static_cast<double>(rows[r * D + d]) - reference[d];
+        sum += x * x;
+      }
+      largest = std::fmax(largest, summary_row_norm(sum));
+    }
+    for (int64_t r = 0; r < top_rows; ++r) {
+      for (int32_t d = 0; d < D; ++d) rows[r * D + d] -= reference[d];
+    }
+    for (int level = 0; level <= top; ++level) {
+      const int64_t n_rows = (int64_t{1} << (2 * level)) * PT;
+      const double lambda = gram_lambda(rows.data() + (top_rows - n_rows) * D, n_rows, D);
+      centred[level] = level == 0 ? f32_at_least(sqrt(lambda) * kCentringSlack)
+                                  : f32_at_least(lambda * kCentringSlack * kCentringSlack);
+    }
+    centred[kCentredNormSlot] = largest;
   } catch (const std::bad_alloc&) {
   }
+}
+
+// Freezes the layer's reference (reference_compensation.h): per kv-head the mean of the finite
+// V rows of the sequence's first kReferencePages pages (all full), 0 where none is finite.
+void freeze_reference(sr_backend_storage* s, int32_t layer, const int32_t* pages) {
+  const sr_cache_geometry& g = s->geometry;
+  const int32_t D = g.head_dim, PT = g.page_tokens;
+  float* reference = s->vreference.get() + static_cast<int64_t>(layer) * g.num_kv_heads * D;
+  float row[256];
+  for (int32_t h = 0; h < g.num_kv_heads; ++h) {
+    double sum[256] = {};
+    int64_t finite = 0;
+    for (int64_t lp = 0; lp < kReferencePages; ++lp) {
+      for (int32_t t = 0; t < PT; ++t) {
+        load_row(cache_row(s, true, layer, (static_cast<int64_t>(pages[lp]) * g.num_kv_heads + h) * PT + t), row);
+        bool ok = true;
+        for (int32_t d = 0; d < D; ++d) ok = ok && std::isfinite(row[d]);
+        if (!ok) continue;
+        for (int32_t d = 0; d < D; ++d) sum[d] += row[d];
+        ++finite;
+      }
+    }
+    for (int32_t d = 0; d < D; ++d) reference[h * D + d] = finite ? static_cast<float>(sum[d] / finite) : 0.f;
+  }
+  s->reference_frozen.get()[layer] = 1;
 }
 
 bool check_host(const sr_kv_io* io, sr_backend_error* err) {
@@ -174,24 +224,31 @@ sr_status storage_create(sr_backend_device* device, const sr_cache_geometry* g, 
   size_t kv_bytes = static_cast<size_t>(g->num_layers) * storage->layer_elements * storage->element_size;
   size_t norm_bytes = sizeof(float) * g->num_layers * g->num_pages * g->num_kv_heads;
   size_t spectral_bytes = norm_bytes * kSpectralSlots;
+  size_t centred_bytes = norm_bytes * kCentredSlots;
+  size_t reference_bytes = sizeof(float) * g->num_layers * g->num_kv_heads * g->head_dim;
   storage->k.reset(static_cast<unsigned char*>(allocate(kv_bytes)));
   storage->v.reset(static_cast<unsigned char*>(allocate(kv_bytes)));
   storage->vnorm.reset(static_cast<float*>(allocate(norm_bytes)));
   storage->vspectral.reset(static_cast<float*>(allocate(spectral_bytes)));
+  storage->vcentred.reset(static_cast<float*>(allocate(centred_bytes)));
+  storage->vreference.reset(static_cast<float*>(allocate(reference_bytes)));
+  storage->reference_frozen.reset(static_cast<unsigned char*>(allocate(g->num_layers)));
   const bool fp8 = g->dtype == SR_DTYPE_FP8_E4M3;
   const size_t scale_bytes = fp8 ? sizeof(float) * g->num_layers * storage->layer_rows() : 0;
   if (fp8) {
     storage->k_scale.reset(static_cast<float*>(allocate(scale_bytes)));
     storage->v_scale.reset(static_cast<float*>(allocate(scale_bytes)));
   }
-  if (!storage->k || !storage->v || !storage->vnorm || !storage->vspectral ||
-      (fp8 && (!storage->k_scale || !storage->v_scale))) {
+  if (!storage->k || !storage->v || !storage->vnorm || !storage->vspectral || !storage->vcentred ||
+      !storage->vreference || !storage->reference_frozen || (fp8 && (!storage->k_scale || !storage->v_scale))) {
     set_backend_error(err, "could not allocate %zu bytes of host memory for the KV pages",
-              2 * kv_bytes + norm_bytes + spectral_bytes + 2 * scale_bytes);
+              2 * kv_bytes + norm_bytes + spectral_bytes + centred_bytes + reference_bytes + 2 * scale_bytes);
     delete storage;
     return SR_ERR_OUT_OF_MEMORY;
   }
   std::fill_n(storage->vspectral.get(), spectral_bytes / sizeof(float), INFINITY);
+  std::fill_n(storage->vcentred.get(), centred_bytes / sizeof(float), INFINITY);
+  std::fill_n(storage->reference_frozen.get(), g->num_layers, static_cast<unsigned char>(0));
   *out = storage;
   return SR_OK;
 }
@@ -205,6 +262,7 @@ sr_status write_tokens(sr_backend_storage* s, int32_t layer, const int32_t* page
   const sr_cache_geometry& g = s->geometry;
   float* norms = s->vnorm_layer(layer);
   float* spectral = s->vspectral_layer(layer);
+  float* centred = s->vcentred_layer(layer);
   const size_t row_bytes = g.head_dim * s->element_size;
   const void* sources[2] = {k, v};
   float values[256];
@@ -230,14 +288,27 @@ sr_status write_tokens(sr_backend_storage* s, int32_t layer, const int32_t* page
       summary = slot == 0 ? norm : std::fmax(summary, norm);
       // Any new row makes the spectral summaries stale until the page is full again.
       std::fill_n(spectral + (page * g.num_kv_heads + h) * kSpectralSlots, kSpectralSlots, INFINITY);
+      std::fill_n(centred + (page * g.num_kv_heads + h) * kCentredSlots, kCentredSlots, INFINITY);
     }
   }
-  // The pages this write filled, every kv-head in parallel on the context's threads.
+  // The pages this write filled, every kv-head in parallel on the context's threads. A write
+  // that fills a sequence's page kReferencePages - 1 first freezes the reference, and the
+  // pages it did not fill itself before that one get their centred summaries too.
   const int64_t first_full = first_token / g.page_tokens, end_full = (first_token + n_tokens) / g.page_tokens;
-  const int64_t tasks = (end_full - first_full) * g.num_kv_heads;
+  int64_t centred_from = first_full;
+  if (!s->reference_frozen.get()[layer] && first_full < kReferencePages && end_full >= kReferencePages) {
+    freeze_reference(s, layer, pages);
+    centred_from = 0;
+  }
+  const float* reference = s->reference_layer(layer);
+  const int64_t tasks = (end_full - (reference ? centred_from : first_full)) * g.num_kv_heads;
   if (tasks > 0) {
+    const int64_t from = reference ? centred_from : first_full;
     s->device->pool->parallel_for(tasks, [&](int64_t i) {
-      summarize_full_page(s, layer, pages, first_full + i / g.num_kv_heads, static_cast<int32_t>(i % g.num_kv_heads));
+      const int64_t page = from + i / g.num_kv_heads;
+      const int32_t kv_head = static_cast<int32_t>(i % g.num_kv_heads);
+      summarize_full_page(s, layer, pages, page, kv_head, page >= first_full,
+                          reference ? reference + static_cast<int64_t>(kv_head) * g.head_dim : nullptr);
     });
   }
   return SR_OK;
@@ -290,6 +361,9 @@ sr_status copy_page(sr_backend_storage* s, int32_t src_page, int32_t dst_page, s
     float* spectral = s->vspectral_layer(layer);
     const int64_t page_slots = static_cast<int64_t>(g.num_kv_heads) * kSpectralSlots;
     std::memcpy(spectral + dst_page * page_slots, spectral + src_page * page_slots, sizeof(float) * page_slots);
+    float* centred = s->vcentred_layer(layer);
+    const int64_t page_centred = static_cast<int64_t>(g.num_kv_heads) * kCentredSlots;
+    std::memcpy(centred + dst_page * page_centred, centred + src_page * page_centred, sizeof(float) * page_centred);
   }
   return SR_OK;
 }

@@ -8,6 +8,7 @@
 
 #include "shared_arithmetic/dtype_convert.h"
 #include "shared_arithmetic/softmax_state.h"
+#include "shared_arithmetic/reference_compensation.h"
 #include "shared_arithmetic/tree_min_bound.h"
 #include "cpu/fast_exp.h"
 #include "cpu/split_kernel.h"
@@ -262,7 +263,7 @@ struct Scratch {
   float* block_max = nullptr;  // [group][blocks]
   float* block_sum = nullptr;  // [group][blocks]
   float* block_sum2 = nullptr; // [group][blocks]: sum of squared weights
-  float* walk = nullptr;       // [group][kMaxWalkFloats]: budget mode's TreeWalk nodes
+  float* walk = nullptr;       // [2][group][kMaxWalkFloats]: budget mode's TreeWalk nodes (plain, centred)
   int* order = nullptr;        // [blocks]
   float* keys = nullptr;       // [blocks]
   unsigned char* skip = nullptr;  // [blocks]
@@ -276,7 +277,7 @@ struct Scratch {
     block_max = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxBlocks));
     block_sum = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxBlocks));
     block_sum2 = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxBlocks));
-    walk = static_cast<float*>(malloc(sizeof(float) * kMaxGroup * kMaxWalkFloats));
+    walk = static_cast<float*>(malloc(sizeof(float) * 2 * kMaxGroup * kMaxWalkFloats));
     order = static_cast<int*>(malloc(sizeof(int) * kMaxBlocks));
     keys = static_cast<float*>(malloc(sizeof(float) * kMaxBlocks));
     skip = static_cast<unsigned char*>(malloc(kMaxBlocks));
@@ -485,6 +486,18 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
   auto skipped_page = [&](int h, int b) {
     return TreePage{bsum[h * n_blocks + b], bsum2[h * n_blocks + b], block_vnorm(b), page_slots(first_page + b)[0]};
   };
+  // The same over the rows minus the layer's reference, where it is frozen.
+  const float* reference = L.reference ? L.reference + static_cast<int64_t>(task.kv_head) * D : nullptr;
+  auto centred_slots = [&](int64_t page) {
+    return L.vcentred + (static_cast<int64_t>(task.pages[page]) * L.kv_heads + task.kv_head) * kCentredSlots;
+  };
+  auto centred_lambda = [&](int level, int64_t node) {
+    const int64_t last = node_last_page(level, node);
+    return last < sequence_pages ? centred_slots(last)[level] : INFINITY;
+  };
+  auto skipped_centred = [&](int h, int b) {
+    return centred_page(bsum[h * n_blocks + b], bsum2[h * n_blocks + b], centred_slots(first_page + b));
+  };
   if (R.mode != SR_ROUTING_OFF) {
     for (int h = 0; h < G; ++h) {
       for (int b = 0; b < n_blocks; ++b) {
@@ -513,7 +526,7 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
       }
     } else {  // budget: smallest block maxima first, while this split's share holds
       float allowance[kMaxGroup], to_ref[kMaxGroup];
-      TreeWalk walk[kMaxGroup];
+      TreeWalk walk[kMaxGroup], walk_centred[kMaxGroup];
       // This split's share of the attended tokens (a window's masked rows are not its own).
       const float share = static_cast<float>(task.end - task.first_row) /
                           static_cast<float>(attended_tokens(task.visible, task.length));
@@ -521,6 +534,9 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
         allowance[h] = budget_allowance(R.error_budget, anchor_norm[h], z[h], share);
         to_ref[h] = expf(fminf(m[h] - m_ref[h], 80.f));  // frame m -> frame m_ref
         walk[h] = tree_walk_start(first_page, first_page + n_blocks, scratch.walk + h * kMaxWalkFloats);
+        if (reference) {
+          walk_centred[h] = tree_walk_start(first_page, first_page + n_blocks, scratch.walk + (kMaxGroup + h) * kMaxWalkFloats);
+        }
       }
       int* order = scratch.order;
       int n_order = 0;
@@ -534,16 +550,23 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
         keys[b] = budget_order_key(bmax + b, n_blocks, m_ref, G);
       }
       sort_by_key(order, n_order, keys);
-      // A block's cost is what skipping it adds to each head's tree-min bound.
+      // A block's cost is what skipping it adds to each head's tree-min bound: the smaller of
+      // the plain and the centred one, where the reference is frozen.
       for (int i = 0; i < n_order; ++i) {
         int b = order[i];
         bool fits = true;
         for (int h = 0; h < G && fits; ++h) {
-          const float total = tree_walk_add(walk[h], first_page + b, skipped_page(h, b), node_lambda, false);
+          float total = tree_walk_add(walk[h], first_page + b, skipped_page(h, b), node_lambda, false);
+          if (reference) {
+            total = fminf(total, tree_walk_add(walk_centred[h], first_page + b, skipped_centred(h, b), centred_lambda, false));
+          }
           fits = total * to_ref[h] <= allowance[h];
         }
         if (!fits) break;
-        for (int h = 0; h < G; ++h) tree_walk_add(walk[h], first_page + b, skipped_page(h, b), node_lambda, true);
+        for (int h = 0; h < G; ++h) {
+          tree_walk_add(walk[h], first_page + b, skipped_page(h, b), node_lambda, true);
+          if (reference) tree_walk_add(walk_centred[h], first_page + b, skipped_centred(h, b), centred_lambda, true);
+        }
         skip[b] = 1;
       }
     }
@@ -587,12 +610,24 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
       accumulate_rows<DT, D>(wb, w_stride, G, L.v, row0, t1 - t0, task.o);
     }
   }
-  // The certified bound of what was skipped: the split's tree-min bound, per head.
+  // The certified bound of what was skipped: the split's tree-min bound, per head; where the
+  // centred rows' bound is smaller, the head's output takes the skipped mass times the
+  // reference, and that bound covers what is left out.
   for (int h = 0; h < G && skipped > 0; ++h) {
-    task.partial[h].skipped_err = tree_min_bound(
+    const float plain = tree_min_bound(
         first_page, first_page + n_blocks,
         [&](int64_t page) { return skip[page - first_page] ? skipped_page(h, static_cast<int>(page - first_page)) : TreePage{}; },
         node_lambda);
+    task.partial[h].skipped_err = plain;
+    if (!reference) continue;
+    const float centred = tree_min_bound(
+        first_page, first_page + n_blocks,
+        [&](int64_t page) { return skip[page - first_page] ? skipped_centred(h, static_cast<int>(page - first_page)) : TreePage{}; },
+        centred_lambda);
+    if (!compensation_pays(plain, centred)) continue;
+    task.partial[h].skipped_err = centred;
+    const float mass = task.partial[h].skipped_l;
+    for (int d = 0; d < D; ++d) task.o[h * D + d] += mass * reference[d];
   }
   task.blocks_total = n_blocks;
   task.blocks_skipped = skipped;

@@ -24,6 +24,9 @@ struct LayerView {
   int32_t head_dim;
   int32_t page_tokens;
   sr_dtype dtype;
+  // Reference compensation (reference_compensation.h); reference nullptr until the layer's is frozen.
+  const float* vcentred;   // [num_pages][kv_heads][kCentredSlots]: summaries of the rows minus the reference
+  const float* reference;  // [kv_heads][head_dim]
 };
 
 // How the step routes: decided by the core (src/core/routing_policy.h).

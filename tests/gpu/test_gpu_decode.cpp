@@ -6,7 +6,8 @@
 // follow-up recompute is counted; routed steps split by the last step's reads stay exact; an
 // FP8 cache stores the CPU backend's bits (codes and scales, read back) from every input dtype,
 // host or device memory, and carries them through copy-on-write; the device's spectral summaries
-// bound the exact eigenvalues of the rows they summarise. The decode cases run for bf16
+// bound the exact eigenvalues of the rows they summarise, and they never loosen the routed
+// passes' bound. The decode cases run for bf16
 // and FP8 caches. Skips when no CUDA device is present.
 #include <cuda_runtime.h>
 #include <dlfcn.h>
@@ -828,6 +829,62 @@ TEST_F(GpuDecode, RoutedStepsSplitByTheLastStepStayExact) {
       EXPECT_EQ(step.stats.blocks_total, shape.kv_heads * pages_per_head) << "every page scored once";
       EXPECT_GT(step.stats.blocks_v_skipped, 0);
       expect_within_bound(step, ref, q_heads, D, m);
+    }
+  }
+}
+
+// The routed passes' three bounds (tuning): the sum of P_B M_B (pages' sigma left out), the sum
+// of the pages' tree terms (default) and the whole tree-min bound (node tree). Tau mode skips
+// the same blocks under each, so per head the default's bound is at most the sum of norms and the
+// node tree's at most the default's (f32 rounding aside), all above the true error, and the
+// summaries make the bound smaller somewhere; budget mode walks the same order at lower costs,
+// so it skips at least as much as under the sum of norms.
+TEST_F(GpuDecode, SpectralTermsNeverLoosenTheRoutedBound) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  CacheShape shape;
+  shape.kv_heads = 4;
+  shape.dtype = SR_DTYPE_BF16;
+  const int64_t length = 20000 + 3;  // chunked passes (the tau stream takes 64K+ by default)
+  shape.capacity = length + 16;
+  const int32_t group = 4, q_heads = shape.kv_heads * group, D = shape.head_dim;
+  workloads::ContextSpec spec = workloads::sink_heavy_spec(length, seed);
+  spec.kv_heads = shape.kv_heads;
+  spec.group = group;
+  workloads::SyntheticContext generator(spec);
+  auto q = generator.query();
+  sr::gpu::Tuning sum_of_norms, page_terms, node_tree;
+  sum_of_norms.page_sigma = false;
+  node_tree.spectral_nodes = 1;
+  const sr::gpu::Tuning* tunings[] = {&sum_of_norms, &page_terms, &node_tree};
+  std::vector<double> ref;
+  for (Mode m : {Mode{SR_ROUTING_TAU, 12.f, 0.f}, Mode{SR_ROUTING_BUDGET, 12.f, 1e-3f}, Mode{SR_ROUTING_BUDGET, 12.f, 1e-2f}}) {
+    SCOPED_TRACE("routing " + std::to_string(m.mode) + " budget " + std::to_string(m.budget));
+    Step steps[3];
+    for (int t = 0; t < 3; ++t) {
+      ScopedTuning scoped(*tunings[t]);  // before the context opens: its device reads the knobs then
+      if (!scoped.applied()) GTEST_SKIP() << "this build sets no tuning (linked backend)";
+      auto ctx = make_context(SR_BACKEND_CUDA);
+      auto cache = make_cache(ctx.get(), shape);
+      sr_seq_id seq = append_synthetic(cache.get(), generator);
+      if (ref.empty()) ref = reference_outputs(cache.get(), {seq}, 0, q.data(), q_heads, shape, kScaleD128);
+      run_step(ctx.get(), cache.get(), seq, q, q_heads, D, m, &steps[t]);
+      if (HasFatalFailure()) return;
+      expect_within_bound(steps[t], ref, q_heads, D, m, t == 0 ? "sum of norms" : t == 1 ? "page terms" : "node tree");
+    }
+    if (m.mode == SR_ROUTING_TAU) {
+      EXPECT_EQ(steps[0].stats.blocks_v_skipped, steps[1].stats.blocks_v_skipped);
+      EXPECT_EQ(steps[1].stats.blocks_v_skipped, steps[2].stats.blocks_v_skipped);
+      ASSERT_GT(steps[0].stats.blocks_v_skipped, 0);
+      bool tighter = false;
+      for (int32_t h = 0; h < q_heads; ++h) {
+        EXPECT_LE(steps[1].bound[h], steps[0].bound[h] * (1 + 1e-5f)) << "head " << h;
+        EXPECT_LE(steps[2].bound[h], steps[1].bound[h] * (1 + 1e-5f)) << "head " << h;
+        tighter = tighter || steps[1].bound[h] < 0.5f * steps[0].bound[h];
+      }
+      EXPECT_TRUE(tighter) << "the pages' sigma halves no head's bound";
+    } else {
+      EXPECT_GE(steps[1].stats.blocks_v_skipped, steps[0].stats.blocks_v_skipped);
     }
   }
 }

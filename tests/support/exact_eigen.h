@@ -1,5 +1,5 @@
-// The largest eigenvalue of the Gram matrix of f32 rows, computed exactly enough to judge a
-// certified upper bound against: exact products, long double sums, cyclic Jacobi rotations.
+// The largest eigenvalue of the Gram matrix of f32 (or wider) rows, computed exactly enough to
+// judge a certified upper bound against: long double products and sums, cyclic Jacobi rotations.
 #pragma once
 
 #include <algorithm>
@@ -9,10 +9,11 @@
 
 namespace sr::testing {
 
-// The largest eigenvalue of V^T V for n rows of d values (exact products and long double sums,
-// then Jacobi). For fewer rows than values it works on V V^T (n x n), whose nonzero
-// eigenvalues are the same.
-inline long double exact_lambda_max(const std::vector<float>& rows, int64_t n, int32_t cols) {
+// The largest eigenvalue of V^T V for n rows of d values (long double products, exact for f32
+// rows, and sums, then Jacobi). For fewer rows than values it works on V V^T (n x n), whose
+// nonzero eigenvalues are the same.
+template <class Real>
+long double exact_lambda_max(const std::vector<Real>& rows, int64_t n, int32_t cols) {
   const bool by_rows = n < cols;
   const int32_t d = by_rows ? static_cast<int32_t>(n) : cols;  // the order of the matrix solved
   std::vector<long double> a(static_cast<size_t>(d) * d, 0.0L);

@@ -182,7 +182,7 @@ struct BlockBase {
       sh.page[i] = page;
       if (with_vnorm) {
         sh.vnorm[i] = p.vnorm[static_cast<int64_t>(page) * p.kv_heads + kv_head];
-        sh.sigma[i] = p.vspectral[(static_cast<int64_t>(page) * p.kv_heads + kv_head) * kSpectralSlots];
+        sh.sigma[i] = p.page_sigma ? p.vspectral[(static_cast<int64_t>(page) * p.kv_heads + kv_head) * kSpectralSlots] : INFINITY;
       }
     }
     if (with_vnorm) {
