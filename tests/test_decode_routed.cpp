@@ -213,18 +213,21 @@ TEST_P(RoutedDecode, BudgetBelowTheBoundForcesTheExactResult) {
   }
 }
 
-// Values sharing a large mean: the bound and the budget hold in every mode. Where the backend
-// compensates (the CPU backend, reference_compensation.h), the centred bound is far below the
-// plain one: against the same context without compensation (SINKROUTER_CPU_COMPENSATION=0,
-// read when the context opens), budget mode skips more and tau mode reports lower bounds.
+// Values sharing a large mean: the bound and the budget hold in every mode, and compensating
+// with the layer's reference (reference_compensation.h) puts the bound far below the plain one:
+// against the same context without compensation (SINKROUTER_CPU_COMPENSATION=0 and
+// SINKROUTER_CUDA_COMPENSATION=0, read when a context opens), budget mode skips more and tau
+// mode reports lower bounds.
 TEST_P(RoutedDecode, SharedMeanValuesKeepTheBoundAndCompensationSkipsMore) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   const int64_t length = 20000 + 5;
   Context compensated = shared_mean(length, seed);
   setenv("SINKROUTER_CPU_COMPENSATION", "0", 1);
+  setenv("SINKROUTER_CUDA_COMPENSATION", "0", 1);
   Context plain = shared_mean(length, seed);
   unsetenv("SINKROUTER_CPU_COMPENSATION");
+  unsetenv("SINKROUTER_CUDA_COMPENSATION");
   for (float budget : {1e-3f, 1e-2f}) {
     SCOPED_TRACE("budget " + std::to_string(budget));
     Result with = run(compensated, SR_ROUTING_BUDGET, 0.f, budget), without = run(plain, SR_ROUTING_BUDGET, 0.f, budget);
@@ -235,22 +238,18 @@ TEST_P(RoutedDecode, SharedMeanValuesKeepTheBoundAndCompensationSkipsMore) {
     std::printf("[shared mean] budget %.0e: skipped %.3f compensated, %.3f not\n", budget, skip_fraction(with), skip_fraction(without));
     // Measured over 10 seeds at 1e-3: 0.31-0.78 against 0.11-0.50, the gain 0.10-0.38; at
     // 1e-2 often both at the ceiling of what the anchors and the diffuse heads leave (0.75).
-    if (GetParam() == SR_BACKEND_CPU) {
-      EXPECT_GE(skip_fraction(with), skip_fraction(without) + (budget < 5e-3f ? 0.05 : 0.0));
-    }
+    EXPECT_GE(skip_fraction(with), skip_fraction(without) + (budget < 5e-3f ? 0.05 : 0.0));
   }
   Result with = run(compensated, SR_ROUTING_TAU, 8.f, 0.f), without = run(plain, SR_ROUTING_TAU, 8.f, 0.f);
   expect_bound_holds(with, "tau");
   expect_bound_holds(without, "tau");
   EXPECT_EQ(with.stats.blocks_v_skipped, without.stats.blocks_v_skipped) << "tau skips the same blocks";
-  if (GetParam() == SR_BACKEND_CPU) {
-    int lower = 0;
-    for (size_t i = 0; i < with.bound.size(); ++i) {
-      EXPECT_LE(with.bound[i], without.bound[i] * 1.0001f) << "head " << i << ": never above the plain bound";
-      lower += with.bound[i] < 0.5f * without.bound[i];
-    }
-    EXPECT_GT(lower, static_cast<int>(with.bound.size()) / 2) << "heads whose bound compensation halves";
+  int lower = 0;
+  for (size_t i = 0; i < with.bound.size(); ++i) {
+    EXPECT_LE(with.bound[i], without.bound[i] * 1.0001f) << "head " << i << ": never above the plain bound";
+    lower += with.bound[i] < 0.5f * without.bound[i];
   }
+  EXPECT_GT(lower, static_cast<int>(with.bound.size()) / 2) << "heads whose bound compensation halves";
 }
 
 TEST_P(RoutedDecode, BudgetModeNeverExceedsItsBudget) {

@@ -13,6 +13,7 @@
 #include "core/backend_iface.h"
 #include "gpu_types.h"
 #include "launch_plan.h"
+#include "shared_arithmetic/reference_compensation.h"
 #include "shared_arithmetic/tree_min_bound.h"
 #include "tuning.h"
 
@@ -40,6 +41,12 @@ struct sr_backend_storage {
   // Spectral summaries [layers][pages][kv_heads][kSpectralSlots] (tree_min_bound.h), +inf
   // where none is known.
   float* vspectral = nullptr;
+  // Reference compensation (reference_compensation.h): summaries of the rows minus the layer's
+  // reference [layers][pages][kv_heads][kCentredSlots] (+inf where none is known), the
+  // references [layers][kv_heads][head_dim], and (host side) which layers' are frozen.
+  float* vcentred = nullptr;
+  float* vreference = nullptr;
+  std::vector<unsigned char> reference_frozen;
   // FP8 caches: one f32 scale per row (a token's K or V of one kv-head), laid out as the CPU's,
   // [layers][pages][kv_heads][page_tokens]; null for other dtypes.
   float* k_scale = nullptr;
@@ -86,6 +93,13 @@ struct sr_backend_storage {
     return static_cast<int64_t>(geometry.num_pages) * geometry.num_kv_heads * sr::kSpectralSlots;
   }
   float* vspectral_layer(int32_t layer) const { return vspectral + layer * spectral_floats_per_layer(); }
+  int64_t centred_floats_per_layer() const {
+    return static_cast<int64_t>(geometry.num_pages) * geometry.num_kv_heads * sr::kCentredSlots;
+  }
+  float* vcentred_layer(int32_t layer) const { return vcentred + layer * centred_floats_per_layer(); }
+  float* vreference_layer(int32_t layer) const {
+    return vreference + static_cast<int64_t>(layer) * geometry.num_kv_heads * geometry.head_dim;
+  }
 };
 
 namespace sr::gpu {

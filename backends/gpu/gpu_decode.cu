@@ -85,6 +85,12 @@ sr_status decode(sr_backend_device* device, sr_backend_storage* storage, const s
   p.v = storage->v_layer(a.layer);
   p.vnorm = storage->vnorm_layer(a.layer);
   p.vspectral = storage->vspectral_layer(a.layer);
+  // Compensation rides on the chunks' sums of page terms; the node tree (spectral_nodes) reports
+  // one plain tree over the split, so it runs without.
+  p.vcentred = storage->vcentred_layer(a.layer);
+  p.vreference = tuning.compensate && tuning.spectral_nodes == 0 && storage->reference_frozen[a.layer]
+                     ? storage->vreference_layer(a.layer)
+                     : nullptr;
   p.k_scale = storage->k_scale_layer(a.layer);
   p.v_scale = storage->v_scale_layer(a.layer);
   p.tables = storage->tables_device;

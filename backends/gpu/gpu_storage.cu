@@ -27,6 +27,8 @@ void free_all(sr_backend_storage* s) {
   (void)gpuFree(s->v);
   (void)gpuFree(s->vnorm);
   (void)gpuFree(s->vspectral);
+  (void)gpuFree(s->vcentred);
+  (void)gpuFree(s->vreference);
   (void)gpuFree(s->k_scale);
   (void)gpuFree(s->v_scale);
   (void)gpuFree(s->tables_device);
@@ -134,8 +136,11 @@ sr_status scatter_words(uint32_t* dst, const uint32_t* words, int64_t count, gpu
 }
 
 // The spectral summaries of logical pages [filled_begin, filled_end), now full, and of every node
-// they close (spectral_kernels.cuh), on the append's stream. Where device memory for them is
-// short they stay "none known" (+inf): the append itself does not fail.
+// they close (spectral_kernels.cuh), on the append's stream; then, where the layer's reference
+// is frozen, those of the same rows minus it. The write that fills a sequence's page
+// kReferencePages - 1 first freezes the reference, and its earlier pages get their centred
+// summaries then (reference_compensation.h, as the host's storage). Where device memory for
+// them is short they stay "none known" (+inf): the append itself does not fail.
 sr_status summarize_filled(sr_backend_storage* s, int32_t layer, const int32_t* table, int64_t filled_begin,
                            int64_t filled_end, gpuStream_t stream, sr_backend_error* err) {
   const sr_cache_geometry& g = s->geometry;
@@ -155,7 +160,8 @@ sr_status summarize_filled(sr_backend_storage* s, int32_t layer, const int32_t* 
     SpectralJob job{};
     job.v = s->v_layer(layer);
     job.v_scale = s->v_scale_layer(layer);
-    job.vspectral = s->vspectral_layer(layer);
+    job.slots = s->vspectral_layer(layer);
+    job.slot_count = kSpectralSlots;
     job.pages = device_table;
     job.dtype = g.dtype;
     job.kv_heads = g.num_kv_heads;
@@ -163,6 +169,20 @@ sr_status summarize_filled(sr_backend_storage* s, int32_t layer, const int32_t* 
     job.page_tokens = g.page_tokens;
     job.table_first = table_first;
     st = check(launch_spectral_summaries(job, filled_begin, filled_end, stream), "launching the spectral summaries", err);
+    int64_t centred_from = filled_begin;
+    if (st == SR_OK && !s->reference_frozen[layer] && filled_begin < kReferencePages && filled_end >= kReferencePages) {
+      // (table_first is 0 here: filled_begin lies in the first top-level node.)
+      reference_kernel<<<g.num_kv_heads, kSpectralThreads, 0, stream>>>(job, s->vreference_layer(layer));
+      st = check(gpuGetLastError(), "launching the reference of the layer", err);
+      if (st == SR_OK) s->reference_frozen[layer] = 1;
+      centred_from = 0;
+    }
+    if (st == SR_OK && s->reference_frozen[layer]) {
+      job.slots = s->vcentred_layer(layer);
+      job.slot_count = kCentredSlots;
+      job.centre = s->vreference_layer(layer);
+      st = check(launch_spectral_summaries(job, centred_from, filled_end, stream), "launching the centred summaries", err);
+    }
   }
   (void)gpuFreeAsync(device_table, stream);
   return st;
@@ -203,6 +223,23 @@ sr_status storage_create(sr_backend_device* device, const sr_cache_geometry* g, 
     if (st == SR_OK) {
       fill_floats_kernel<<<256, 256, 0, device->stream>>>(s->vspectral, floats, INFINITY);
       st = check(gpuGetLastError(), "initialising spectral summaries", err);
+    }
+    const int64_t centred = static_cast<int64_t>(g->num_layers) * s->centred_floats_per_layer();
+    if (st == SR_OK) st = device_alloc(&s->vcentred, static_cast<size_t>(centred), "allocating centred summaries", err);
+    if (st == SR_OK) {
+      fill_floats_kernel<<<256, 256, 0, device->stream>>>(s->vcentred, centred, INFINITY);
+      st = check(gpuGetLastError(), "initialising centred summaries", err);
+    }
+    if (st == SR_OK) {
+      st = device_alloc(&s->vreference, static_cast<size_t>(g->num_layers) * g->num_kv_heads * g->head_dim,
+                        "allocating the layers' references", err);
+    }
+    if (st == SR_OK) {
+      try {
+        s->reference_frozen.assign(static_cast<size_t>(g->num_layers), 0);
+      } catch (const std::bad_alloc&) {
+        st = SR_ERR_OUT_OF_MEMORY;
+      }
     }
     // Appends may run on other streams.
     if (st == SR_OK) st = check(gpuStreamSynchronize(device->stream), "initialising spectral summaries", err);
@@ -258,6 +295,7 @@ sr_status write_tokens(sr_backend_storage* s, int32_t layer, const int32_t* page
   TokenCopy c = token_copy(s, layer, first_token, n_tokens, io);
   c.vnorm = s->vnorm_layer(layer);
   c.vspectral = s->vspectral_layer(layer);
+  c.vcentred = s->vcentred_layer(layer);
 
   void* staging = nullptr;
   sr_status st = SR_OK;
@@ -395,6 +433,13 @@ sr_status copy_page(sr_backend_storage* s, int32_t src_page, int32_t dst_page, s
       const int64_t slots = static_cast<int64_t>(g.num_kv_heads) * kSpectralSlots;
       float* spectral = s->vspectral_layer(layer);
       st = check(gpuMemcpyAsync(spectral + dst_page * slots, spectral + src_page * slots, sizeof(float) * slots,
+                                gpuMemcpyDeviceToDevice, stream),
+                 "copying a shared page", err);
+    }
+    if (st == SR_OK) {
+      const int64_t slots = static_cast<int64_t>(g.num_kv_heads) * kCentredSlots;
+      float* centred = s->vcentred_layer(layer);
+      st = check(gpuMemcpyAsync(centred + dst_page * slots, centred + src_page * slots, sizeof(float) * slots,
                                 gpuMemcpyDeviceToDevice, stream),
                  "copying a shared page", err);
     }

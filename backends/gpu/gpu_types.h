@@ -47,6 +47,11 @@ struct DecodeParams {
   const void* v;
   const float* vnorm;     // [num_pages][kv_heads]
   const float* vspectral; // [num_pages][kv_heads][kSpectralSlots] (tree_min_bound.h)
+  // Reference compensation (reference_compensation.h): the centred summaries
+  // [num_pages][kv_heads][kCentredSlots] and the layer's reference [kv_heads][head_dim]; the
+  // reference null where the layer has none yet or the step does not compensate.
+  const float* vcentred;
+  const float* vreference;
   const float* k_scale;   // FP8 caches: each row's scale, [num_pages][kv_heads][page_tokens]; else null
   const float* v_scale;
   const DeviceTables* tables;

@@ -36,6 +36,7 @@ Tuning tuning_from_environment() {
   if (read_knob("SINKROUTER_CUDA_PDL", 0, &v)) t.programmatic_launch = v != 0;
   if (read_knob("SINKROUTER_CUDA_SPECTRAL_NODES", 0, &v) && v <= 2) t.spectral_nodes = static_cast<int32_t>(v);
   if (read_knob("SINKROUTER_CUDA_PAGE_SIGMA", 0, &v)) t.page_sigma = v != 0;
+  if (read_knob("SINKROUTER_CUDA_COMPENSATION", 0, &v)) t.compensate = v != 0;
   return t;
 }
 

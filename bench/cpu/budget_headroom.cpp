@@ -14,9 +14,13 @@
 // Two certified bounds are walked side by side: today's sum of P_B max||v||_B (docs/
 // ARCHITECTURE.md 4.4) and the tree-min bound (5.2: tree_min_bound.h's page and node terms over
 // certified page sigma and node lambda_max of the stored rows), with each bound's ratio to the
-// true error (E/true).
+// true error (E/true). A third walks the runtime's compensated bound (5.3): per q-head the
+// smaller of the tree-min bound and the same tree over the rows minus the layer's reference (the
+// mean of the first 1024 rows), the output compensated where the second is smaller.
+// Data "shared" is the mixed context with every value row shifted by a fixed vector per
+// kv-head (||mu|| about the noise's norm): values that share a mean, where compensation pays.
 //
-// Usage: sr_budget_headroom [--budgets 1e-3,1e-2] [--data sink,mixed] [length ...]
+// Usage: sr_budget_headroom [--budgets 1e-3,1e-2] [--data sink,mixed,shared] [length ...]
 //        (default lengths 131072 524288; about a minute per 512K context; progress on stderr)
 #include <algorithm>
 #include <atomic>
@@ -27,10 +31,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <random>
 #include <thread>
 #include <vector>
 
 #include "shared_arithmetic/dtype_convert.h"
+#include "shared_arithmetic/reference_compensation.h"
 #include "shared_arithmetic/softmax_state.h"
 #include "shared_arithmetic/spectral_bound.h"
 #include "shared_arithmetic/tree_min_bound.h"
@@ -68,20 +74,45 @@ struct PageSums {
   std::vector<float> sigma;        // [kv-head][page]: certified largest singular value of the page's rows
   // [level][kv-head][node], levels 1 .. kTreeLevels: certified lambda_max of the node's rows
   std::vector<std::vector<float>> lambda;
+  // The same over the rows minus the reference (reference_compensation.h), and that reference.
+  std::vector<double> vmax_centred;
+  std::vector<float> sigma_centred, reference;  // reference: [kv-head][dim]
+  std::vector<std::vector<float>> lambda_centred;
 
   size_t qp(int32_t q_head, int64_t page) const { return static_cast<size_t>(q_head * pages + page); }
   int64_t nodes(int level) const { return (pages + (int64_t{1} << (2 * level)) - 1) >> (2 * level); }
-  float& node_lambda(int level, int32_t kv_head, int64_t node) {
-    return lambda[level][static_cast<size_t>(kv_head * nodes(level) + node)];
+  float& node_lambda(int level, int32_t kv_head, int64_t node, bool centred = false) {
+    return (centred ? lambda_centred : lambda)[level][static_cast<size_t>(kv_head * nodes(level) + node)];
   }
-  float node_lambda(int level, int32_t kv_head, int64_t node) const {
-    return lambda[level][static_cast<size_t>(kv_head * nodes(level) + node)];
+  float node_lambda(int level, int32_t kv_head, int64_t node, bool centred = false) const {
+    return (centred ? lambda_centred : lambda)[level][static_cast<size_t>(kv_head * nodes(level) + node)];
   }
 };
 
 float to_bf16_and_back(float x) { return sr::bf16_to_float(sr::float_to_bf16(x)); }
 
-PageSums summarize(const SyntheticContext& ctx, const char* label) {
+// Data "shared": the fixed shift of every value row of kv-head h (seeded, about the noise's norm).
+std::vector<float> value_shift(const ContextSpec& spec, bool shared) {
+  std::vector<float> shift(static_cast<size_t>(spec.kv_heads) * spec.head_dim, 0.f);
+  if (!shared) return shift;
+  std::mt19937_64 rng(spec.seed ^ 0x5eedULL);
+  std::normal_distribution<float> normal;
+  for (float& x : shift) x = normal(rng);
+  return shift;
+}
+
+// Tokens [first, first + n) as the cache stores them (bf16), values shifted for "shared".
+void stored_tokens(const SyntheticContext& ctx, const std::vector<float>& shift, int64_t first, int64_t n, float* k,
+                   float* v) {
+  ctx.tokens(first, n, k, v);
+  const size_t row_floats = shift.size();
+  for (size_t i = 0; i < static_cast<size_t>(n) * row_floats; ++i) {
+    k[i] = to_bf16_and_back(k[i]);
+    v[i] = to_bf16_and_back(v[i] + shift[i % row_floats]);
+  }
+}
+
+PageSums summarize(const SyntheticContext& ctx, const std::vector<float>& shift, const char* label) {
   const ContextSpec& spec = ctx.spec();
   PageSums sums;
   sums.kv_heads = spec.kv_heads;
@@ -97,9 +128,27 @@ PageSums summarize(const SyntheticContext& ctx, const char* label) {
   sums.vmax.assign(static_cast<size_t>(spec.kv_heads * sums.pages), 0.0);
   sums.mass2.assign(sums.mass.size(), 0.0);
   sums.sigma.assign(sums.vmax.size(), 0.f);
+  sums.vmax_centred.assign(sums.vmax.size(), 0.0);
+  sums.sigma_centred.assign(sums.vmax.size(), 0.f);
   sums.lambda.resize(sr::kTreeLevels + 1);
+  sums.lambda_centred.resize(sr::kTreeLevels + 1);
   for (int level = 1; level <= sr::kTreeLevels; ++level) {
     sums.lambda[level].assign(static_cast<size_t>(spec.kv_heads * sums.nodes(level)), 0.f);
+    sums.lambda_centred[level].assign(sums.lambda[level].size(), 0.f);
+  }
+  // The reference: per kv-head the mean of the first kReferencePages pages' rows (all finite here).
+  {
+    const int64_t n = std::min<int64_t>(sr::kReferencePages * kPageTokens, spec.length);
+    std::vector<float> k(static_cast<size_t>(n) * spec.kv_heads * D), v(k.size());
+    stored_tokens(ctx, shift, 0, n, k.data(), v.data());
+    sums.reference.assign(static_cast<size_t>(spec.kv_heads) * D, 0.f);
+    for (int32_t h = 0; h < spec.kv_heads; ++h) {
+      for (int d = 0; d < D; ++d) {
+        double sum = 0.0;
+        for (int64_t t = 0; t < n; ++t) sum += v[(t * spec.kv_heads + h) * D + d];
+        sums.reference[static_cast<size_t>(h) * D + d] = static_cast<float>(sum / n);
+      }
+    }
   }
   static_assert(kChunkTokens % (kPageTokens << (2 * sr::kTreeLevels)) == 0, "a chunk holds whole top-level nodes");
 
@@ -115,11 +164,7 @@ PageSums summarize(const SyntheticContext& ctx, const char* label) {
     for (int64_t c; (c = next_chunk.fetch_add(1)) < chunks;) {
       const int64_t first = c * kChunkTokens;
       const int64_t n = std::min(kChunkTokens, spec.length - first);
-      ctx.tokens(first, n, k.data(), v.data());
-      for (size_t i = 0; i < static_cast<size_t>(n) * row_floats; ++i) {
-        k[i] = to_bf16_and_back(k[i]);
-        v[i] = to_bf16_and_back(v[i]);
-      }
+      stored_tokens(ctx, shift, first, n, k.data(), v.data());
       for (int64_t i = 0; i < n; ++i) {
         const int64_t page = (first + i) / kPageTokens;
         for (int32_t h = 0; h < spec.kv_heads; ++h) {
@@ -129,6 +174,13 @@ PageSums summarize(const SyntheticContext& ctx, const char* label) {
           for (int d = 0; d < D; ++d) v_norm2 += static_cast<double>(vrow[d]) * vrow[d];
           double& vmax = sums.vmax[static_cast<size_t>(h * sums.pages + page)];
           vmax = std::max(vmax, std::sqrt(v_norm2));
+          double centred2 = 0.0;
+          for (int d = 0; d < D; ++d) {
+            const double x = static_cast<double>(vrow[d]) - sums.reference[static_cast<size_t>(h) * D + d];
+            centred2 += x * x;
+          }
+          double& vmax_centred = sums.vmax_centred[static_cast<size_t>(h * sums.pages + page)];
+          vmax_centred = std::max(vmax_centred, std::sqrt(centred2) * (1.0 + 1e-6));
           for (int32_t g = 0; g < spec.group; ++g) {
             const int32_t qh = h * spec.group + g;
             const float* qrow = q.data() + static_cast<size_t>(qh) * D;
@@ -150,18 +202,25 @@ PageSums summarize(const SyntheticContext& ctx, const char* label) {
       // to the top level), from the stored (bf16) rows of each kv-head.
       std::vector<float> rows(static_cast<size_t>(n) * D);
       for (int32_t h = 0; h < spec.kv_heads; ++h) {
-        for (int64_t i = 0; i < n; ++i) std::memcpy(&rows[i * D], v.data() + (i * spec.kv_heads + h) * D, D * sizeof(float));
-        const int64_t first_page = first / kPageTokens;
-        for (int level = 0; level <= sr::kTreeLevels; ++level) {
-          const int64_t span = kPageTokens << (2 * level);  // tokens of a node
-          for (int64_t t0 = 0; t0 < n; t0 += span) {
-            const int64_t count = std::min(span, n - t0);
-            const double lambda = sr::certified_gram_lambda_max(&rows[t0 * D], count, D, D);
-            const int64_t node = (first_page + t0 / kPageTokens) >> (2 * level);
-            if (level == 0) {
-              sums.sigma[static_cast<size_t>(h * sums.pages + node)] = sr::f32_at_least(std::sqrt(lambda));
-            } else {
-              sums.node_lambda(level, h, node) = sr::f32_at_least(lambda);
+        for (bool centred : {false, true}) {
+          const float* c = sums.reference.data() + static_cast<size_t>(h) * D;
+          for (int64_t i = 0; i < n; ++i) {
+            for (int d = 0; d < D; ++d) rows[i * D + d] = v[(i * spec.kv_heads + h) * D + d] - (centred ? c[d] : 0.f);
+          }
+          const double slack = centred ? sr::kCentringSlack : 1.0;
+          const int64_t first_page = first / kPageTokens;
+          for (int level = 0; level <= sr::kTreeLevels; ++level) {
+            const int64_t span = kPageTokens << (2 * level);  // tokens of a node
+            for (int64_t t0 = 0; t0 < n; t0 += span) {
+              const int64_t count = std::min(span, n - t0);
+              const double lambda = sr::certified_gram_lambda_max(&rows[t0 * D], count, D, D);
+              const int64_t node = (first_page + t0 / kPageTokens) >> (2 * level);
+              if (level == 0) {
+                (centred ? sums.sigma_centred : sums.sigma)[static_cast<size_t>(h * sums.pages + node)] =
+                    sr::f32_at_least(std::sqrt(lambda) * slack);
+              } else {
+                sums.node_lambda(level, h, node, centred) = sr::f32_at_least(lambda * slack * slack);
+              }
             }
           }
         }
@@ -198,26 +257,29 @@ struct HeadResult {
   std::vector<int64_t> oracle_pages_later;   // per budget: longest prefix within budget at all
   std::vector<int64_t> certified_pages;      // per budget: greedy stop on the certified bound
   std::vector<int64_t> tree_pages;           // per budget: greedy stop on the tree-min bound
+  std::vector<int64_t> compensated_pages;    // per budget: greedy stop on the compensated bound
   double all_skipped_true = 0.0, all_skipped_bound = 0.0, all_skipped_tree = 0.0;  // worst over the group
   int64_t bound_violations = 0;              // (prefix, q-head, bound) with true error > bound
   std::vector<float> l1_over_true, tree_over_true;  // E_abs / true absolute error, per (prefix, q-head)
+  std::vector<float> compensated_over_true;          // the compensated bound over its output's true error
 };
 
 // The tree-min bound of one q-head kept as pages join the skip set: the runtime's own walk
 // (tree_walk_add, tree_min_bound.h) over the whole sequence, in f32 as the runtime sums it.
 class TreeWalk {
  public:
-  TreeWalk(const PageSums& sums, int32_t kv_head)
-      : sums_(sums), kv_head_(kv_head), storage_(static_cast<size_t>(sr::tree_walk_floats(0, sums.pages))),
+  TreeWalk(const PageSums& sums, int32_t kv_head, bool centred = false)
+      : sums_(sums), kv_head_(kv_head), centred_(centred), storage_(static_cast<size_t>(sr::tree_walk_floats(0, sums.pages))),
         walk_(sr::tree_walk_start(0, sums.pages, storage_.data())) {}
-  TreeWalk(const TreeWalk& other) : TreeWalk(other.sums_, other.kv_head_) {}  // a fresh, empty walk
+  TreeWalk(const TreeWalk& other) : TreeWalk(other.sums_, other.kv_head_, other.centred_) {}  // a fresh, empty walk
   TreeWalk& operator=(const TreeWalk&) = delete;
   // Page `page` joins the skip set with its share P (sum of p) and sum of p^2.
   void skip(int64_t page, double share, double share2) {
     const size_t at = static_cast<size_t>(kv_head_ * sums_.pages + page);
-    const sr::TreePage leaf{static_cast<float>(share), static_cast<float>(share2), static_cast<float>(sums_.vmax[at]),
-                            sums_.sigma[at]};
-    auto lambda = [&](int level, int64_t node) { return sums_.node_lambda(level, kv_head_, node); };
+    const sr::TreePage leaf{static_cast<float>(share), static_cast<float>(share2),
+                            static_cast<float>(centred_ ? sums_.vmax_centred[at] : sums_.vmax[at]),
+                            centred_ ? sums_.sigma_centred[at] : sums_.sigma[at]};
+    auto lambda = [&](int level, int64_t node) { return sums_.node_lambda(level, kv_head_, node, centred_); };
     sr::tree_walk_add(walk_, page, leaf, lambda, true);
   }
   double total() const { return walk_.total; }
@@ -225,6 +287,7 @@ class TreeWalk {
  private:
   const PageSums& sums_;
   int32_t kv_head_;
+  bool centred_;
   std::vector<float> storage_;
   sr::TreeWalk walk_;
 };
@@ -274,19 +337,24 @@ HeadResult analyze_kv_head(const PageSums& sums, int32_t kv_head, const std::vec
   r.oracle_pages_later.assign(B, 0);
   r.certified_pages.assign(B, 0);
   r.tree_pages.assign(B, 0);
-  std::vector<bool> oracle_holding(B, true), certified_holding(B, true), tree_holding(B, true);
-  std::vector<double> abs_bound(G, 0.0), error(D), kept_out(D);
+  r.compensated_pages.assign(B, 0);
+  std::vector<bool> oracle_holding(B, true), certified_holding(B, true), tree_holding(B, true), compensated_holding(B, true);
+  std::vector<double> abs_bound(G, 0.0), error(D), kept_out(D), skipped_share(G, 0.0);
   std::vector<TreeWalk> trees(static_cast<size_t>(G), TreeWalk(sums, kv_head));
+  std::vector<TreeWalk> centred_trees(static_cast<size_t>(G), TreeWalk(sums, kv_head, true));
+  const float* reference = sums.reference.data() + static_cast<size_t>(kv_head) * D;
   for (size_t k = 1; k <= order.size(); ++k) {
     const int64_t page = order[k - 1];
     const double vmax = sums.vmax[static_cast<size_t>(kv_head * sums.pages + page)];
-    double worst_true = 0.0, worst_bound = 0.0, worst_tree = 0.0;
+    double worst_true = 0.0, worst_bound = 0.0, worst_tree = 0.0, worst_compensated = 0.0;
     for (int32_t g = 0; g < G; ++g) {
       const size_t at = sums.qp(kv_head * G + g, page);
       const double* w = sums.weighted_v.data() + at * D;
       for (int d = 0; d < D; ++d) skipped[g][d] += w[d];
       abs_bound[g] += sums.mass[at] / normalizer[g] * vmax;  // P_block * vmax_block
       trees[g].skip(page, sums.mass[at] / normalizer[g], sums.mass2[at] / (normalizer[g] * normalizer[g]));
+      centred_trees[g].skip(page, sums.mass[at] / normalizer[g], sums.mass2[at] / (normalizer[g] * normalizer[g]));
+      skipped_share[g] += sums.mass[at] / normalizer[g];
       for (int d = 0; d < D; ++d) {
         error[d] = skipped[g][d] / normalizer[g];
         kept_out[d] = out[g][d] - error[d];
@@ -297,15 +365,28 @@ HeadResult analyze_kv_head(const PageSums& sums, int32_t kv_head, const std::vec
                                                         static_cast<float>(norm(kept_out)));
       const double tree = sr::certified_relative_bound(static_cast<float>(trees[g].total()),
                                                        static_cast<float>(norm(kept_out)));
+      // Compensated (5.3): where the centred tree is the smaller, the output takes P_S c and
+      // its error is what the centred rows leave.
+      const bool compensates = sr::compensation_pays(static_cast<float>(trees[g].total()),
+                                                     static_cast<float>(centred_trees[g].total()));
+      std::vector<double> compensated_error(D), compensated_out(D);
+      for (int d = 0; d < D; ++d) {
+        compensated_error[d] = error[d] - (compensates ? skipped_share[g] * reference[d] : 0.0);
+        compensated_out[d] = out[g][d] - compensated_error[d];
+      }
+      const double compensated_true = norm(compensated_error) / out_norm[g];
+      const double compensated = sr::certified_relative_bound(
+          static_cast<float>(compensates ? centred_trees[g].total() : trees[g].total()),
+          static_cast<float>(norm(compensated_out)));
       const struct {
         const char* name;
-        double value;
-      } bounds[] = {{"sum of norms", bound}, {"tree-min", tree}};
+        double truth, value;
+      } bounds[] = {{"sum of norms", true_rel, bound}, {"tree-min", true_rel, tree}, {"compensated", compensated_true, compensated}};
       for (const auto& b : bounds) {
-        if (true_rel > b.value * (1.0 + kBoundRoundingSlack)) {
+        if (b.truth > b.value * (1.0 + kBoundRoundingSlack)) {
           if (r.bound_violations++ < 5) {
             std::fprintf(stderr, "BOUND VIOLATED (%s): kv-head %d q-head %d prefix %zu: true %.6e > bound %.6e\n",
-                         b.name, kv_head, kv_head * G + g, k, true_rel, b.value);
+                         b.name, kv_head, kv_head * G + g, k, b.truth, b.value);
           }
         }
       }
@@ -314,6 +395,11 @@ HeadResult analyze_kv_head(const PageSums& sums, int32_t kv_head, const std::vec
         r.l1_over_true.push_back(static_cast<float>(abs_bound[g] / true_abs));
         r.tree_over_true.push_back(static_cast<float>(trees[g].total() / true_abs));
       }
+      if (norm(compensated_error) > 0.0) {
+        r.compensated_over_true.push_back(static_cast<float>(
+            (compensates ? centred_trees[g].total() : trees[g].total()) / norm(compensated_error)));
+      }
+      worst_compensated = std::max(worst_compensated, compensated);
       worst_true = std::max(worst_true, true_rel);
       worst_bound = std::max(worst_bound, bound);
       worst_tree = std::max(worst_tree, tree);
@@ -327,6 +413,8 @@ HeadResult analyze_kv_head(const PageSums& sums, int32_t kv_head, const std::vec
       if (certified_holding[b]) r.certified_pages[b] = static_cast<int64_t>(k);
       tree_holding[b] = tree_holding[b] && worst_tree <= budgets[b];
       if (tree_holding[b]) r.tree_pages[b] = static_cast<int64_t>(k);
+      compensated_holding[b] = compensated_holding[b] && worst_compensated <= budgets[b];
+      if (compensated_holding[b]) r.compensated_pages[b] = static_cast<int64_t>(k);
     }
     if (k == order.size()) {
       r.all_skipped_true = worst_true;
@@ -345,7 +433,7 @@ int64_t report_context(const char* data_name, const ContextSpec& spec, const std
   std::snprintf(label, sizeof label, "%s %lld", data_name, static_cast<long long>(spec.length));
   const SyntheticContext ctx(spec);
   const auto start = std::chrono::steady_clock::now();
-  const PageSums sums = summarize(ctx, label);
+  const PageSums sums = summarize(ctx, value_shift(spec, std::strcmp(data_name, "shared") == 0), label);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::fprintf(stderr, "  %s: summarized in %.1f s\n", label, seconds);
 
@@ -353,8 +441,8 @@ int64_t report_context(const char* data_name, const ContextSpec& spec, const std
               static_cast<long long>(spec.length), static_cast<unsigned long long>(spec.seed),
               static_cast<long long>(sums.pages));
   const size_t B = budgets.size();
-  std::vector<int64_t> oracle_total(B, 0), certified_total(B, 0), tree_total(B, 0);
-  std::vector<float> l1_over_true, tree_over_true;
+  std::vector<int64_t> oracle_total(B, 0), certified_total(B, 0), tree_total(B, 0), compensated_total(B, 0);
+  std::vector<float> l1_over_true, tree_over_true, compensated_over_true;
   int64_t violations = 0;
   for (int32_t h = 0; h < spec.kv_heads; ++h) {
     const HeadResult r = analyze_kv_head(sums, h, budgets);
@@ -363,13 +451,15 @@ int64_t report_context(const char* data_name, const ContextSpec& spec, const std
                 static_cast<long long>(r.candidate_pages));
     l1_over_true.insert(l1_over_true.end(), r.l1_over_true.begin(), r.l1_over_true.end());
     tree_over_true.insert(tree_over_true.end(), r.tree_over_true.begin(), r.tree_over_true.end());
+    compensated_over_true.insert(compensated_over_true.end(), r.compensated_over_true.begin(), r.compensated_over_true.end());
     for (size_t b = 0; b < B; ++b) {
       oracle_total[b] += r.oracle_pages[b];
       certified_total[b] += r.certified_pages[b];
       tree_total[b] += r.tree_pages[b];
-      std::printf(" | %.0e: oracle %6.2f%% certified %6.2f%% tree-min %6.2f%%", budgets[b],
+      compensated_total[b] += r.compensated_pages[b];
+      std::printf(" | %.0e: oracle %6.2f%% certified %6.2f%% tree-min %6.2f%% compensated %6.2f%%", budgets[b],
                   percent(r.oracle_pages[b], r.candidate_pages), percent(r.certified_pages[b], r.candidate_pages),
-                  percent(r.tree_pages[b], r.candidate_pages));
+                  percent(r.tree_pages[b], r.candidate_pages), percent(r.compensated_pages[b], r.candidate_pages));
       if (r.oracle_pages_later[b] != r.oracle_pages[b]) {
         std::printf(" (oracle non-monotone: within budget again at %.2f%%)",
                     percent(r.oracle_pages_later[b], r.candidate_pages));
@@ -383,20 +473,24 @@ int64_t report_context(const char* data_name, const ContextSpec& spec, const std
     const double oracle_f = static_cast<double>(oracle_total[b]) / all_pages;
     const double certified_f = static_cast<double>(certified_total[b]) / all_pages;
     const double tree_f = static_cast<double>(tree_total[b]) / all_pages;
+    const double compensated_f = static_cast<double>(compensated_total[b]) / all_pages;
     // Dense reads K + V; a V-only skip of a fraction f reads K + (1 - f) V: ratio 1/(1 - f/2).
-    std::printf("summary %s %lld budget %.0e: V pages skipped oracle %.2f%% certified %.2f%% tree-min %.2f%%;"
-                " bytes ratio dense/(K + kept V) oracle %.3fx certified %.3fx tree-min %.3fx\n",
-                data_name, static_cast<long long>(spec.length), budgets[b], 100.0 * oracle_f,
-                100.0 * certified_f, 100.0 * tree_f, 1.0 / (1.0 - oracle_f / 2), 1.0 / (1.0 - certified_f / 2),
-                1.0 / (1.0 - tree_f / 2));
+    std::printf("summary %s %lld budget %.0e: V pages skipped oracle %.2f%% certified %.2f%% tree-min %.2f%% "
+                "compensated %.2f%%; bytes ratio dense/(K + kept V) oracle %.3fx certified %.3fx tree-min %.3fx "
+                "compensated %.3fx\n",
+                data_name, static_cast<long long>(spec.length), budgets[b], 100.0 * oracle_f, 100.0 * certified_f,
+                100.0 * tree_f, 100.0 * compensated_f, 1.0 / (1.0 - oracle_f / 2), 1.0 / (1.0 - certified_f / 2),
+                1.0 / (1.0 - tree_f / 2), 1.0 / (1.0 - compensated_f / 2));
   }
   auto median = [](std::vector<float>& x) {
     if (x.empty()) return 0.0;
     std::nth_element(x.begin(), x.begin() + x.size() / 2, x.end());
     return static_cast<double>(x[x.size() / 2]);
   };
-  std::printf("summary %s %lld: median E/true over every (prefix, q-head): sum of norms %.1f, tree-min %.1f\n",
-              data_name, static_cast<long long>(spec.length), median(l1_over_true), median(tree_over_true));
+  std::printf("summary %s %lld: median E/true over every (prefix, q-head): sum of norms %.1f, tree-min %.1f, "
+              "compensated %.1f\n",
+              data_name, static_cast<long long>(spec.length), median(l1_over_true), median(tree_over_true),
+              median(compensated_over_true));
   if (violations > 0) std::printf("!! %lld (prefix, q-head) pairs with true error above the certified bound\n",
                                   static_cast<long long>(violations));
   std::fflush(stdout);
@@ -414,7 +508,7 @@ std::vector<std::string> split_commas(const std::string& list) {
 }
 
 [[noreturn]] void usage() {
-  std::fprintf(stderr, "usage: sr_budget_headroom [--budgets 1e-3,1e-2] [--data sink,mixed] [length ...]\n");
+  std::fprintf(stderr, "usage: sr_budget_headroom [--budgets 1e-3,1e-2] [--data sink,mixed,shared] [length ...]\n");
   std::exit(2);
 }
 
@@ -442,7 +536,7 @@ int main(int argc, char** argv) {
   }
   if (lengths.empty()) lengths = {131072, 524288};
   for (const std::string& d : data) {
-    if (d != "sink" && d != "mixed") usage();
+    if (d != "sink" && d != "mixed" && d != "shared") usage();
   }
 
   int64_t violations = 0;

@@ -21,6 +21,7 @@
 #include "early_writer.h"
 #include "exact_eigen.h"
 #include "shared_arithmetic/dtype_convert.h"
+#include "shared_arithmetic/reference_compensation.h"
 #include "shared_arithmetic/spectral_bound.h"
 #include "shared_arithmetic/tree_min_bound.h"
 #include "spectral_device.h"
@@ -740,6 +741,88 @@ TEST_F(GpuDecode, SpectralSummariesBoundTheExactEigenvalues) {
   }
 }
 
+// The device's reference and its summaries of the rows minus it (reference_compensation.h): the
+// reference is the host's (the float64 mean of the finite rows of the first 64 logical pages,
+// summed in the same order: the same bits); each centred slot is at or above the exact value of
+// the exactly centred rows and within 2e-3 (and kCentringSlack) of the host's certificate of the
+// f32-centred rows; each page's largest centred norm is at or above the exact one; a non-finite
+// row is left out of the reference and makes its page's and nodes' slots +inf.
+TEST_F(GpuDecode, CentredSummariesAndTheReferenceMatchTheHost) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal;
+  constexpr int32_t PT = 16, D = 128, kPages = 136, kInfPage = 10;
+  std::vector<int32_t> table(kPages);
+  for (int32_t i = 0; i < kPages; ++i) table[i] = i;
+  std::shuffle(table.begin(), table.end(), rng);
+  std::vector<float> logical(static_cast<size_t>(kPages) * PT * D), mean(D);
+  for (float& x : mean) x = 3.f * normal(rng);
+  for (int32_t page = 0; page < kPages; ++page) {
+    for (int32_t t = 0; t < PT; ++t) {
+      float* row = logical.data() + (static_cast<size_t>(page) * PT + t) * D;
+      for (int32_t d = 0; d < D; ++d) row[d] = page % 5 == 4 ? normal(rng) : mean[d] + 0.3f * normal(rng);
+    }
+  }
+  logical[(static_cast<size_t>(kInfPage) * PT + 3) * D + 7] = INFINITY;
+  std::vector<float> physical(logical.size());
+  for (int32_t page = 0; page < kPages; ++page) {
+    std::copy_n(logical.begin() + static_cast<size_t>(page) * PT * D, PT * D,
+                physical.begin() + static_cast<size_t>(table[page]) * PT * D);
+  }
+  std::vector<float> reference;
+  ASSERT_EQ(run_reference(physical, table, PT, D, reference), cudaSuccess);
+  std::vector<double> sum(D, 0.0);
+  int64_t finite = 0;
+  for (int64_t r = 0; r < kReferencePages * PT; ++r) {
+    const float* row = logical.data() + r * D;
+    if (!std::all_of(row, row + D, [](float x) { return std::isfinite(x); })) continue;
+    for (int32_t d = 0; d < D; ++d) sum[d] += row[d];
+    ++finite;
+  }
+  ASSERT_EQ(finite, kReferencePages * PT - 1);
+  for (int32_t d = 0; d < D; ++d) EXPECT_EQ(reference[d], static_cast<float>(sum[d] / finite)) << "dimension " << d;
+
+  std::vector<float> slots;
+  ASSERT_EQ(run_spectral_summaries(physical, table, PT, D, 0, kPages, slots, &reference), cudaSuccess);
+  int64_t checked = 0;
+  for (int32_t level = 0; level <= kReferenceLevel; ++level) {
+    const int32_t span = 1 << (2 * level);
+    for (int32_t node = 0; (node + 1) * span <= kPages; ++node) {
+      const int32_t first = node * span, last = first + span - 1;
+      SCOPED_TRACE("level " + std::to_string(level) + " node " + std::to_string(node));
+      const float* page_slots = slots.data() + static_cast<size_t>(table[last]) * kCentredSlots;
+      if (first <= kInfPage && kInfPage <= last) {
+        EXPECT_EQ(page_slots[level], INFINITY);
+        if (level == 0) EXPECT_EQ(page_slots[kCentredNormSlot], INFINITY);
+        continue;
+      }
+      const int64_t n = static_cast<int64_t>(span) * PT;
+      std::vector<long double> exact_rows(static_cast<size_t>(n) * D);
+      std::vector<float> f32_rows(exact_rows.size());
+      long double largest = 0.0L;
+      for (int64_t r = 0; r < n; ++r) {
+        long double norm2 = 0.0L;
+        for (int32_t d = 0; d < D; ++d) {
+          const float v = logical[(static_cast<size_t>(first) * PT + r) * D + d];
+          exact_rows[r * D + d] = static_cast<long double>(v) - reference[d];
+          f32_rows[r * D + d] = v - reference[d];
+          norm2 += exact_rows[r * D + d] * exact_rows[r * D + d];
+        }
+        largest = std::max(largest, std::sqrt(norm2));
+      }
+      const long double exact = exact_lambda_max(exact_rows, n, D);
+      const double host = certified_gram_lambda_max(f32_rows.data(), n, D, D) * kCentringSlack * kCentringSlack;
+      const long double lambda = level == 0 ? static_cast<long double>(page_slots[0]) * page_slots[0] : page_slots[level];
+      EXPECT_GE(lambda, exact) << "below the exact eigenvalue";
+      EXPECT_LE(lambda, host * (1 + 2e-3) + 1e-30) << "looser than the host's certificate (" << host << ")";
+      if (level == 0) EXPECT_GE(static_cast<long double>(page_slots[kCentredNormSlot]), largest) << "largest centred norm";
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, (kPages - 1) + (kPages / 4 - 1) + (kPages / 16 - 1) + (kPages / 64 - 1));
+}
+
 // Tau mode with a tiny error cap: heads whose bound passes it are recomputed exactly by the
 // follow-up launch, the statistics count them, and the result is the dense one.
 TEST_F(GpuDecode, FollowUpRecomputesHeadsOverBudget) {
@@ -856,6 +939,7 @@ TEST_F(GpuDecode, SpectralTermsNeverLoosenTheRoutedBound) {
   sr::gpu::Tuning sum_of_norms, page_terms, node_tree;
   sum_of_norms.page_sigma = false;
   node_tree.spectral_nodes = 1;
+  for (sr::gpu::Tuning* t : {&sum_of_norms, &page_terms, &node_tree}) t->compensate = false;  // the plain rows' bounds
   const sr::gpu::Tuning* tunings[] = {&sum_of_norms, &page_terms, &node_tree};
   std::vector<double> ref;
   for (Mode m : {Mode{SR_ROUTING_TAU, 12.f, 0.f}, Mode{SR_ROUTING_BUDGET, 12.f, 1e-3f}, Mode{SR_ROUTING_BUDGET, 12.f, 1e-2f}}) {

@@ -7,6 +7,7 @@
 #include "compat.h"
 #include "element_access.cuh"
 #include "gpu_types.h"
+#include "shared_arithmetic/reference_compensation.h"
 #include "shared_arithmetic/softmax_state.h"
 #include "shared_arithmetic/tree_min_bound.h"
 #include "sinkrouter/sinkrouter.h"
@@ -39,6 +40,10 @@ struct SharedState {
   int32_t page[kMaxChunkBlocks + 2];
   float vnorm[kMaxChunkBlocks + 2];
   float sigma[kMaxChunkBlocks + 2];  // the pages' spectral summaries (slot 0)
+  // With a reference (p.vreference): the pages' centred sigma and largest centred norm, and per
+  // head the skipped mass of the chunks it compensated (reference_compensation.h).
+  float centred_sigma[kMaxChunkBlocks + 2], centred_norm[kMaxChunkBlocks + 2];
+  float comp_mass[kMaxTileHeads];
   // Routed chunks: the lambda of each tree node the chunk's pages touch, [level - 1][node -
   // first node of the level], and each head's tree-min bound of the split's skipped pages so far.
   float node_lambda[kTreeLevels][kChunkNodes];
@@ -183,6 +188,11 @@ struct BlockBase {
       if (with_vnorm) {
         sh.vnorm[i] = p.vnorm[static_cast<int64_t>(page) * p.kv_heads + kv_head];
         sh.sigma[i] = p.page_sigma ? p.vspectral[(static_cast<int64_t>(page) * p.kv_heads + kv_head) * kSpectralSlots] : INFINITY;
+        if (p.vreference) {
+          const float* centred = p.vcentred + (static_cast<int64_t>(page) * p.kv_heads + kv_head) * kCentredSlots;
+          sh.centred_sigma[i] = centred[0];
+          sh.centred_norm[i] = centred[kCentredNormSlot];
+        }
       }
     }
     if (with_vnorm) {

@@ -92,6 +92,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
     sh.l[threadIdx.x] = 0.f;
     sh.skipped_l[threadIdx.x] = 0.f;
     sh.skipped_err[threadIdx.x] = 0.f;
+    sh.comp_mass[threadIdx.x] = 0.f;
     tree_stream_start(sh.tree[threadIdx.x]);
   }
   if (threadIdx.x == 0) {
@@ -166,6 +167,7 @@ __global__ void SR_LAUNCH_BOUNDS(kThreads, kMinBlocks) decode_kernel(const SR_GR
   g.splits = p.adaptive_splits ? sh.group_splits : p.splits;
   g.first_slot = p.adaptive_splits ? sh.group_first_slot : g.slot * p.splits;
   blk.reduce_to_shared(o);
+  if (p.vreference && routing != SR_ROUTING_OFF) add_compensation<D, GT>(p, sh, reduce, blk.kv_head);
   write_partial_state<D, GT>(p, sh, reduce, g.first_slot + split_index());
   count_split(p, sh, tile);
 

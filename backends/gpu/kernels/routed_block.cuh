@@ -11,6 +11,7 @@
 
 #include <type_traits>
 
+#include "shared_arithmetic/reference_compensation.h"
 #include "shared_arithmetic/softmax_state.h"
 #include "cuda_core_passes.cuh"
 #include "launch_plan.h"
@@ -289,24 +290,37 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
     unsigned skipped_mask = warp_ballot(skip);
     warp_sync();
     if (lane < GT) {
-      // The skipped pages join the head's tree-min bound in page order, in the chunk's frame.
       const int h = lane;
       // Each skipped page's tree term, min(P_B M_B, sigma_B ||p_B||_2), summed: the tree-min
-      // bound without its nodes. With p.spectral_nodes the nodes join (add_skipped_pages).
+      // bound without its nodes (with p.spectral_nodes the nodes join: add_skipped_pages). With
+      // a reference, the same over the centred rows: where that sum is the smaller, the chunk
+      // compensates (its skipped mass joins comp_mass, which the output takes times the
+      // reference) and its bound is that sum; per chunk, so every chunk's share of the budget
+      // holds whichever it takes.
       float alpha = sh.alpha[h];
       float l = sh.l[h] * alpha, skl = sh.skipped_l[h] * alpha, ske = sh.skipped_err[h] * alpha;
+      float mass = 0.f, plain = 0.f, centred = 0.f;
       for (int bb = 0; bb < n_blocks; ++bb) {
         float s = sh.block_sum[h][bb];
         l += s;
         if (sh.skip[bb]) {
-          skl += s;
-          ske += tree_leaf_bound(TreePage{s, sh.block_sum2[h][bb], sh.vnorm[bb], sh.sigma[bb]});
+          mass += s;
+          plain += tree_leaf_bound(page_leaf(h, bb));
+          if (p.vreference) centred += tree_leaf_bound(centred_leaf(h, bb));
         }
+      }
+      float comp = sh.comp_mass[h] * alpha;
+      if (p.vreference && compensation_pays(plain, centred)) {
+        ske += centred;
+        comp += mass;
+      } else {
+        ske += plain;
       }
       if (p.spectral_nodes) add_skipped_pages(h, alpha, n_blocks);
       sh.l[h] = l;
-      sh.skipped_l[h] = skl;
+      sh.skipped_l[h] = skl + mass;
       sh.skipped_err[h] = ske;
+      sh.comp_mass[h] = comp;
     }
     if (lane == 0) {
       sh.blocks += n_blocks;
@@ -329,14 +343,27 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
     const float allowance = budget_allowance(p.budget, sh.anchor_norm[h], sh.z[h], share);
     const float to_ref = expf(fminf(sh.m[h] - sh.m_ref[h], 80.f));  // frame m -> frame m_ref
     if (p.spectral_nodes == 2) return budget_tree_stop(h, candidates, n_blocks, allowance, to_ref);
-    float spent = 0.f;
+    // With a reference the chunk's bound is the smaller of the plain and the centred sums.
+    float spent = 0.f, spent_centred = INFINITY;
+    if (p.vreference) spent_centred = 0.f;
     for (int r = 0; r < candidates; ++r) {
       const int b = sh.order[r];
-      const float cost = tree_leaf_bound(TreePage{sh.block_sum[h][b], sh.block_sum2[h][b], sh.vnorm[b], sh.sigma[b]}) * to_ref;
-      if (!(spent + cost <= allowance)) return r;
-      spent += cost;
+      const float plain = spent + tree_leaf_bound(page_leaf(h, b)) * to_ref;
+      const float centred = spent_centred + tree_leaf_bound(centred_leaf(h, b)) * to_ref;
+      if (!(fminf(plain, centred) <= allowance)) return r;
+      spent = plain;
+      spent_centred = centred;
     }
     return candidates;
+  }
+
+  // Page b of the chunk as a leaf of head h's tree: its skipped weights with its summaries of the
+  // rows, or of the rows minus the reference.
+  __device__ TreePage page_leaf(int h, int b) const {
+    return TreePage{sh.block_sum[h][b], sh.block_sum2[h][b], sh.vnorm[b], sh.sigma[b]};
+  }
+  __device__ TreePage centred_leaf(int h, int b) const {
+    return TreePage{sh.block_sum[h][b], sh.block_sum2[h][b], sh.centred_norm[b], sh.centred_sigma[b]};
   }
 
   __device__ __noinline__ int budget_tree_stop(int h, int candidates, int n_blocks, float allowance, float to_ref) const {
@@ -346,7 +373,7 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
     auto lambda = [&](int level, int64_t node) { return this->chunk_node_lambda(level, node); };
     for (int r = 0; r < candidates; ++r) {
       const int b = sh.order[r];
-      const TreePage leaf{sh.block_sum[h][b], sh.block_sum2[h][b], sh.vnorm[b], sh.sigma[b]};
+      const TreePage leaf = page_leaf(h, b);
       if (!(tree_walk_add(walk, chunk_page + b, leaf, lambda, false) * to_ref <= allowance)) return r;
       tree_walk_add(walk, chunk_page + b, leaf, lambda, true);
     }
@@ -361,7 +388,7 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
     auto lambda = [&](int level, int64_t node) { return this->chunk_node_lambda(level, node); };
     for (int b = 0; b < n_blocks; ++b) {
       if (sh.skip[b]) {
-        tree_stream_add(tree, sh.chunk_sequence_page + b, TreePage{sh.block_sum[h][b], sh.block_sum2[h][b], sh.vnorm[b], sh.sigma[b]}, lambda);
+        tree_stream_add(tree, sh.chunk_sequence_page + b, page_leaf(h, b), lambda);
       }
     }
     sh.tree[h] = tree;

@@ -6,10 +6,13 @@
 // header's; only the loops are the team's: the float64 Gram matrix from tiles of rows staged in
 // shared memory, power iteration a warp per row, the Cholesky factorisation of mu I - G row by
 // row with a barrier between steps. Any order of the float64 sums keeps the same rounding bounds.
+// The same kernel summarises the rows minus the layer's reference (reference_compensation.h),
+// and a second one freezes that reference.
 #pragma once
 
 #include <math.h>
 
+#include "shared_arithmetic/reference_compensation.h"
 #include "shared_arithmetic/spectral_bound.h"
 #include "shared_arithmetic/tree_min_bound.h"
 #include "storage_kernels.cuh"
@@ -21,11 +24,14 @@ constexpr int kSpectralTermTile = 16;   // terms of the Gram sums staged in shar
 constexpr int kSpectralMaxOrder = 256;  // the Gram matrix's order is at most head_dim <= 256
 
 // One launch: the summaries of one level (0: page sigma, l: lambda of level-l nodes) for every
-// page the write filled or node it closed, over every kv-head.
+// page the write filled or node it closed, over every kv-head: of the rows, or with `centre`
+// of the rows minus it (then level 0 also writes the page's largest centred norm).
 struct SpectralJob {
   const void* v;          // the layer's V pages
   const float* v_scale;   // FP8: the layer's V row scales; else null
-  float* vspectral;       // the layer's [num_pages][kv_heads][kSpectralSlots]
+  float* slots;           // the layer's [num_pages][kv_heads][slot_count]
+  const float* centre;    // null, or the layer's reference [kv_heads][head_dim]
+  int32_t slot_count;     // kSpectralSlots, or kCentredSlots with a centre
   const int32_t* pages;   // device copy of the sequence's page table from logical page table_first
   double* workspace;      // [gridDim.x][2 order^2]: G and the matrix factored
   int32_t dtype, kv_heads, head_dim, page_tokens;
@@ -101,7 +107,9 @@ __global__ void __launch_bounds__(kSpectralThreads) spectral_summary_kernel(cons
       const int32_t col = by_rows ? static_cast<int32_t>(k) : i;
       const int32_t page = job.pages[first_page + row / PT - job.table_first];
       const int64_t offset = ((static_cast<int64_t>(page) * job.kv_heads + h) * PT + row % PT) * d + col;
-      return static_cast<double>(load_stored(job.v, job.v_scale, offset, d, job.dtype));
+      const float stored = load_stored(job.v, job.v_scale, offset, d, job.dtype);
+      // (Centred in f32, as the host does: kCentringSlack covers the rounding.)
+      return static_cast<double>(job.centre ? stored - job.centre[static_cast<int64_t>(h) * d + col] : stored);
     };
 
     // The Gram matrix's lower triangle, a tile of terms at a time.
@@ -189,15 +197,57 @@ __global__ void __launch_bounds__(kSpectralThreads) spectral_summary_kernel(cons
         __syncthreads();
       }
     }
+    // A centred page's largest centred row norm, from the exact differences (a warp per row).
+    float largest = 0.f;
+    if (job.centre && job.level == 0) {
+      const float* c = job.centre + static_cast<int64_t>(h) * d;
+      const int32_t page = job.pages[first_page - job.table_first];
+      float warp_largest = 0.f;
+      for (int64_t row = warp_id(); row < n; row += kSpectralThreads / kWarp) {
+        const int64_t offset = ((static_cast<int64_t>(page) * job.kv_heads + h) * PT + row) * d;
+        double sum = 0.0;
+        for (int32_t col = lane_id(); col < d; col += kWarp) {
+          const double x = static_cast<double>(load_stored(job.v, job.v_scale, offset + col, d, job.dtype)) - c[col];
+          sum += x * x;
+        }
+        warp_largest = fmaxf(warp_largest, summary_row_norm(warp_sum_double(sum)));
+      }
+      __syncthreads();  // (scratch may still be read from the last block sum)
+      if (lane_id() == 0) scratch[warp_id()] = warp_largest;
+      __syncthreads();
+      for (int w = 0; w < kSpectralThreads / kWarp; ++w) largest = fmaxf(largest, static_cast<float>(scratch[w]));
+    }
     if (threadIdx.x == 0) {
       // The slot lives on the item's last page: a page's own, or the page that closes the node.
       const int64_t last = first_page + (int64_t{1} << (2 * job.level)) - 1;
       const int32_t page = job.pages[last - job.table_first];
-      job.vspectral[(static_cast<int64_t>(page) * job.kv_heads + h) * kSpectralSlots + job.level] =
-          job.level == 0 ? f32_at_least(sqrt(lambda)) : f32_at_least(lambda);
+      float* slots = job.slots + (static_cast<int64_t>(page) * job.kv_heads + h) * job.slot_count;
+      const double slack = job.centre ? kCentringSlack : 1.0;
+      slots[job.level] = job.level == 0 ? f32_at_least(sqrt(lambda) * slack) : f32_at_least(lambda * slack * slack);
+      if (job.centre && job.level == 0) slots[kCentredNormSlot] = largest;
     }
     __syncthreads();  // the workspace and shared buffers are reused by the next item
   }
+}
+
+// The layer's reference (reference_compensation.h): per kv-head (a block) the mean of the
+// finite stored V rows of logical pages [0, kReferencePages), summed row by row in float64 as
+// the host's freeze_reference does (a thread per dimension). job.pages from logical page 0.
+__global__ void __launch_bounds__(kSpectralThreads) reference_kernel(const SR_GRID_CONSTANT SpectralJob job, float* reference) {
+  const int32_t h = blockIdx.x, d = job.head_dim, PT = job.page_tokens;
+  const bool mine = static_cast<int32_t>(threadIdx.x) < d;
+  double sum = 0.0;
+  int64_t finite_rows = 0;
+  for (int64_t row = 0; row < kReferencePages * PT; ++row) {
+    const int32_t page = job.pages[row / PT - job.table_first];
+    const int64_t offset = ((static_cast<int64_t>(page) * job.kv_heads + h) * PT + row % PT) * d;
+    const float x = mine ? load_stored(job.v, job.v_scale, offset + threadIdx.x, d, job.dtype) : 0.f;
+    if (__syncthreads_and(isfinite(x))) {
+      sum += x;
+      ++finite_rows;
+    }
+  }
+  if (mine) reference[static_cast<int64_t>(h) * d + threadIdx.x] = finite_rows ? static_cast<float>(sum / finite_rows) : 0.f;
 }
 
 // Bytes of float64 workspace one summary launch may take (it runs fewer blocks for larger orders).

@@ -21,6 +21,15 @@ struct SplitGroup {
   int64_t first_slot;   // partial-state slot of its first split
 };
 
+// Reference compensation (reference_compensation.h): each head's output takes the skipped mass
+// of the chunks it compensated times the layer's reference, in the split's frame. Each thread
+// touches the elements write_partial_state then stores.
+template <int D, int GT>
+__device__ __forceinline__ void add_compensation(const DecodeParams& p, const SharedState& sh, float* reduce, int32_t kv_head) {
+  const float* reference = p.vreference + static_cast<int64_t>(kv_head) * D;
+  for (int i = threadIdx.x; i < GT * D; i += kThreads) reduce[i] += sh.comp_mass[i / D] * reference[i % D];
+}
+
 // This split's partial state into its slot (the output already summed into reduce[GT][D]).
 template <int D, int GT>
 __device__ __forceinline__ void write_partial_state(const DecodeParams& p, const SharedState& sh, const float* reduce,

@@ -9,6 +9,7 @@
 #include "shared_arithmetic/dtype_convert.h"
 #include "shared_arithmetic/fp8_rows.h"
 #include "shared_arithmetic/softmax_state.h"
+#include "shared_arithmetic/reference_compensation.h"
 #include "shared_arithmetic/tree_min_bound.h"
 #include "compat.h"
 #include "element_access.cuh"
@@ -27,6 +28,7 @@ struct TokenCopy {
   float* v_scale;
   float* vnorm;          // the layer's summaries [num_pages][kv_heads]
   float* vspectral;      // the layer's spectral summaries [num_pages][kv_heads][kSpectralSlots]
+  float* vcentred;       // the layer's centred summaries [num_pages][kv_heads][kCentredSlots]
   const void* src_k;     // caller's buffers: element (t, h, d) at t * token_stride + h * head_stride + d
   const void* src_v;
   int32_t src_dtype;
@@ -132,6 +134,9 @@ __global__ void __launch_bounds__(kStorageThreads) write_tokens_kernel(const SR_
   }
   if (c.vspectral && threadIdx.x < kSpectralSlots) {
     c.vspectral[(static_cast<int64_t>(page) * c.kv_heads + h) * kSpectralSlots + threadIdx.x] = INFINITY;
+  }
+  if (c.vcentred && threadIdx.x < kCentredSlots) {
+    c.vcentred[(static_cast<int64_t>(page) * c.kv_heads + h) * kCentredSlots + threadIdx.x] = INFINITY;
   }
 }
 
