@@ -216,12 +216,13 @@ TEST_P(RoutedDecode, BudgetBelowTheBoundForcesTheExactResult) {
 // Values sharing a large mean: the bound and the budget hold in every mode, and compensating
 // with the layer's reference (reference_compensation.h) puts the bound far below the plain one:
 // against the same context without compensation (SINKROUTER_CPU_COMPENSATION=0 and
-// SINKROUTER_CUDA_COMPENSATION=0, read when a context opens), budget mode skips more and tau
-// mode reports lower bounds.
+// SINKROUTER_CUDA_COMPENSATION=0, read when a context opens; the GPU's is asked for with 1),
+// budget mode skips more and tau mode reports lower bounds.
 TEST_P(RoutedDecode, SharedMeanValuesKeepTheBoundAndCompensationSkipsMore) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   const int64_t length = 20000 + 5;
+  setenv("SINKROUTER_CUDA_COMPENSATION", "1", 1);  // (the GPU's default is off for now)
   Context compensated = shared_mean(length, seed);
   setenv("SINKROUTER_CPU_COMPENSATION", "0", 1);
   setenv("SINKROUTER_CUDA_COMPENSATION", "0", 1);

@@ -136,8 +136,8 @@ sr_status scatter_words(uint32_t* dst, const uint32_t* words, int64_t count, gpu
 }
 
 // The spectral summaries of logical pages [filled_begin, filled_end), now full, and of every node
-// they close (spectral_kernels.cuh), on the append's stream; then, where the layer's reference
-// is frozen, those of the same rows minus it. The write that fills a sequence's page
+// they close (spectral_kernels.cuh), on the append's stream; then, where the device compensates
+// (Tuning) and the layer's reference is frozen, those of the same rows minus it. The write that fills a sequence's page
 // kReferencePages - 1 first freezes the reference, and its earlier pages get their centred
 // summaries then (reference_compensation.h, as the host's storage). Where device memory for
 // them is short they stay "none known" (+inf): the append itself does not fail.
@@ -170,7 +170,9 @@ sr_status summarize_filled(sr_backend_storage* s, int32_t layer, const int32_t* 
     job.table_first = table_first;
     st = check(launch_spectral_summaries(job, filled_begin, filled_end, stream), "launching the spectral summaries", err);
     int64_t centred_from = filled_begin;
-    if (st == SR_OK && !s->reference_frozen[layer] && filled_begin < kReferencePages && filled_end >= kReferencePages) {
+    const bool compensates = s->device->tuning.compensate;
+    if (st == SR_OK && compensates && !s->reference_frozen[layer] && filled_begin < kReferencePages &&
+        filled_end >= kReferencePages) {
       // (table_first is 0 here: filled_begin lies in the first top-level node.)
       reference_kernel<<<g.num_kv_heads, kSpectralThreads, 0, stream>>>(job, s->vreference_layer(layer));
       st = check(gpuGetLastError(), "launching the reference of the layer", err);

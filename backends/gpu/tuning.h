@@ -30,8 +30,9 @@ struct Tuning {
                                     // the whole tree-min bound, nodes of 4-256 pages included, not
                                     // the sum of the pages' terms; 2: budget mode's walk also
                                     // prices a block by the chunk tree's increase
-  bool compensate = true;           // SINKROUTER_CUDA_COMPENSATION=0: routed chunks never compensate
-                                    // with the layer's reference (for comparison)
+  bool compensate = false;          // SINKROUTER_CUDA_COMPENSATION=1: the storage keeps the layer's
+                                    // reference and centred summaries, and routed chunks compensate
+                                    // (off until a device run has checked it: bench/NOTES.md, stop 34)
   bool page_sigma = true;           // SINKROUTER_CUDA_PAGE_SIGMA=0: the pages' sigma unused, so the
                                     // routed chunks' bound and walk are the sum of P_B M_B (the
                                     // bound before the spectral summaries, for comparison)

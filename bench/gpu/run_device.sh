@@ -46,6 +46,14 @@ if want tests; then
   (cd "$BUILD" && timeout 420 ctest -j8 --timeout 300 --output-on-failure -E 'install_and_consume|python_e2e_cpu') >"$OUT/ctest.log" 2>&1
   echo "ctest exit $?" >>"$summary"
   grep -E "tests passed|tests failed|Failed|\*\*\*Failed|Timeout" "$OUT/ctest.log" | head -40 >>"$summary"
+  # Reference compensation, off by default on the GPU for now: the suite's routed and GPU tests
+  # again with it on.
+  echo "== routed and GPU tests, compensation on (SINKROUTER_CUDA_COMPENSATION=1)" | tee -a "$summary"
+  SINKROUTER_CUDA_COMPENSATION=1 SINKROUTER_TEST_BACKENDS=cuda timeout 300 "$BUILD/tests/sr_tests" \
+    --gtest_filter='*Routed*:*RealAttention*:*AttentionVariants*:*Fp8*' >"$OUT/compensation_tests.log" 2>&1
+  echo "exit $?: $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]' "$OUT/compensation_tests.log" | head -3 | tr '\n' ' ')" >>"$summary"
+  SINKROUTER_CUDA_COMPENSATION=1 timeout 300 "$BUILD/tests/gpu/sr_gpu_tests" >>"$OUT/compensation_tests.log" 2>&1
+  echo "gpu tests exit $?: $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]' "$OUT/compensation_tests.log" | tail -2 | tr '\n' ' ')" >>"$summary"
   # The streamed tau kernel runs by default only for one sequence of 64K+ tokens: the routed
   # and real-attention tests again with it taken at every length.
   echo "== routed tests, tau streamed at every length (SINKROUTER_CUDA_TAU_STREAM_FROM=0)" | tee -a "$summary"
@@ -66,7 +74,7 @@ if want sanitize; then
     [ "$tool" = racecheck ] && limit=240
     timeout "$limit" compute-sanitizer --tool "$tool" --error-exitcode 99 "$@" --gtest_filter="$filter" >>"$OUT/sanitizer.log" 2>&1
     local rc=$?
-    echo "$tool $filter ($(basename "$1")${SINKROUTER_CUDA_SPECTRAL_NODES:+, nodes $SINKROUTER_CUDA_SPECTRAL_NODES}): exit $rc, $(grep -c 'ERROR SUMMARY: 0 errors' "$OUT/sanitizer.log") clean summaries so far" >>"$summary"
+    echo "$tool $filter ($(basename "$1")${SINKROUTER_CUDA_SPECTRAL_NODES:+, nodes $SINKROUTER_CUDA_SPECTRAL_NODES}${SINKROUTER_CUDA_COMPENSATION:+, compensation $SINKROUTER_CUDA_COMPENSATION}): exit $rc, $(grep -c 'ERROR SUMMARY: 0 errors' "$OUT/sanitizer.log") clean summaries so far" >>"$summary"
   }
   : >"$OUT/sanitizer.log"
   export SINKROUTER_TEST_BACKENDS=cuda
@@ -83,6 +91,11 @@ if want sanitize; then
   SINKROUTER_CUDA_SPECTRAL_NODES=1 san racecheck '*Routed*' "$BUILD/tests/sr_tests"
   SINKROUTER_CUDA_SPECTRAL_NODES=2 san memcheck '*Routed*' "$BUILD/tests/sr_tests"
   SINKROUTER_CUDA_SPECTRAL_NODES=2 san synccheck '*Routed*' "$BUILD/tests/sr_tests"
+  # Reference compensation (the reference and centred summaries on append, the chunks' choice).
+  SINKROUTER_CUDA_COMPENSATION=1 san memcheck '*Routed*:*RealAttention*' "$BUILD/tests/sr_tests"
+  SINKROUTER_CUDA_COMPENSATION=1 san racecheck '*Routed*' "$BUILD/tests/sr_tests"
+  SINKROUTER_CUDA_COMPENSATION=1 san synccheck '*Routed*' "$BUILD/tests/sr_tests"
+  SINKROUTER_CUDA_COMPENSATION=1 san memcheck 'GpuDecode.*:*sink_9000*:*mixed_20003_p128*' "$BUILD/tests/gpu/sr_gpu_tests"
   # The streamed tau kernel, taken at every length.
   export SINKROUTER_CUDA_TAU_STREAM_FROM=0
   san memcheck '*Routed*' "$BUILD/tests/sr_tests"
@@ -180,8 +193,8 @@ if want certificate; then
   # What the spectral summaries buy budget mode (issue 31), one table: per case the oracle and
   # the ideal certified skip (sr_budget_headroom, float64, on the same seed-7 contexts), then the
   # GPU's skip, time and bound/error under each routed bound (SINKROUTER_CUDA_PAGE_SIGMA=0: the
-  # sum of norms; the default: the pages' tree terms; SINKROUTER_CUDA_SPECTRAL_NODES=1: the node
-  # tree), beside dense and the faster SDPA backend (peers.py), all timed in this call.
+  # sum of norms; the pages' tree terms with reference compensation; SINKROUTER_CUDA_SPECTRAL_NODES=1:
+  # the node tree), beside dense and the faster SDPA backend (peers.py), all timed in this call.
   echo "== certificate: oracle, old and new bounds (bench/gpu/certificate_table.py)" | tee -a "$summary"
   : >"$OUT/certificate.log"
   PYTHONUNBUFFERED=1 timeout 120 python3 "$ROOT/bench/gpu/peers.py" --shapes 1x131072,1x524288 >"$OUT/certificate_peers.jsonl" 2>>"$OUT/certificate.log"
@@ -197,7 +210,7 @@ if want certificate; then
     bench_case dense "$data:1:131072:dense"
     for case in "$data:1:524288:budget1e-3+budget1e-2+fp8-budget1e-2" "$data:1:131072:budget1e-2"; do
       bench_case sum-of-norms "$case" SINKROUTER_CUDA_PAGE_SIGMA=0
-      bench_case page-terms "$case"
+      bench_case page-terms "$case" SINKROUTER_CUDA_COMPENSATION=1
       bench_case node-tree "$case" SINKROUTER_CUDA_SPECTRAL_NODES=1
     done
   done

@@ -574,6 +574,7 @@ struct LongCase {
   int32_t page_tokens;
   bool tau_stream_everywhere = false;  // tuning: tau splits stream at every length (16-bit caches)
   sr_dtype dtype = SR_DTYPE_BF16;
+  bool compensate = false;  // tuning: reference compensation (reference_compensation.h)
 };
 
 class GpuLongContext : public GpuDecode, public ::testing::WithParamInterface<LongCase> {};
@@ -585,8 +586,9 @@ TEST_P(GpuLongContext, AgreesWithCpuAndFloat64) {
   const LongCase& lc = GetParam();
   sr::gpu::Tuning tuning;
   if (lc.tau_stream_everywhere) tuning.tau_stream_from = 0;
+  tuning.compensate = lc.compensate;
   ScopedTuning scoped(tuning);  // before the GPU context opens: its device reads the knobs then
-  if (lc.tau_stream_everywhere && !scoped.applied()) GTEST_SKIP() << "this build sets no tuning (linked backend)";
+  if ((lc.tau_stream_everywhere || lc.compensate) && !scoped.applied()) GTEST_SKIP() << "this build sets no tuning (linked backend)";
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   CacheShape shape;
@@ -653,12 +655,17 @@ INSTANTIATE_TEST_SUITE_P(Contexts, GpuLongContext,
                                            LongCase{true, 65536 + 77, 16, false, SR_DTYPE_FP8_E4M3},
                                            LongCase{false, 40000, 64, false, SR_DTYPE_FP8_E4M3},
                                            LongCase{true, 9000 + 5, 16, true, SR_DTYPE_FP8_E4M3},
-                                           LongCase{false, 20000 + 3, 128, false, SR_DTYPE_FP8_E4M3}),
+                                           LongCase{false, 20000 + 3, 128, false, SR_DTYPE_FP8_E4M3},
+                                           // Reference compensation (chunked, streamed and FP8 passes)
+                                           LongCase{false, 40000, 16, false, SR_DTYPE_BF16, true},
+                                           LongCase{true, 65536 + 77, 16, false, SR_DTYPE_BF16, true},
+                                           LongCase{false, 20000 + 3, 64, false, SR_DTYPE_FP8_E4M3, true}),
                          [](const ::testing::TestParamInfo<LongCase>& info) {
                            return std::string(info.param.sink_heavy ? "sink" : "mixed") + "_" +
                                   std::to_string(info.param.length) + "_p" + std::to_string(info.param.page_tokens) +
                                   (info.param.tau_stream_everywhere ? "_tau_streamed" : "") +
-                                  (info.param.dtype == SR_DTYPE_BF16 ? "" : "_" + dtype_name(info.param.dtype));
+                                  (info.param.dtype == SR_DTYPE_BF16 ? "" : "_" + dtype_name(info.param.dtype)) +
+                                  (info.param.compensate ? "_compensated" : "");
                          });
 
 // The device's spectral summaries (spectral_kernels.cuh: a block of threads per page or node)
