@@ -7,6 +7,7 @@
 // a sequence's first 64 pages are full.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -223,11 +224,35 @@ TEST(SpectralSummaries, CentredSummariesFromTheFrozenReferenceStayUpperBounds) {
   const int64_t n = 1100;
   auto k = structured_rows(rng, n, shape, 1.f), v = structured_rows(rng, n, shape, 1.f);
   for (int64_t t = 0; t < n; ++t) append_f32(cache.get(), a, 0, 1, k.data() + t * row, v.data() + t * row);
-  append_f32(cache.get(), a, 1, n, k.data(), v.data());
+  // Layer 1 in one bulk write, with a non-finite value in page 5 of kv-head 1: left out of the
+  // reference (the float64 mean of the other 1023 rows), and its page's and nodes' slots +inf.
+  std::vector<float> v1 = v;
+  v1[(5 * 16 + 3) * row + shape.head_dim + 7] = INFINITY;
+  append_f32(cache.get(), a, 1, n, k.data(), v1.data());
   ASSERT_NE(cache->storage->reference_layer(0), nullptr);
   ASSERT_NE(cache->storage->reference_layer(1), nullptr);
+  {
+    std::vector<float> stored(static_cast<size_t>(kReferencePages * 16 * row));
+    read_f32(cache.get(), a, 1, 0, kReferencePages * 16, nullptr, stored.data());
+    for (int32_t h = 0; h < shape.kv_heads; ++h) {
+      for (int32_t d = 0; d < shape.head_dim; ++d) {
+        double sum = 0.0;
+        int64_t finite = 0;
+        for (int64_t t = 0; t < kReferencePages * 16; ++t) {
+          const float* r = stored.data() + t * row + h * shape.head_dim;
+          if (!std::all_of(r, r + shape.head_dim, [](float x) { return std::isfinite(x); })) continue;
+          sum += r[d];
+          ++finite;
+        }
+        EXPECT_EQ(finite, kReferencePages * 16 - (h == 1));
+        EXPECT_EQ(cache->storage->reference_layer(1)[h * shape.head_dim + d], static_cast<float>(sum / finite))
+            << "kv-head " << h << " dimension " << d;
+      }
+    }
+  }
   Checked c = check_centred(cache.get(), a, shape);
-  EXPECT_EQ(c.fresh, 2 * 2 * (68 + 17 + 4 + 1)) << "68 full pages, 17 + 4 + 1 closed nodes per kv-head and layer";
+  EXPECT_EQ(c.fresh, 2 * 2 * (68 + 17 + 4 + 1) - (1 + 1 + 1 + 1))
+      << "68 full pages, 17 + 4 + 1 closed nodes per kv-head and layer; none over the non-finite row";
   EXPECT_EQ(check_centred(cache.get(), early, shape).finite, 0) << "pages filled before the reference froze";
   for (int32_t layer = 0; layer < 2; ++layer) append_f32(cache.get(), early, layer, 80, k0.data() + 120 * row, v0.data() + 120 * row);
   c = check_centred(cache.get(), early, shape);
@@ -241,7 +266,7 @@ TEST(SpectralSummaries, CentredSummariesFromTheFrozenReferenceStayUpperBounds) {
     auto k2 = structured_rows(rng, n - cut, shape, 3.f), v2 = structured_rows(rng, n - cut, shape, 3.f);
     for (int32_t layer = 0; layer < 2; ++layer) append_f32(cache.get(), b, layer, n - cut, k2.data(), v2.data());
     c = check_centred(cache.get(), b, shape);
-    EXPECT_EQ(c.fresh, 2 * 2 * (68 + 17 + 4 + 1)) << "truncated to " << cut << " and re-appended";
+    EXPECT_EQ(c.fresh, 2 * 2 * (68 + 17 + 4 + 1) - 4) << "truncated to " << cut << " and re-appended";
     check_centred(cache.get(), a, shape);
   }
 }
