@@ -13,6 +13,7 @@
 
 #include "nccl_exchange.h"
 #include "shard_plan.h"
+#include "sharded_sequence.h"
 #include "test_helpers.h"
 
 namespace sr::testing {
@@ -38,34 +39,17 @@ TEST(NcclExchange, EveryRankMergesTheWholeSequence) {
   const int32_t ranks = std::min(devices, 8);
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed) + ", " + std::to_string(ranks) + " ranks");
-  CacheShape shape;
-  shape.kv_heads = 2;
-  shape.dtype = SR_DTYPE_BF16;
-  const int32_t group = 4, q_heads = shape.kv_heads * group, D = shape.head_dim;
-  const int64_t length = 20000 + 5;
-  shape.max_q_heads = q_heads;
-  workloads::ContextSpec spec = workloads::sink_heavy_spec(length, seed);
-  spec.kv_heads = shape.kv_heads;
-  spec.group = group;
-  workloads::SyntheticContext generator(spec);
-  std::vector<float> k(static_cast<size_t>(length) * shape.kv_heads * D), v(k.size());
-  generator.tokens(0, length, k.data(), v.data());
-  const std::vector<float> q = generator.query();
-  // The float64 result, over the whole sequence as a bf16 cache stores it.
-  auto host = make_context(SR_BACKEND_CPU);
-  CacheShape whole_shape = shape;
-  whole_shape.capacity = length + 16;
-  auto whole = make_cache(host.get(), whole_shape);
-  sr_seq_id whole_seq;
-  ASSERT_EQ(sr_seq_add(whole.get(), &whole_seq), SR_OK);
-  append_f32(whole.get(), whole_seq, 0, length, k.data(), v.data());
-  const std::vector<double> ref = reference_outputs(whole.get(), {whole_seq}, 0, q.data(), q_heads, shape, 1.0 / std::sqrt(128.0));
+  const ShardedSequence sequence(true, 20000 + 5, seed);
+  const int32_t q_heads = sequence.q_heads, D = sequence.shape.head_dim;
+  const int64_t length = sequence.length;
+  const std::vector<float>& q = sequence.q;
+  const std::vector<double> ref = sequence.reference();
 
   std::vector<int> device_list(static_cast<size_t>(ranks));
   for (int32_t r = 0; r < ranks; ++r) device_list[r] = r;
   std::vector<ncclComm_t> comms(static_cast<size_t>(ranks));
   ASSERT_EQ(ncclCommInitAll(comms.data(), ranks, device_list.data()), ncclSuccess);
-  const auto ranges = cp::plan_shards(length, ranks, shape.page_tokens);
+  const auto ranges = cp::plan_shards(length, ranks, sequence.shape.page_tokens);
   const cp::StateLayout layout{q_heads, D};
 
   for (sr_routing_mode mode : {SR_ROUTING_OFF, SR_ROUTING_TAU, SR_ROUTING_BUDGET}) {
@@ -84,15 +68,9 @@ TEST(NcclExchange, EveryRankMergesTheWholeSequence) {
       co.stream = stream;
       sr_context* ctx = nullptr;
       if (sr_context_create(&co, &ctx) != SR_OK) return fail(std::string("context: ") + sr_last_error());
-      CacheShape rank_shape = shape;
-      rank_shape.capacity = ranges[r].end - ranges[r].begin + shape.page_tokens;
       {
-        CachePtr cache = make_cache(ctx, rank_shape);
         sr_seq_id seq;
-        sr_seq_add(cache.get(), &seq);
-        const int64_t row = int64_t{shape.kv_heads} * D;
-        append_f32(cache.get(), seq, 0, ranges[r].end - ranges[r].begin, k.data() + ranges[r].begin * row,
-                   v.data() + ranges[r].begin * row);
+        CachePtr cache = sequence.cache_of(ctx, ranges[r].begin, ranges[r].end, &seq);
         float *q_dev = nullptr, *state = nullptr, *gathered = nullptr, *merged = nullptr;
         cudaMalloc(&q_dev, sizeof(float) * q.size());
         cudaMalloc(&state, sizeof(float) * layout.floats());

@@ -13,6 +13,7 @@
 
 #include "device_buffers.h"
 #include "shard_plan.h"
+#include "sharded_sequence.h"
 #include "sharded_step.h"
 #include "test_helpers.h"
 
@@ -101,30 +102,15 @@ TEST_P(ShardedDecode, MergedRanksMatchTheUnshardedStep) {
   SCOPED_TRACE("seed " + std::to_string(seed));
   auto ctx = make_context(backend);
   ContextMemory memory(backend);
-  CacheShape shape;
-  shape.kv_heads = 2;
-  shape.dtype = SR_DTYPE_BF16;
-  const int32_t group = 4, q_heads = shape.kv_heads * group, D = shape.head_dim;
   const int64_t length = 12000 + 7;
-  shape.capacity = length + 16 * 16;
-  shape.max_q_heads = q_heads;
-
   for (bool sink_heavy : {true, false}) {
     SCOPED_TRACE(sink_heavy ? "sink-heavy" : "mixed");
-    workloads::ContextSpec spec = sink_heavy ? workloads::sink_heavy_spec(length, seed) : workloads::mixed_spec(length, seed);
-    spec.kv_heads = shape.kv_heads;
-    spec.group = group;
-    workloads::SyntheticContext generator(spec);
-    std::vector<float> k(static_cast<size_t>(length) * shape.kv_heads * D), v(k.size());
-    generator.tokens(0, length, k.data(), v.data());
-    const std::vector<float> q = generator.query();
-    auto whole = make_cache(ctx.get(), shape);
+    const ShardedSequence sequence(sink_heavy, length, seed);
+    const int32_t q_heads = sequence.q_heads, D = sequence.shape.head_dim;
     sr_seq_id whole_seq;
-    ASSERT_EQ(sr_seq_add(whole.get(), &whole_seq), SR_OK);
-    append_f32(whole.get(), whole_seq, 0, length, k.data(), v.data());
-    const std::vector<double> ref =
-        reference_outputs(whole.get(), {whole_seq}, 0, q.data(), q_heads, shape, 1.0 / std::sqrt(128.0));
-    const float* q_mem = memory.upload(q);
+    CachePtr whole = sequence.cache_of(ctx.get(), 0, length, &whole_seq);
+    const std::vector<double> ref = sequence.reference();
+    const float* q_mem = memory.upload(sequence.q);
 
     const cp::StateLayout layout{q_heads, D};
     auto step_args = [&](const sr_seq_id* seq, sr_routing_mode mode, float budget) {
@@ -167,19 +153,10 @@ TEST_P(ShardedDecode, MergedRanksMatchTheUnshardedStep) {
     for (int32_t ranks : {2, 3, 8}) {
       SCOPED_TRACE(std::to_string(ranks) + " ranks");
       // Rank r's cache holds its range of the sequence.
-      const auto ranges = cp::plan_shards(length, ranks, shape.page_tokens);
+      const auto ranges = cp::plan_shards(length, ranks, sequence.shape.page_tokens);
       std::vector<CachePtr> caches;
       std::vector<sr_seq_id> seqs(static_cast<size_t>(ranks));
-      for (int32_t r = 0; r < ranks; ++r) {
-        const cp::TokenRange range = ranges[r];
-        CacheShape rank_shape = shape;
-        rank_shape.capacity = range.end - range.begin + shape.page_tokens;
-        caches.push_back(make_cache(ctx.get(), rank_shape));
-        ASSERT_EQ(sr_seq_add(caches.back().get(), &seqs[r]), SR_OK);
-        const int64_t row = int64_t{shape.kv_heads} * D;
-        append_f32(caches.back().get(), seqs[r], 0, range.end - range.begin, k.data() + range.begin * row,
-                   v.data() + range.begin * row);
-      }
+      for (int32_t r = 0; r < ranks; ++r) caches.push_back(sequence.cache_of(ctx.get(), ranges[r].begin, ranges[r].end, &seqs[r]));
       float* gathered = memory.floats(static_cast<size_t>(ranks * layout.floats()));
       float* state = memory.floats(static_cast<size_t>(layout.floats()));
       float* merged = memory.floats(static_cast<size_t>(layout.floats()));
