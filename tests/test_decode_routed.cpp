@@ -229,6 +229,7 @@ TEST_P(RoutedDecode, SharedMeanValuesKeepTheBoundAndCompensationSkipsMore) {
   Context plain = shared_mean(length, seed);
   unsetenv("SINKROUTER_CPU_COMPENSATION");
   unsetenv("SINKROUTER_CUDA_COMPENSATION");
+  double gain = 0.0;  // in the share of V blocks skipped, summed over the two budgets
   for (float budget : {1e-3f, 1e-2f}) {
     SCOPED_TRACE("budget " + std::to_string(budget));
     Result with = run(compensated, SR_ROUTING_BUDGET, 0.f, budget), without = run(plain, SR_ROUTING_BUDGET, 0.f, budget);
@@ -237,10 +238,13 @@ TEST_P(RoutedDecode, SharedMeanValuesKeepTheBoundAndCompensationSkipsMore) {
       for (size_t i = 0; i < r->bound.size(); ++i) EXPECT_LE(r->bound[i], budget) << "head " << i;
     }
     std::printf("[shared mean] budget %.0e: skipped %.3f compensated, %.3f not\n", budget, skip_fraction(with), skip_fraction(without));
-    // Measured over 10 seeds at 1e-3: 0.31-0.78 against 0.11-0.50, the gain 0.10-0.38; at
-    // 1e-2 often both at the ceiling of what the anchors and the diffuse heads leave (0.75).
-    EXPECT_GE(skip_fraction(with), skip_fraction(without) + (budget < 5e-3f ? 0.05 : 0.0));
+    // (The walk skips at least as much on the same order; a group recomputed over its budget may not.)
+    EXPECT_GE(skip_fraction(with), skip_fraction(without) - 0.02) << "compensation skips less";
+    gain += skip_fraction(with) - skip_fraction(without);
   }
+  // Over 35 seeds: 0.19-0.71, the 1e-3 part 0.04-0.38 and the 1e-2 part 0-0.25 (often both at the
+  // ceiling of what the anchors and the diffuse heads leave, 0.75).
+  EXPECT_GT(gain, 0.1) << "compensation skips little more";
   Result with = run(compensated, SR_ROUTING_TAU, 8.f, 0.f), without = run(plain, SR_ROUTING_TAU, 8.f, 0.f);
   expect_bound_holds(with, "tau");
   expect_bound_holds(without, "tau");
