@@ -297,7 +297,7 @@ sr_status write_tokens(sr_backend_storage* s, int32_t layer, const int32_t* page
   TokenCopy c = token_copy(s, layer, first_token, n_tokens, io);
   c.vnorm = s->vnorm_layer(layer);
   c.vspectral = s->vspectral_layer(layer);
-  c.vcentred = s->vcentred_layer(layer);
+  c.vcentred = s->device->tuning.compensate ? s->vcentred_layer(layer) : nullptr;  // (unread otherwise)
 
   void* staging = nullptr;
   sr_status st = SR_OK;
@@ -438,7 +438,7 @@ sr_status copy_page(sr_backend_storage* s, int32_t src_page, int32_t dst_page, s
                                 gpuMemcpyDeviceToDevice, stream),
                  "copying a shared page", err);
     }
-    if (st == SR_OK) {
+    if (st == SR_OK && s->device->tuning.compensate) {
       const int64_t slots = static_cast<int64_t>(g.num_kv_heads) * kCentredSlots;
       float* centred = s->vcentred_layer(layer);
       st = check(gpuMemcpyAsync(centred + dst_page * slots, centred + src_page * slots, sizeof(float) * slots,

@@ -16,7 +16,8 @@
 struct sr_backend_device {
   std::unique_ptr<sr::cpu::ThreadPool> pool;
   sr::cpu::SplitKernel split_kernel = nullptr;
-  bool compensate = true;  // SINKROUTER_CPU_COMPENSATION=0: routed splits never compensate (for comparison)
+  bool compensate = true;  // SINKROUTER_CPU_COMPENSATION=0: no reference and no centred summaries
+                           // are kept, and routed splits never compensate (for comparison)
   std::string name;
   std::mutex stats_mutex;
   sr_decode_stats stats{};

@@ -296,7 +296,8 @@ sr_status write_tokens(sr_backend_storage* s, int32_t layer, const int32_t* page
   // pages it did not fill itself before that one get their centred summaries too.
   const int64_t first_full = first_token / g.page_tokens, end_full = (first_token + n_tokens) / g.page_tokens;
   int64_t centred_from = first_full;
-  if (!s->reference_frozen.get()[layer] && first_full < kReferencePages && end_full >= kReferencePages) {
+  const bool compensates = s->device->compensate;  // (else no decode reads the centred summaries)
+  if (compensates && !s->reference_frozen.get()[layer] && first_full < kReferencePages && end_full >= kReferencePages) {
     freeze_reference(s, layer, pages);
     centred_from = 0;
   }

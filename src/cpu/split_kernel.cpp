@@ -478,10 +478,14 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
   auto page_slots = [&](int64_t page) {
     return L.vspectral + (static_cast<int64_t>(task.pages[page]) * L.kv_heads + task.kv_head) * kSpectralSlots;
   };
-  auto node_lambda = [&](int level, int64_t node) {
-    const int64_t last = node_last_page(level, node);
-    return last < sequence_pages ? page_slots(last)[level] : INFINITY;
+  // A node's lambda from `slots` (plain or centred) of the page that closes it.
+  auto lambda_from = [&](auto slots) {
+    return [&, slots](int level, int64_t node) {
+      const int64_t last = node_last_page(level, node);
+      return last < sequence_pages ? slots(last)[level] : INFINITY;
+    };
   };
+  auto node_lambda = lambda_from(page_slots);
   float* bsum2 = scratch.block_sum2;
   auto skipped_page = [&](int h, int b) {
     return TreePage{bsum[h * n_blocks + b], bsum2[h * n_blocks + b], block_vnorm(b), page_slots(first_page + b)[0]};
@@ -491,10 +495,7 @@ void run_split_impl(const LayerView& L, const RoutingConfig& R, SplitTask& task)
   auto centred_slots = [&](int64_t page) {
     return L.vcentred + (static_cast<int64_t>(task.pages[page]) * L.kv_heads + task.kv_head) * kCentredSlots;
   };
-  auto centred_lambda = [&](int level, int64_t node) {
-    const int64_t last = node_last_page(level, node);
-    return last < sequence_pages ? centred_slots(last)[level] : INFINITY;
-  };
+  auto centred_lambda = lambda_from(centred_slots);
   auto skipped_centred = [&](int h, int b) {
     return centred_page(bsum[h * n_blocks + b], bsum2[h * n_blocks + b], centred_slots(first_page + b));
   };

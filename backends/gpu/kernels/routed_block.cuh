@@ -343,13 +343,13 @@ struct Block : Passes<DT, D, GT, kAmpleRegisters> {
     const float allowance = budget_allowance(p.budget, sh.anchor_norm[h], sh.z[h], share);
     const float to_ref = expf(fminf(sh.m[h] - sh.m_ref[h], 80.f));  // frame m -> frame m_ref
     if (p.spectral_nodes == 2) return budget_tree_stop(h, candidates, n_blocks, allowance, to_ref);
-    // With a reference the chunk's bound is the smaller of the plain and the centred sums.
-    float spent = 0.f, spent_centred = INFINITY;
-    if (p.vreference) spent_centred = 0.f;
+    // With a reference the chunk's bound is the smaller of the plain and the centred sums
+    // (without one the centred pages are not loaded: the sum stays +inf).
+    float spent = 0.f, spent_centred = p.vreference ? 0.f : INFINITY;
     for (int r = 0; r < candidates; ++r) {
       const int b = sh.order[r];
       const float plain = spent + tree_leaf_bound(page_leaf(h, b)) * to_ref;
-      const float centred = spent_centred + tree_leaf_bound(centred_leaf(h, b)) * to_ref;
+      const float centred = p.vreference ? spent_centred + tree_leaf_bound(centred_leaf(h, b)) * to_ref : INFINITY;
       if (!(fminf(plain, centred) <= allowance)) return r;
       spent = plain;
       spent_centred = centred;
